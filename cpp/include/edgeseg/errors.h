@@ -1,0 +1,22 @@
+#pragma once
+/// Error types of the edgeseg core. Bad arguments throw std::invalid_argument (mapped to
+/// Python's ValueError by the bindings); CUDA failures throw CudaError.
+#include <stdexcept>
+#include <string>
+
+namespace edgeseg {
+
+/// A CUDA runtime call failed; the message names the call, the file and the line.
+class CudaError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Throws std::invalid_argument with `message` unless `condition` holds.
+inline void require(bool condition, const std::string& message) {
+    if (!condition) {
+        throw std::invalid_argument(message);
+    }
+}
+
+} // namespace edgeseg

@@ -1,0 +1,19 @@
+"""edgeseg: semantic segmentation from labelled pixels to a live OK/NG verdict on the edge."""
+
+from __future__ import annotations
+
+from edgeseg import kernels
+from edgeseg._core import build_info
+from edgeseg.errors import CudaError, DeviceUnavailableError, EdgesegError, InvalidArgumentError
+
+__version__: str = build_info()["version"]
+
+__all__ = [
+    "CudaError",
+    "DeviceUnavailableError",
+    "EdgesegError",
+    "InvalidArgumentError",
+    "__version__",
+    "build_info",
+    "kernels",
+]

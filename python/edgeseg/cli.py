@@ -1,0 +1,86 @@
+"""The ``edgeseg`` command line: one entry point, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+from edgeseg import _core
+
+
+def _version_text() -> str:
+    info = _core.build_info()
+    trt = info["tensorrt"] or "no"
+    cuda = f"yes (sm {', '.join(str(a) for a in info['cuda_archs'])})" if info["cuda"] else "no"
+    return (
+        f"edgeseg {info['version']}\n"
+        f"  cuda kernels: {cuda}\n"
+        f"  tensorrt:     {trt}\n"
+        f"  cpu simd:     {info['simd']}\n"
+        f"  threads:      {info['threads']}\n"
+        f"  compiler:     {info['compiler']}\n"
+        f"  build_info:   {json.dumps(info)}"
+    )
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    info = dict(_core.build_info())
+    ok, reason = _core.cuda_available()
+    info["cuda_device"] = reason if ok else None
+    info["cuda_unavailable_reason"] = None if ok else reason
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(_version_text())
+        print(f"  cuda device:  {reason}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgeseg import bench
+
+    return bench.main(args.bench_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg",
+        description="Semantic segmentation from labelled pixels to a live OK/NG verdict.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=_version_text(), help="print version and build info"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p_info = sub.add_parser("info", help="what this build contains and which devices it sees")
+    p_info.add_argument("--json", action="store_true", help="machine-readable output")
+    p_info.set_defaults(func=_cmd_info)
+
+    p_bench = sub.add_parser(
+        "bench",
+        help="benchmark the fused kernels against numpy+OpenCV and torch (see --help)",
+        add_help=False,
+    )
+    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p_bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

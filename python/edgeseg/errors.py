@@ -1,0 +1,17 @@
+"""The edgeseg exception tree.
+
+Every error edgeseg raises derives from :class:`EdgesegError`. Argument errors are also
+``ValueError`` (:class:`InvalidArgumentError`), CUDA failures also ``RuntimeError``
+(:class:`CudaError`). The first three classes are created by the native core so that C++
+errors map onto them directly.
+"""
+
+from __future__ import annotations
+
+from edgeseg._core import CudaError, EdgesegError, InvalidArgumentError
+
+__all__ = ["CudaError", "EdgesegError", "InvalidArgumentError", "DeviceUnavailableError"]
+
+
+class DeviceUnavailableError(EdgesegError, RuntimeError):
+    """A GPU path was requested on a machine or build that cannot run it."""
