@@ -26,6 +26,14 @@ def _version_text() -> str:
     )
 
 
+class _VersionAction(argparse.Action):
+    """Prints the multi-line build summary verbatim (argparse's version action rewraps it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(_version_text())
+        parser.exit(0)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     info = dict(_core.build_info())
     ok, reason = _core.cuda_available()
@@ -45,13 +53,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(args.bench_args)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgeseg import demo
+
+    return demo.main(args.demo_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg",
         description="Semantic segmentation from labelled pixels to a live OK/NG verdict.",
     )
     parser.add_argument(
-        "--version", action="version", version=_version_text(), help="print version and build info"
+        "--version", action=_VersionAction, nargs=0, help="print version and build info"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -66,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     p_bench.set_defaults(func=_cmd_bench)
+
+    p_demo = sub.add_parser(
+        "demo", help="run the main job on synthetic data (see edgeseg demo --help)", add_help=False
+    )
+    p_demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    p_demo.set_defaults(func=_cmd_demo)
     return parser
 
 

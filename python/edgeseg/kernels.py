@@ -70,7 +70,9 @@ def _pair(value, name: str) -> tuple[int, int]:
     try:
         a, b = (int(v) for v in value)
     except (TypeError, ValueError):
-        raise InvalidArgumentError(f"{name}: expected a pair (h, w) of ints, got {value!r}") from None
+        raise InvalidArgumentError(
+            f"{name}: expected a pair (h, w) of ints, got {value!r}"
+        ) from None
     if a <= 0 or b <= 0:
         raise InvalidArgumentError(f"{name}: expected positive (h, w), got ({a}, {b})")
     return a, b
@@ -285,7 +287,9 @@ def postprocess(
             frame_list, _ = _as_image_list(frame, "frame")
         else:
             frame_list = [frame]
-        frames = [_check_image(f, f"frame[{i}]", allow_gray=False) for i, f in enumerate(frame_list)]
+        frames = [
+            _check_image(f, f"frame[{i}]", allow_gray=False) for i, f in enumerate(frame_list)
+        ]
         if len(frames) != n:
             raise InvalidArgumentError(
                 f"frame: expected {n} frame(s) for a batch of {n} logits, got {len(frames)}"
@@ -298,7 +302,9 @@ def postprocess(
             lb0 = letterbox if isinstance(letterbox, Letterbox) else list(letterbox)[0]
             out_size = (lb0.src_height, lb0.src_width)
         else:
-            raise InvalidArgumentError("out_size: required when no frame is given, e.g. (720, 1280)")
+            raise InvalidArgumentError(
+                "out_size: required when no frame is given, e.g. (720, 1280)"
+            )
     out_h, out_w = _pair(out_size, "out_size")
     if frames is not None:
         for i, f in enumerate(frames):
@@ -346,5 +352,3 @@ def postprocess(
         ov = None if ov is None else ov[0]
         cnt = None if cnt is None else cnt[0]
     return PostprocessResult(class_map=cm, confidence=conf, overlay=ov, counts=cnt)
-
-

@@ -1,0 +1,72 @@
+# edgeseg: two commands do all set-up on a fresh machine.
+#   make demo   - the main job (bootstraps .venv, builds the core, runs the demo)
+#   make test   - lint + the whole test suite (what CI runs)
+# Both are idempotent: a second run reuses .venv and rebuilds only what changed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+VPY    := $(VENV)/bin/python
+PIP    := $(VPY) -m pip --disable-pip-version-check
+# Machines without an NVIDIA GPU get the CPU torch wheel, pinned (an unpinned torch would
+# pull a multi-GB CUDA build).
+HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
+TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
+# Sources that need a rebuild of the native core when they change.
+CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev/null)
+DEMO_OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: all demo test lint pytest bench build sanitize clean distclean help
+
+all: test
+
+help:
+	@echo "make demo      run the main job (kernel demo + benchmark table)"
+	@echo "make test      ruff + pytest (what .ci/run runs)"
+	@echo "make bench     benchmark the fused kernels against numpy+OpenCV and torch"
+	@echo "make sanitize  build the core with ASan+UBSan and run the kernel tests under it"
+	@echo "make clean     remove build outputs (keeps .venv)"
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+# Third-party dependencies; re-run only when pyproject.toml changes.
+$(VENV)/.deps-stamp: pyproject.toml | $(VPY)
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
+	@touch $@
+
+# The package itself (editable: Python edits are live) with its dev extra; the native core is
+# rebuilt incrementally in build/ when a C++/CUDA/CMake source changes.
+$(VENV)/.core-stamp: $(VENV)/.deps-stamp $(CORE_SRCS)
+	$(PIP) install -q --no-build-isolation -e ".[dev]"
+	@touch $@
+
+build: $(VENV)/.core-stamp
+
+lint: build
+	$(VPY) -m ruff check python tests tools
+	$(VPY) -m ruff format --check python tests tools
+
+pytest: build
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+test: lint pytest
+
+demo: build
+	$(VPY) -m edgeseg demo --out $(DEMO_OUT)
+
+bench: build
+	$(VPY) tools/bench_kernels.py
+
+# ASan+UBSan build of the core in its own venv (system packages of .venv reused via a
+# .pth file), kernel tests run with the sanitizer runtime preloaded.
+ASAN_VENV := build/asan-venv
+sanitize: build
+	tools/sanitize.sh "$(VPY)" "$(ASAN_VENV)"
+
+clean:
+	rm -rf build $(DEMO_OUT) $(VENV)/.core-stamp
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,298 @@
+"""Benchmarks of the fused kernels against the pipelines users write today.
+
+Every workload runs our kernel and its peers on the same inputs in one warm process and
+reports medians and ratios. Peers: numpy+OpenCV (per-channel ``cv2.resize`` of the logits,
+``np.argmax``, numpy softmax, palette LUT, ``cv2.addWeighted``), torch (``F.interpolate`` +
+``softmax`` + ``max``) and, for preprocessing, ``cv2.dnn.blobFromImage`` + numpy mean/std.
+A peer whose library is missing is reported as skipped, never faked.
+
+Run ``edgeseg bench`` or ``python tools/bench_kernels.py`` (``--json`` for scripts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgeseg import _core, kernels
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Row:
+    workload: str
+    impl: str
+    median_ms: Optional[float]
+    p10_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    speedup_vs_ours: Optional[float] = None  # peer_ms / ours_ms (how much faster ours is)
+    note: str = ""
+
+
+@dataclass
+class Report:
+    machine: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    info = _core.build_info()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "simd": info["simd"],
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "edgeseg": info["version"],
+    }
+
+
+def time_fn(fn: Callable[[], object], repeat: int, warmup: int) -> tuple[float, float, float]:
+    """Median, p10 and p90 in milliseconds over `repeat` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1e3)
+    samples.sort()
+    q = statistics.quantiles(samples, n=10) if len(samples) >= 2 else samples * 9
+    return statistics.median(samples), q[0], q[-1]
+
+
+def _try_import(name: str):
+    try:
+        return __import__(name)
+    except ImportError:
+        return None
+
+
+def make_postprocess_inputs(c: int, h: int, w: int, out_h: int, out_w: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((c, h, w), dtype=np.float32) * 3.0
+    frame = rng.integers(0, 256, (out_h, out_w, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (c, 3), dtype=np.uint8)
+    return logits, frame, palette
+
+
+def numpy_opencv_postprocess(cv2, logits, out_h, out_w, frame=None, palette=None, alpha=0.5):
+    """What users write today: per-channel cv2.resize, np.argmax, numpy softmax, LUT blend."""
+    up = np.stack([cv2.resize(ch, (out_w, out_h), interpolation=cv2.INTER_LINEAR) for ch in logits])
+    class_map = up.argmax(axis=0).astype(np.uint8)
+    e = np.exp(up - up.max(axis=0, keepdims=True))
+    confidence = 1.0 / e.sum(axis=0)
+    overlay = None
+    if frame is not None and palette is not None:
+        overlay = cv2.addWeighted(frame, 1.0 - alpha, palette[class_map], alpha, 0.0)
+    counts = np.bincount(class_map.ravel(), minlength=logits.shape[0])
+    return class_map, confidence, overlay, counts
+
+
+def torch_postprocess(torch, logits_t, out_h, out_w):
+    """torch's pipeline: F.interpolate + softmax + max."""
+    with torch.inference_mode():
+        up = torch.nn.functional.interpolate(
+            logits_t[None], size=(out_h, out_w), mode="bilinear", align_corners=False
+        )[0]
+        conf, class_map = up.softmax(0).max(0)
+    return class_map, conf
+
+
+def bench_postprocess(report: Report, name: str, c, h, w, out_h, out_w, overlay: bool, args):
+    cv2 = _try_import("cv2")
+    torch = _try_import("torch")
+    logits, frame, palette = make_postprocess_inputs(c, h, w, out_h, out_w)
+    frame_arg = frame if overlay else None
+    palette_arg = palette if overlay else None
+
+    def ours():
+        return kernels.postprocess(
+            logits, (out_h, out_w), frame=frame_arg, palette=palette_arg, confidence=True
+        )
+
+    rows = [("edgeseg (fused C++)", ours)]
+    if cv2 is not None:
+        rows.append(
+            (
+                "numpy+OpenCV",
+                lambda: numpy_opencv_postprocess(cv2, logits, out_h, out_w, frame_arg, palette_arg),
+            )
+        )
+    else:
+        report.rows.append(Row(name, "numpy+OpenCV", None, note="skipped: cv2 not installed"))
+    if torch is not None:
+        lt = torch.from_numpy(logits)
+        rows.append(
+            ("torch (interpolate+softmax+max)", lambda: torch_postprocess(torch, lt, out_h, out_w))
+        )
+    else:
+        report.rows.append(Row(name, "torch", None, note="skipped: torch not installed"))
+    _run_rows(report, name, rows, args)
+
+
+def bench_preprocess(report: Report, name: str, src_h, src_w, h, w, args):
+    cv2 = _try_import("cv2")
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (src_h, src_w, 3), dtype=np.uint8)
+    mean = np.asarray(MEAN, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(STD, np.float32).reshape(1, 3, 1, 1)
+
+    def ours():
+        return kernels.preprocess(img, (h, w), MEAN, STD, input_order="bgr", output_order="rgb")
+
+    rows = [("edgeseg (fused C++)", ours)]
+    if cv2 is not None:
+
+        def blob_from_image():
+            b = cv2.dnn.blobFromImage(img, 1.0 / 255.0, (w, h), swapRB=True)
+            return (b - mean) / std
+
+        def resize_numpy():
+            r = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)[:, :, ::-1]
+            x = r.astype(np.float32) / 255.0
+            return np.ascontiguousarray(((x - MEAN) / STD).astype(np.float32).transpose(2, 0, 1))[
+                None
+            ]
+
+        rows.append(("cv2.dnn.blobFromImage+std", blob_from_image))
+        rows.append(("cv2.resize+numpy", resize_numpy))
+    else:
+        report.rows.append(Row(name, "OpenCV peers", None, note="skipped: cv2 not installed"))
+    _run_rows(report, name, rows, args)
+
+
+def _run_rows(report: Report, name: str, rows, args) -> None:
+    results = []
+    for impl, fn in rows:
+        med, p10, p90 = time_fn(fn, args.repeat, args.warmup)
+        results.append(Row(name, impl, med, p10, p90))
+        if not args.json:
+            print(f"  {name:<44} {impl:<32} {med:9.3f} ms", file=sys.stderr)
+    ours_ms = results[0].median_ms
+    for r in results:
+        r.speedup_vs_ours = r.median_ms / ours_ms if ours_ms else None
+    report.rows.extend(results)
+
+
+WORKLOADS = {
+    "post-c4": (
+        "postprocess C=4 128x128 -> 1280x720 (class+conf+overlay)",
+        4,
+        128,
+        128,
+        720,
+        1280,
+        True,
+    ),
+    "post-c19": (
+        "postprocess C=19 256x512 -> 2048x1024 (class+conf)",
+        19,
+        256,
+        512,
+        1024,
+        2048,
+        False,
+    ),
+}
+
+
+def format_table(report: Report) -> str:
+    lines = [
+        "| workload | implementation | median ms | ours is N× faster |",
+        "|---|---|---:|---:|",
+    ]
+    for r in report.rows:
+        if r.median_ms is None:
+            lines.append(f"| {r.workload} | {r.impl} | – | {r.note} |")
+            continue
+        ratio = "1.0 (ours)" if r.impl.startswith("edgeseg") else f"{r.speedup_vs_ours:.1f}×"
+        lines.append(f"| {r.workload} | {r.impl} | {r.median_ms:.3f} | {ratio} |")
+    m = report.machine
+    lines.append("")
+    lines.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, simd={m['simd']}, "
+        f"Python {m['python']}, numpy {m['numpy']}, edgeseg {m['edgeseg']}."
+    )
+    return "\n".join(lines)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg bench",
+        description="Benchmark the fused kernels against numpy+OpenCV and torch (medians of "
+        "repeated calls in one warm process; ratios = peer time / our time).",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads for every library (default 2)"
+    )
+    parser.add_argument("--repeat", type=int, default=30, help="timed calls per implementation")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed calls before timing")
+    parser.add_argument(
+        "--only",
+        choices=["pre", "post-c4", "post-c19"],
+        action="append",
+        help="run only these workloads (repeatable)",
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough look)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error("--repeat must be >= 1 and --warmup >= 0")
+    if args.quick:
+        args.repeat, args.warmup = min(args.repeat, 7), min(args.warmup, 2)
+
+    kernels.set_num_threads(args.threads)
+    cv2 = _try_import("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(args.threads)
+    torch = _try_import("torch")
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+
+    report = Report(machine=machine_info(args.threads))
+    selected = args.only or ["pre", "post-c4", "post-c19"]
+    if "pre" in selected:
+        bench_preprocess(report, "preprocess 1920x1080 -> 512x512 NCHW", 1080, 1920, 512, 512, args)
+    for key in ("post-c4", "post-c19"):
+        if key in selected:
+            label, c, h, w, oh, ow, ov = WORKLOADS[key]
+            bench_postprocess(report, label, c, h, w, oh, ow, ov, args)
+    return report, args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    report, args = run(argv)
+    if args.json:
+        print(
+            json.dumps(
+                {"machine": report.machine, "rows": [asdict(r) for r in report.rows]}, indent=2
+            )
+        )
+    else:
+        print(format_table(report))
+    return 0
