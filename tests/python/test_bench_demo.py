@@ -1,0 +1,57 @@
+"""The benchmark harness and the demo produce sane, checkable output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeseg import bench, demo, kernels
+
+
+def test_bench_json_rows_and_ratios(capsys):
+    assert bench.main(["--only", "post-c4", "--repeat", "2", "--warmup", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    rows = report["rows"]
+    assert report["machine"]["threads"] == 2
+    impls = [r["impl"] for r in rows]
+    assert impls[0].startswith("edgeseg")
+    assert "numpy+OpenCV" in impls and any(i.startswith("torch") for i in impls)
+    ours = rows[0]["median_ms"]
+    for r in rows:
+        assert r["median_ms"] > 0
+        assert r["speedup_vs_ours"] == pytest.approx(r["median_ms"] / ours)
+
+
+def test_bench_rejects_bad_arguments():
+    with pytest.raises(SystemExit):
+        bench.main(["--threads", "0"])
+
+
+def test_numpy_opencv_peer_agrees_with_kernel():
+    """The peer we compare against computes the same thing (else the ratio would be unfair)."""
+    cv2 = pytest.importorskip("cv2")
+    logits, frame, palette = bench.make_postprocess_inputs(4, 16, 24, 90, 160, seed=5)
+    cm, conf, ov, counts = bench.numpy_opencv_postprocess(cv2, logits, 90, 160, frame, palette)
+    ours = kernels.postprocess(logits, (90, 160), frame=frame, palette=palette)
+    assert (ours.class_map == cm).mean() > 0.999
+    np.testing.assert_allclose(ours.confidence, conf, atol=1e-4)
+    assert np.abs(ours.overlay.astype(int) - ov).max() <= 1 or (ours.class_map != cm).any()
+    assert np.abs(ours.counts - counts).sum() <= 2 * (ours.class_map != cm).sum()
+
+
+def test_demo_writes_overlay_and_summary(tmp_path: Path):
+    cv2 = pytest.importorskip("cv2")
+    summary = demo.run_demo(tmp_path, bench=False)
+    frame = cv2.imread(str(tmp_path / "frame.png"))
+    overlay = cv2.imread(str(tmp_path / "overlay.png"))
+    assert frame.shape == overlay.shape == (720, 1280, 3)
+    assert (frame != overlay).any(axis=2).mean() > 0.2  # the part and defects are tinted
+    assert summary["pixel_accuracy_vs_ground_truth"] > 0.97
+    classes = summary["classes"]
+    assert sum(v["pixels"] for v in classes.values()) == 720 * 1280
+    assert classes["scratch"]["pixels"] > 0 and classes["dent"]["pixels"] > 0
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved["classes"] == classes
