@@ -4,6 +4,7 @@
 // normalization per output channel plane, so the stores are contiguous.
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -64,8 +65,8 @@ XTable makeXTable(const ImageView& src, int dstWidth, bool simdLayout) {
         t.weights[x] = static_cast<int32_t>(static_cast<uint16_t>(k.w0)) |
                        (static_cast<int32_t>(static_cast<uint16_t>(k.w1)) << 16);
         // Sample positions only grow, so the loads that fit form a prefix.
-        if (fastOpen && k.s1 == k.s0 + 1 &&
-            static_cast<long long>(k.s0) * c + loadBytes <= static_cast<long long>(src.width) * c) {
+        const long long lastByte = static_cast<long long>(k.s0) * c + loadBytes;
+        if (fastOpen && k.s1 == k.s0 + 1 && lastByte <= static_cast<long long>(src.width) * c) {
             fast = x + 1;
         } else {
             fastOpen = false;
@@ -75,8 +76,8 @@ XTable makeXTable(const ImageView& src, int dstWidth, bool simdLayout) {
     t.fastOff.resize(t.fastCount);
     for (int x = 0; x < t.fastCount; x += 8) {
         if (c == 3) {
-            // Two 4-lane qword gathers whose 128-bit halves interleave into outputs 0..7 in
-            // order after the per-channel byte shuffles: (0, 1, 4, 5) and (2, 3, 6, 7).
+            // Two groups of four qword loads whose 128-bit halves interleave into outputs
+            // 0..7 in order after the per-channel byte shuffles: (0, 1, 4, 5), (2, 3, 6, 7).
             static constexpr int kOrder[8] = {0, 1, 4, 5, 2, 3, 6, 7};
             for (int i = 0; i < 8; ++i) {
                 t.fastOff[x + i] = static_cast<int32_t>(t.off0[x + kOrder[i]]);
@@ -407,9 +408,20 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
         job.pad[oc] = job.lut[oc][p.padValue];
     }
     job.dst = static_cast<T*>(dst);
-    // Enough rows per chunk that waking a worker pays off (~32k output values).
-    const int minChunk = std::max(1, (1 << 15) / (p.outWidth * p.outChannels));
-    parallelFor(p.outHeight, minChunk, [&job](int begin, int end) { runRows(job, begin, end); });
+    // Rows are handed out in small blocks from a shared counter rather than as one fixed chunk
+    // per thread: a pool worker can take tens of microseconds to wake (much more on a VM), and
+    // meanwhile the calling thread keeps taking blocks instead of idling at the end.
+    // Each block holds enough output values (~16k) that the counter traffic is negligible.
+    const int rowsPerBlock = std::max(1, (1 << 14) / (p.outWidth * p.outChannels));
+    const int blocks = (p.outHeight + rowsPerBlock - 1) / rowsPerBlock;
+    std::atomic<int> nextBlock{0};
+    const auto work = [&](int, int) {
+        for (int b = nextBlock.fetch_add(1); b < blocks; b = nextBlock.fetch_add(1)) {
+            runRows(job, b * rowsPerBlock, std::min(p.outHeight, (b + 1) * rowsPerBlock));
+        }
+    };
+    // One task per thread, but never more than there are blocks (at least 2 blocks each).
+    parallelFor(std::min(numThreads(), std::max(1, blocks / 2)), 1, work);
     return job.lb;
 }
 
