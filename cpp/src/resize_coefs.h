@@ -1,9 +1,10 @@
 #pragma once
 // Private to the preprocess kernels (CPU and CUDA). The interpolation coefficients of OpenCV's
 // 8-bit INTER_LINEAR resize, written once for both compilers so the two implementations agree
-// bit for bit. Every floating-point step names its rounding: a contracted multiply-add (which
-// nvcc, and GCC for some targets, would otherwise emit) changes the last bit of the source
-// coordinate and with it a coefficient.
+// bit for bit. Every floating-point step must round separately: a contracted multiply-add
+// (which nvcc, and GCC for FMA targets, would otherwise emit) changes the last bit of the source
+// coordinate and with it a coefficient. Device code says so with __dmul_rn & co.; host code
+// relies on -ffp-contract=off, set for preprocess.cpp in cpp/CMakeLists.txt.
 #include <cmath>
 #include <cstdint>
 
