@@ -105,11 +105,24 @@ void hresizeScalar(const uint8_t* row, int channels, const XTable& t, int begin,
     }
 }
 
-/// Vertical pass + normalization of one output row of one channel, through a 256-entry table
-/// of the normalized values (float or half bits).
+/// Portable vertical pass + normalization of one output row of one channel: a lookup in the
+/// 256-entry table of normalized values (float or half bits), which holds exactly
+/// fma(v, scale, offset), the value the SIMD paths compute.
 template <typename T>
 void vresizeScalar(const int16_t* h0, const int16_t* h1, int w0, int w1, int count,
-                   const T* lut, T* out) {
+                   const detail::NormCoef& norm, const T* lut, T* out) {
+#if defined(__aarch64__)
+    // AArch64 has fused multiply-add in hardware: computing the table's value directly lets the
+    // float loop vectorize (NEON) instead of doing a lookup per value.
+    if constexpr (sizeof(T) == 4) {
+        for (int x = 0; x < count; ++x) {
+            const float v = static_cast<float>(detail::verticalBlend(h0[x], h1[x], w0, w1));
+            out[x] = std::fma(v, norm.scale, norm.offset);
+        }
+        return;
+    }
+#endif
+    (void)norm;
     for (int x = 0; x < count; ++x) {
         out[x] = lut[detail::verticalBlend(h0[x], h1[x], w0, w1)];
     }
@@ -354,7 +367,8 @@ template <typename T> void runRows(const Job<T>& job, int yBegin, int yEnd) {
                 continue;
             }
 #endif
-            vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, lut, out + lb.padX);
+            vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc], lut,
+                             out + lb.padX);
         }
     }
 }
