@@ -39,8 +39,8 @@ struct Job {
     std::vector<float> xw0, xw1;
     std::vector<AxisTap> yTaps;
     PostprocessOutputs out;
-    uint64_t overlayQ[256] = {}; ///< per class: three uint16 (colour * A + 128) and a spare
-    uint64_t overlayW[256] = {}; ///< per class: three uint16 (256 - A) and a spare
+    uint32_t overlayTable[256] = {}; ///< per class: colour bytes, bit 24 = transparent
+    uint32_t overlayAlpha = 0;        ///< A = round(alpha * 256)
 };
 
 /// Per-thread buffers, kept across calls so a camera loop does not reallocate per frame.
@@ -52,8 +52,6 @@ struct Scratch {
     std::vector<float> maxVal;
     std::vector<float> sum;
     std::vector<int32_t> best;
-    std::vector<uint16_t> q3;
-    std::vector<uint16_t> w3;
     std::vector<uint8_t> pixels;
     std::vector<int64_t> hist;
 };
@@ -101,16 +99,20 @@ EDGESEG_HOT void argmaxBlock(const float* __restrict top, const float* __restric
             for (int i = 0; i < n; ++i) {
                 float v = detail::lerp2(h0, t[i], h1, b[i]);
                 vc[i] = v;
-                bool greater = v > maxVal[i];
-                maxVal[i] = greater ? v : maxVal[i];
-                best[i] = greater ? c : best[i];
+                // std::max rather than a select on `greater`: GCC turns the latter into a
+                // masked store guarded by a branch.
+                const float m = maxVal[i];
+                best[i] = v > m ? c : best[i];
+                maxVal[i] = std::max(v, m);
             }
         } else {
             for (int i = 0; i < n; ++i) {
                 float v = detail::lerp2(h0, t[i], h1, b[i]);
-                bool greater = v > maxVal[i];
-                maxVal[i] = greater ? v : maxVal[i];
-                best[i] = greater ? c : best[i];
+                // std::max rather than a select on `greater`: GCC turns the latter into a
+                // masked store guarded by a branch.
+                const float m = maxVal[i];
+                best[i] = v > m ? c : best[i];
+                maxVal[i] = std::max(v, m);
             }
         }
     }
@@ -140,11 +142,40 @@ EDGESEG_HOT void narrowClasses(const int32_t* __restrict best, int n, uint8_t* _
     }
 }
 
-/// out = (frame * w + q) >> 8 per byte; the sum stays below 2^16 (see overlayAlpha).
-EDGESEG_HOT void blendBytes(const uint8_t* __restrict frame, const uint16_t* __restrict w,
-                            const uint16_t* __restrict q, int n, uint8_t* __restrict out) {
+/// overlay = (frame * (256 - a) + colour * a + 128) >> 8 per byte, where `table[class]` packs
+/// the class colour (bits 0..23) and a transparency flag (bit 24, a = 0); the sum stays below
+/// 2^16 (see detail::overlayAlpha).
+EDGESEG_HOT void blendBlock(const uint8_t* __restrict frame, const int32_t* __restrict best,
+                            const uint32_t* __restrict table, uint32_t alpha, int n,
+                            uint8_t* __restrict out) {
     for (int i = 0; i < n; ++i) {
-        out[i] = static_cast<uint8_t>(static_cast<uint16_t>(frame[i] * w[i] + q[i]) >> 8);
+        const uint32_t u = table[best[i]];
+        const uint32_t a = (u >> 24) != 0 ? 0 : alpha;
+        const uint32_t keep = 256 - a;
+        for (int ch = 0; ch < 3; ++ch) {
+            const uint32_t colour = (u >> (8 * ch)) & 255;
+            out[3 * i + ch] =
+                static_cast<uint8_t>((frame[3 * i + ch] * keep + colour * a + 128) >> 8);
+        }
+    }
+}
+
+/// Per-class pixel counts by comparison sums, which vectorize; for many classes a plain
+/// histogram is cheaper.
+EDGESEG_HOT void countBlock(const int32_t* __restrict best, int n, int channels,
+                            int64_t* __restrict hist) {
+    if (channels > 32) {
+        for (int i = 0; i < n; ++i) {
+            ++hist[best[i]];
+        }
+        return;
+    }
+    for (int c = 0; c < channels; ++c) {
+        int32_t k = 0;
+        for (int i = 0; i < n; ++i) {
+            k += best[i] == c ? 1 : 0;
+        }
+        hist[c] += k;
     }
 }
 
@@ -221,14 +252,10 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
     ensure(s.sum, K);
     ensure(s.best, K);
     if (wantOverlay) {
-        // One spare element: each pixel writes four uint16 and the next overwrites the fourth.
-        ensure(s.q3, 3 * static_cast<size_t>(K) + 1);
-        ensure(s.w3, 3 * static_cast<size_t>(K) + 1);
         ensure(s.pixels, 3 * static_cast<size_t>(K));
     }
-    // Four interleaved histograms so that runs of one class do not serialize on one counter.
     if (wantCounts) {
-        s.hist.assign(4 * static_cast<size_t>(C), 0);
+        s.hist.assign(static_cast<size_t>(C), 0);
     }
     const ImageView* frame = out.frame;
     const bool packedFrame = frame != nullptr && frame->pixelStride == 3;
@@ -248,25 +275,9 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
             }
             narrowClasses(s.best.data(), n, out.classMap + rowOffset + x);
             if (wantCounts) {
-                int64_t* h = s.hist.data();
-                int i = 0;
-                for (; i + 4 <= n; i += 4) {
-                    ++h[s.best[i]];
-                    ++h[C + s.best[i + 1]];
-                    ++h[2 * C + s.best[i + 2]];
-                    ++h[3 * C + s.best[i + 3]];
-                }
-                for (; i < n; ++i) {
-                    ++h[s.best[i]];
-                }
+                countBlock(s.best.data(), n, C, s.hist.data());
             }
             if (wantOverlay) {
-                uint16_t* q3 = s.q3.data();
-                uint16_t* w3 = s.w3.data();
-                for (int i = 0; i < n; ++i) {
-                    memcpy(q3 + 3 * i, &job.overlayQ[s.best[i]], sizeof(uint64_t));
-                    memcpy(w3 + 3 * i, &job.overlayW[s.best[i]], sizeof(uint64_t));
-                }
                 const uint8_t* src;
                 if (packedFrame) {
                     src = frame->row(y) + static_cast<ptrdiff_t>(x) * 3;
@@ -282,14 +293,15 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
                     }
                     src = px;
                 }
-                blendBytes(src, w3, q3, 3 * n, out.overlay + 3 * (rowOffset + x));
+                blendBlock(src, s.best.data(), job.overlayTable, job.overlayAlpha, n,
+                           out.overlay + 3 * (rowOffset + x));
             }
         }
     }
     if (wantCounts) {
         std::lock_guard<std::mutex> lock(countsMutex);
         for (int c = 0; c < C; ++c) {
-            counts[c] += s.hist[c] + s.hist[C + c] + s.hist[2 * C + c] + s.hist[3 * C + c];
+            counts[c] += s.hist[c];
         }
     }
 }
@@ -351,15 +363,11 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
     job.chunk = std::max(16, std::min(1024, (4096 / job.channels) / 16 * 16));
     buildTaps(job, params.letterbox, logits.height, logits.width);
     if (out.overlay != nullptr) {
+        job.overlayAlpha = static_cast<uint32_t>(detail::overlayAlpha(params.alpha, false));
         for (int c = 0; c < logits.channels; ++c) {
             const bool clear = params.transparent != nullptr && params.transparent[c] != 0;
-            const uint64_t a = static_cast<uint64_t>(detail::overlayAlpha(params.alpha, clear));
-            uint64_t q = 0;
-            for (int ch = 0; ch < 3; ++ch) {
-                q |= (params.palette[3 * c + ch] * a + 128) << (16 * ch);
-            }
-            job.overlayQ[c] = q;
-            job.overlayW[c] = (256 - a) * 0x0000000100010001ull;
+            const uint8_t* p = params.palette + 3 * c;
+            job.overlayTable[c] = p[0] | (p[1] << 8) | (p[2] << 16) | (clear ? 1u << 24 : 0u);
         }
     }
     if (out.counts != nullptr) {

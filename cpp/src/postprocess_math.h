@@ -79,7 +79,7 @@ EDGESEG_HD AxisTap letterboxTap(int dst, int inSize, int pad, int resized, int s
 /// fitted for relative error ~1.1e-7 on |r| <= ln2/2, and 2^n built in the exponent bits.
 /// Branch-free so that loops over pixels vectorize.
 EDGESEG_HD float expNonPositive(float x) {
-    x = x < -87.0f ? -87.0f : x;
+    x = x > -87.0f ? x : -87.0f;
     // Adding 1.5 * 2^23 rounds to the nearest integer in the float's low mantissa bits.
     const float kRound = 12582912.0f;
     float n = (x * 1.44269504089f + kRound) - kRound;
