@@ -10,6 +10,7 @@
 
 #include "edgeseg/errors.h"
 #include "edgeseg/parallel.h"
+#include "postprocess_common.h"
 #include "postprocess_math.h"
 
 // The hot loops are compiled twice (AVX2+FMA and baseline) and picked at load time, so the
@@ -306,50 +307,11 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
     }
 }
 
-void validate(const LogitsView& logits, const PostprocessParams& params,
-              const PostprocessOutputs& out) {
-    require(logits.data != nullptr, "postprocess: logits: data is null");
-    require(logits.channels >= 1 && logits.channels <= 255,
-            "postprocess: logits: expected 1..255 classes (C), got C=" +
-                std::to_string(logits.channels));
-    require(logits.height >= 1 && logits.width >= 1,
-            "postprocess: logits: spatial size must be positive, got " +
-                std::to_string(logits.height) + "x" + std::to_string(logits.width));
-    require(params.outHeight >= 1 && params.outWidth >= 1,
-            "postprocess: out_size: expected positive (H, W), got (" +
-                std::to_string(params.outHeight) + ", " + std::to_string(params.outWidth) + ")");
-    require(out.classMap != nullptr, "postprocess: classMap: output buffer is null");
-    if (params.letterbox != nullptr) {
-        const Letterbox& lb = *params.letterbox;
-        require(lb.srcWidth == params.outWidth && lb.srcHeight == params.outHeight,
-                "postprocess: letterbox: out_size (" + std::to_string(params.outHeight) + ", " +
-                    std::to_string(params.outWidth) + ") must equal the letterboxed frame's size (" +
-                    std::to_string(lb.srcHeight) + ", " + std::to_string(lb.srcWidth) + ")");
-        require(lb.inputWidth >= 1 && lb.inputHeight >= 1 && lb.resizedWidth >= 1 &&
-                    lb.resizedHeight >= 1,
-                "postprocess: letterbox: input and resized sizes must be positive");
-    }
-    if (out.overlay != nullptr) {
-        require(out.frame != nullptr && out.frame->data != nullptr,
-                "postprocess: overlay: needs a frame");
-        require(params.palette != nullptr, "postprocess: overlay: needs a palette");
-        const ImageView& f = *out.frame;
-        require(f.channels == 3, "postprocess: frame: expected 3 channels, got " +
-                                     std::to_string(f.channels));
-        require(f.height == params.outHeight && f.width == params.outWidth,
-                "postprocess: frame: expected size " + std::to_string(params.outHeight) + "x" +
-                    std::to_string(params.outWidth) + " (out_size), got " +
-                    std::to_string(f.height) + "x" + std::to_string(f.width));
-        require(params.alpha >= 0.0f && params.alpha <= 1.0f,
-                "postprocess: alpha: expected 0..1, got " + std::to_string(params.alpha));
-    }
-}
-
 } // namespace
 
 void postprocess(const LogitsView& logits, const PostprocessParams& params,
                  const PostprocessOutputs& out) {
-    validate(logits, params, out);
+    detail::validatePostprocess(logits, params, out);
     Job job;
     job.logits = logits.data;
     job.half = logits.dtype == DType::Float16;
@@ -363,12 +325,7 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
     job.chunk = std::max(16, std::min(1024, (4096 / job.channels) / 16 * 16));
     buildTaps(job, params.letterbox, logits.height, logits.width);
     if (out.overlay != nullptr) {
-        job.overlayAlpha = static_cast<uint32_t>(detail::overlayAlpha(params.alpha, false));
-        for (int c = 0; c < logits.channels; ++c) {
-            const bool clear = params.transparent != nullptr && params.transparent[c] != 0;
-            const uint8_t* p = params.palette + 3 * c;
-            job.overlayTable[c] = p[0] | (p[1] << 8) | (p[2] << 16) | (clear ? 1u << 24 : 0u);
-        }
+        job.overlayAlpha = detail::buildOverlayTable(params, logits.channels, job.overlayTable);
     }
     if (out.counts != nullptr) {
         std::fill(out.counts, out.counts + logits.channels, int64_t{0});

@@ -2,13 +2,13 @@
 // Scalar math shared by the CPU postprocess (postprocess.cpp) and its CUDA twin
 // (cuda/postprocess.cu), so that both sample the same source positions and evaluate the same
 // exp polynomial.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
 #ifdef __CUDACC__
 #define EDGESEG_HD __host__ __device__ __forceinline__
 #else
-#include <cmath>
 #define EDGESEG_HD inline
 #endif
 
