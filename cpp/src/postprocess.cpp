@@ -124,9 +124,9 @@ EDGESEG_HOT void confidenceBlock(const float* __restrict values, size_t valuePla
                                  int n, const float* __restrict maxVal, float* __restrict sum,
                                  float* __restrict conf) {
     for (int i = 0; i < n; ++i) {
-        sum[i] = 0.0f;
+        sum[i] = detail::expNonPositive(values[i] - maxVal[i]);
     }
-    for (int c = 0; c < channels; ++c) {
+    for (int c = 1; c < channels; ++c) {
         const float* vc = values + c * valuePlane;
         for (int i = 0; i < n; ++i) {
             sum[i] += detail::expNonPositive(vc[i] - maxVal[i]);
