@@ -1,8 +1,446 @@
-// PLACEHOLDER: replaced by the real kernel.
-#include "edgeseg/preprocess.h"
+// Fused preprocess on the CPU: OpenCV-exact bilinear resize + channel reorder + normalization
+// + HWC -> CHW. Work is split over output rows; each thread runs the horizontal pass once per
+// source row it needs (into a small planar int16 buffer it reuses) and the vertical pass and
+// normalization per output channel plane, so the stores are contiguous.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "edgeseg/build_info.h"
 #include "edgeseg/errors.h"
+#include "edgeseg/parallel.h"
+#include "edgeseg/preprocess.h"
+#include "resize_coefs.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define EDGESEG_PRE_X86 1
+#endif
+
 namespace edgeseg {
-Letterbox preprocess(const ImageView&, const PreprocessParams&, void*) {
-    throw std::invalid_argument("preprocess: not implemented yet");
+namespace {
+
+using detail::AxisCoef;
+
+/// Horizontal sampling of one call: byte offsets into a source row and weights per output x.
+struct XTable {
+    int count = 0;                 ///< resized width
+    std::vector<ptrdiff_t> off0;   ///< byte offset of the first pixel
+    std::vector<ptrdiff_t> off1;   ///< byte offset of the second pixel
+    std::vector<int16_t> w0;
+    std::vector<int16_t> w1;
+    // SIMD fast path: outputs [0, fastCount) read both pixels with one unaligned load that
+    // stays inside the row (pixels contiguous, second pixel right after the first).
+    int fastCount = 0;             ///< multiple of 16
+    std::vector<int32_t> fastOff;  ///< first-pixel byte offsets, in the order the loads want
+    std::vector<int32_t> weights;  ///< w0 | w1 << 16 per output x
+};
+
+XTable makeXTable(const ImageView& src, int dstWidth, bool simdLayout) {
+    XTable t;
+    t.count = dstWidth;
+    t.off0.resize(dstWidth);
+    t.off1.resize(dstWidth);
+    t.w0.resize(dstWidth);
+    t.w1.resize(dstWidth);
+    t.weights.resize(dstWidth);
+    const double scale = detail::axisScale(dstWidth, src.width);
+    const int c = src.channels;
+    // Bytes one SIMD load reads per output: two 3-byte pixels in a qword, two gray in a dword.
+    const int loadBytes = c == 3 ? 8 : 4;
+    const bool contiguous = src.pixelStride == c &&
+                            static_cast<long long>(src.width) * c < (1LL << 30);
+    int fast = 0;
+    bool fastOpen = simdLayout && contiguous;
+    for (int x = 0; x < dstWidth; ++x) {
+        const AxisCoef k = detail::axisCoef(x, scale, src.width, true);
+        t.off0[x] = static_cast<ptrdiff_t>(k.s0) * src.pixelStride;
+        t.off1[x] = static_cast<ptrdiff_t>(k.s1) * src.pixelStride;
+        t.w0[x] = k.w0;
+        t.w1[x] = k.w1;
+        t.weights[x] = static_cast<int32_t>(static_cast<uint16_t>(k.w0)) |
+                       (static_cast<int32_t>(static_cast<uint16_t>(k.w1)) << 16);
+        // Sample positions only grow, so the loads that fit form a prefix.
+        if (fastOpen && k.s1 == k.s0 + 1 &&
+            static_cast<long long>(k.s0) * c + loadBytes <= static_cast<long long>(src.width) * c) {
+            fast = x + 1;
+        } else {
+            fastOpen = false;
+        }
+    }
+    t.fastCount = fast / 16 * 16;
+    t.fastOff.resize(t.fastCount);
+    for (int x = 0; x < t.fastCount; x += 8) {
+        if (c == 3) {
+            // Two 4-lane qword gathers whose 128-bit halves interleave into outputs 0..7 in
+            // order after the per-channel byte shuffles: (0, 1, 4, 5) and (2, 3, 6, 7).
+            static constexpr int kOrder[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+            for (int i = 0; i < 8; ++i) {
+                t.fastOff[x + i] = static_cast<int32_t>(t.off0[x + kOrder[i]]);
+            }
+        } else {
+            for (int i = 0; i < 8; ++i) {
+                t.fastOff[x + i] = static_cast<int32_t>(t.off0[x + i]);
+            }
+        }
+    }
+    return t;
 }
+
+/// Horizontal pass of outputs [begin, count): h = (p0 * w0 + p1 * w1) >> 4 per channel,
+/// written planar (channel c at out + c * planeStride).
+void hresizeScalar(const uint8_t* row, int channels, const XTable& t, int begin, int16_t* out,
+                   int planeStride) {
+    for (int c = 0; c < channels; ++c) {
+        const uint8_t* base = row + c;
+        int16_t* dst = out + static_cast<ptrdiff_t>(c) * planeStride;
+        for (int x = begin; x < t.count; ++x) {
+            const int h = base[t.off0[x]] * t.w0[x] + base[t.off1[x]] * t.w1[x];
+            dst[x] = static_cast<int16_t>(h >> 4);
+        }
+    }
+}
+
+/// Vertical pass + normalization of one output row of one channel, through a 256-entry table
+/// of the normalized values (float or half bits).
+template <typename T>
+void vresizeScalar(const int16_t* h0, const int16_t* h1, int w0, int w1, int count,
+                   const T* lut, T* out) {
+    for (int x = 0; x < count; ++x) {
+        out[x] = lut[detail::verticalBlend(h0[x], h1[x], w0, w1)];
+    }
+}
+
+#ifdef EDGESEG_PRE_X86
+
+#define EDGESEG_AVX2 __attribute__((target("avx2,fma,f16c")))
+constexpr int8_t Z = -128; // pshufb: zero this byte
+
+bool avx2Usable() {
+    const std::string level = simdLevel();
+    return level == "avx2" || level == "avx512";
+}
+
+/// Four unaligned qwords at row + o[0..3], the first two in the low 128-bit half. Plain loads
+/// beat a hardware gather here.
+EDGESEG_AVX2 inline __m256i loadPairs(const uint8_t* row, const int32_t* o) {
+    const __m128i lo = _mm_castpd_si128(_mm_loadh_pd(
+        _mm_castsi128_pd(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + o[0]))),
+        reinterpret_cast<const double*>(row + o[1])));
+    const __m128i hi = _mm_castpd_si128(_mm_loadh_pd(
+        _mm_castsi128_pd(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + o[2]))),
+        reinterpret_cast<const double*>(row + o[3])));
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+/// AVX2 horizontal pass of outputs [0, t.fastCount) of a 3-channel row with contiguous pixels.
+EDGESEG_AVX2 void hresizeAvx2Rgb(const uint8_t* row, const XTable& t, int16_t* out,
+                                 int planeStride) {
+    // Per channel c: from the qword [b0 g0 r0 b1 g1 r1 . .] of each output, the int16 pair
+    // (p0[c], p1[c]) in one dword, so one madd applies both weights. "A" fills dwords 0-1 of
+    // each 128-bit half, "B" dwords 2-3.
+    alignas(32) static constexpr int8_t kMasks[2][3][32] = {
+        {{0, Z, 3, Z, 8, Z, 11, Z, Z, Z, Z, Z, Z, Z, Z, Z,
+          0, Z, 3, Z, 8, Z, 11, Z, Z, Z, Z, Z, Z, Z, Z, Z},
+         {1, Z, 4, Z, 9, Z, 12, Z, Z, Z, Z, Z, Z, Z, Z, Z,
+          1, Z, 4, Z, 9, Z, 12, Z, Z, Z, Z, Z, Z, Z, Z, Z},
+         {2, Z, 5, Z, 10, Z, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z,
+          2, Z, 5, Z, 10, Z, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z}},
+        {{Z, Z, Z, Z, Z, Z, Z, Z, 0, Z, 3, Z, 8, Z, 11, Z,
+          Z, Z, Z, Z, Z, Z, Z, Z, 0, Z, 3, Z, 8, Z, 11, Z},
+         {Z, Z, Z, Z, Z, Z, Z, Z, 1, Z, 4, Z, 9, Z, 12, Z,
+          Z, Z, Z, Z, Z, Z, Z, Z, 1, Z, 4, Z, 9, Z, 12, Z},
+         {Z, Z, Z, Z, Z, Z, Z, Z, 2, Z, 5, Z, 10, Z, 13, Z,
+          Z, Z, Z, Z, Z, Z, Z, Z, 2, Z, 5, Z, 10, Z, 13, Z}}};
+    const auto* masks = reinterpret_cast<const __m256i*>(kMasks);
+    const __m256i mA0 = _mm256_load_si256(masks + 0), mA1 = _mm256_load_si256(masks + 1);
+    const __m256i mA2 = _mm256_load_si256(masks + 2), mB0 = _mm256_load_si256(masks + 3);
+    const __m256i mB1 = _mm256_load_si256(masks + 4), mB2 = _mm256_load_si256(masks + 5);
+    int16_t* d0 = out;
+    int16_t* d1 = out + planeStride;
+    int16_t* d2 = out + 2 * static_cast<ptrdiff_t>(planeStride);
+    for (int x = 0; x < t.fastCount; x += 16) {
+        __m256i h[2][3];
+        for (int half = 0; half < 2; ++half) {
+            const int xi = x + 8 * half;
+            const int32_t* o = &t.fastOff[xi];
+            const __m256i ga = loadPairs(row, o);
+            const __m256i gb = loadPairs(row, o + 4);
+            const __m256i w =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
+            const __m256i p0 = _mm256_or_si256(_mm256_shuffle_epi8(ga, mA0),
+                                               _mm256_shuffle_epi8(gb, mB0));
+            const __m256i p1 = _mm256_or_si256(_mm256_shuffle_epi8(ga, mA1),
+                                               _mm256_shuffle_epi8(gb, mB1));
+            const __m256i p2 = _mm256_or_si256(_mm256_shuffle_epi8(ga, mA2),
+                                               _mm256_shuffle_epi8(gb, mB2));
+            h[half][0] = _mm256_srai_epi32(_mm256_madd_epi16(p0, w), 4);
+            h[half][1] = _mm256_srai_epi32(_mm256_madd_epi16(p1, w), 4);
+            h[half][2] = _mm256_srai_epi32(_mm256_madd_epi16(p2, w), 4);
+        }
+        int16_t* dsts[3] = {d0, d1, d2};
+        for (int c = 0; c < 3; ++c) {
+            const __m256i packed = _mm256_permute4x64_epi64(
+                _mm256_packs_epi32(h[0][c], h[1][c]), 0xD8);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(dsts[c] + x), packed);
+        }
+    }
+}
+
+/// AVX2 horizontal pass of outputs [0, t.fastCount) of a gray row with contiguous pixels.
+EDGESEG_AVX2 void hresizeAvx2Gray(const uint8_t* row, const XTable& t, int16_t* out) {
+    // Bytes 0 and 1 of each dword become its two int16 halves.
+    const __m256i pairMask = _mm256_setr_epi8(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9,
+                                              -128, 12, -128, 13, -128, 0, -128, 1, -128, 4,
+                                              -128, 5, -128, 8, -128, 9, -128, 12, -128, 13,
+                                              -128);
+    const auto* base = reinterpret_cast<const int*>(row);
+    for (int x = 0; x < t.fastCount; x += 16) {
+        __m256i h[2];
+        for (int half = 0; half < 2; ++half) {
+            const int xi = x + 8 * half;
+            const __m256i idx =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.fastOff[xi]));
+            const __m256i g = _mm256_i32gather_epi32(base, idx, 1);
+            const __m256i w =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
+            const __m256i p = _mm256_shuffle_epi8(g, pairMask);
+            h[half] = _mm256_srai_epi32(_mm256_madd_epi16(p, w), 4);
+        }
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(h[0], h[1]), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + x), packed);
+    }
+}
+
+/// AVX2 vertical pass + normalization (fma(v, scale, offset)) of one output row of one channel.
+template <typename T>
+EDGESEG_AVX2 void vresizeAvx2(const int16_t* h0, const int16_t* h1, int w0, int w1, int count,
+                              float scale, float offset, const T* lut, T* out) {
+    const __m256i vw0 = _mm256_set1_epi16(static_cast<int16_t>(w0));
+    const __m256i vw1 = _mm256_set1_epi16(static_cast<int16_t>(w1));
+    const __m256i two = _mm256_set1_epi16(2);
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256 vo = _mm256_set1_ps(offset);
+    int x = 0;
+    for (; x + 16 <= count; x += 16) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h0 + x));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h1 + x));
+        __m256i v = _mm256_add_epi16(_mm256_mulhi_epi16(a, vw0), _mm256_mulhi_epi16(b, vw1));
+        v = _mm256_srai_epi16(_mm256_add_epi16(v, two), 2);
+        const __m256i lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(v));
+        const __m256i hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(v, 1));
+        const __m256 f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), vs, vo);
+        const __m256 f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), vs, vo);
+        if constexpr (sizeof(T) == 4) {
+            _mm256_storeu_ps(reinterpret_cast<float*>(out + x), f0);
+            _mm256_storeu_ps(reinterpret_cast<float*>(out + x + 8), f1);
+        } else {
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x),
+                             _mm256_cvtps_ph(f0, _MM_FROUND_TO_NEAREST_INT));
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(out + x + 8),
+                             _mm256_cvtps_ph(f1, _MM_FROUND_TO_NEAREST_INT));
+        }
+    }
+    for (; x < count; ++x) {
+        out[x] = lut[detail::verticalBlend(h0[x], h1[x], w0, w1)];
+    }
+}
+
+/// The normalized values of the 256 levels, fused multiply-add as in vresizeAvx2 (std::fma
+/// would be a slow library call in this baseline-ISA file).
+EDGESEG_AVX2 void normTableAvx2(float scale, float offset, float* lut) {
+    const __m256 vs = _mm256_set1_ps(scale);
+    const __m256 vo = _mm256_set1_ps(offset);
+    for (int v = 0; v < 256; v += 8) {
+        const __m256 levels = _mm256_cvtepi32_ps(_mm256_add_epi32(
+            _mm256_set1_epi32(v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        _mm256_storeu_ps(lut + v, _mm256_fmadd_ps(levels, vs, vo));
+    }
+}
+
+#else
+
+bool avx2Usable() { return false; }
+
+#endif
+
+/// Everything a row worker needs, fixed for one call.
+template <typename T> struct Job {
+    const ImageView* src = nullptr;
+    const PreprocessParams* params = nullptr;
+    Letterbox lb;
+    XTable xt;
+    std::vector<AxisCoef> yt;
+    std::array<int, 3> srcChannel{};                ///< input channel of each output channel
+    std::array<detail::NormCoef, 3> norm{};
+    std::array<std::array<T, 256>, 3> lut{};        ///< normalized value of each uint8 level
+    std::array<T, 3> pad{};
+    T* dst = nullptr;
+    bool simd = false;
+};
+
+template <typename T> void runRows(const Job<T>& job, int yBegin, int yEnd) {
+    const ImageView& src = *job.src;
+    const int outW = job.params->outWidth;
+    const int outH = job.params->outHeight;
+    const int outC = job.params->outChannels;
+    const Letterbox& lb = job.lb;
+    const int rw = lb.resizedWidth;
+    const int inC = src.channels;
+    const size_t plane = static_cast<size_t>(outW) * outH;
+
+    // Two planar rows of horizontal results, tagged with the source row they hold, so an
+    // upscale reuses a source row across the output rows that share it.
+    thread_local std::vector<int16_t> buffer;
+    const size_t slotSize = static_cast<size_t>(inC) * rw;
+    if (buffer.size() < 2 * slotSize) {
+        buffer.resize(2 * slotSize);
+    }
+    int16_t* slots[2] = {buffer.data(), buffer.data() + slotSize};
+    int tags[2] = {-1, -1};
+    const auto sourceRow = [&](int r, int keep) -> const int16_t* {
+        for (int s = 0; s < 2; ++s) {
+            if (tags[s] == r) {
+                return slots[s];
+            }
+        }
+        const int s = tags[0] == keep ? 1 : 0;
+        const uint8_t* row = src.row(r);
+        int begin = 0;
+#ifdef EDGESEG_PRE_X86
+        if (job.simd && job.xt.fastCount > 0) {
+            if (inC == 3) {
+                hresizeAvx2Rgb(row, job.xt, slots[s], rw);
+            } else {
+                hresizeAvx2Gray(row, job.xt, slots[s]);
+            }
+            begin = job.xt.fastCount;
+        }
+#endif
+        hresizeScalar(row, inC, job.xt, begin, slots[s], rw);
+        tags[s] = r;
+        return slots[s];
+    };
+
+    for (int y = yBegin; y < yEnd; ++y) {
+        const int ry = y - lb.padY;
+        const bool content = ry >= 0 && ry < lb.resizedHeight;
+        const int16_t* h0 = nullptr;
+        const int16_t* h1 = nullptr;
+        if (content) {
+            const AxisCoef& k = job.yt[ry];
+            h0 = sourceRow(k.s0, k.s1);
+            h1 = sourceRow(k.s1, k.s0);
+        }
+        for (int oc = 0; oc < outC; ++oc) {
+            T* out = job.dst + oc * plane + static_cast<size_t>(y) * outW;
+            if (!content) {
+                std::fill_n(out, outW, job.pad[oc]);
+                continue;
+            }
+            std::fill_n(out, lb.padX, job.pad[oc]);
+            std::fill_n(out + lb.padX + rw, outW - lb.padX - rw, job.pad[oc]);
+            const ptrdiff_t chanOff = static_cast<ptrdiff_t>(job.srcChannel[oc]) * rw;
+            const AxisCoef& k = job.yt[ry];
+            const T* lut = job.lut[oc].data();
+#ifdef EDGESEG_PRE_X86
+            if (job.simd) {
+                vresizeAvx2<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc].scale,
+                               job.norm[oc].offset, lut, out + lb.padX);
+                continue;
+            }
+#endif
+            vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, lut, out + lb.padX);
+        }
+    }
+}
+
+template <typename T>
+Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
+    Job<T> job;
+    job.src = &src;
+    job.params = &p;
+    if (p.letterbox) {
+        job.lb = makeLetterbox(src.width, src.height, p.outWidth, p.outHeight);
+    } else {
+        Letterbox& lb = job.lb;
+        lb.srcWidth = src.width;
+        lb.srcHeight = src.height;
+        lb.inputWidth = p.outWidth;
+        lb.inputHeight = p.outHeight;
+        lb.resizedWidth = p.outWidth;
+        lb.resizedHeight = p.outHeight;
+        lb.scale = static_cast<double>(p.outWidth) / src.width;
+    }
+    job.simd = avx2Usable();
+    job.xt = makeXTable(src, job.lb.resizedWidth, job.simd);
+    job.yt.resize(job.lb.resizedHeight);
+    const double yScale = detail::axisScale(job.lb.resizedHeight, src.height);
+    for (int y = 0; y < job.lb.resizedHeight; ++y) {
+        job.yt[y] = detail::axisCoef(y, yScale, src.height, false);
+    }
+    for (int oc = 0; oc < p.outChannels; ++oc) {
+        job.srcChannel[oc] = src.channels == 1 ? 0 : (p.swapRB ? 2 - oc : oc);
+        job.norm[oc] = detail::normCoef(p.mean[oc], p.stddev[oc]);
+        std::array<float, 256> values;
+#ifdef EDGESEG_PRE_X86
+        if (job.simd) {
+            normTableAvx2(job.norm[oc].scale, job.norm[oc].offset, values.data());
+        } else
+#endif
+        {
+            for (int v = 0; v < 256; ++v) {
+                values[v] =
+                    std::fma(static_cast<float>(v), job.norm[oc].scale, job.norm[oc].offset);
+            }
+        }
+        for (int v = 0; v < 256; ++v) {
+            if constexpr (sizeof(T) == 4) {
+                job.lut[oc][v] = values[v];
+            } else {
+                job.lut[oc][v] = detail::floatToHalf(values[v]);
+            }
+        }
+        job.pad[oc] = job.lut[oc][p.padValue];
+    }
+    job.dst = static_cast<T*>(dst);
+    // Enough rows per chunk that waking a worker pays off (~32k output values).
+    const int minChunk = std::max(1, (1 << 15) / (p.outWidth * p.outChannels));
+    parallelFor(p.outHeight, minChunk, [&job](int begin, int end) { runRows(job, begin, end); });
+    return job.lb;
+}
+
+} // namespace
+
+Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void* dst) {
+    require(src.data != nullptr, "preprocess: image data is null");
+    require(src.height > 0 && src.width > 0,
+            "preprocess: image is empty (" + std::to_string(src.height) + "x" +
+                std::to_string(src.width) + ")");
+    require(src.channels == 1 || src.channels == 3,
+            "preprocess: expected a 1- or 3-channel image, got " +
+                std::to_string(src.channels) + " channels");
+    require(params.outHeight > 0 && params.outWidth > 0,
+            "preprocess: output size must be positive, got " + std::to_string(params.outHeight) +
+                "x" + std::to_string(params.outWidth));
+    require(params.outChannels == 1 || params.outChannels == 3,
+            "preprocess: outChannels must be 1 or 3, got " + std::to_string(params.outChannels));
+    require(!(params.outChannels == 1 && src.channels == 3),
+            "preprocess: a 3-channel image needs outChannels == 3");
+    for (int c = 0; c < params.outChannels; ++c) {
+        require(std::isfinite(params.mean[c]) && std::isfinite(params.stddev[c]) &&
+                    params.stddev[c] != 0.0f,
+                "preprocess: mean/std must be finite and std non-zero (channel " +
+                    std::to_string(c) + ")");
+    }
+    require(dst != nullptr, "preprocess: destination is null");
+    if (params.dtype == DType::Float16) {
+        return run<uint16_t>(src, params, dst);
+    }
+    return run<float>(src, params, dst);
+}
+
 } // namespace edgeseg
