@@ -1,8 +1,384 @@
-// PLACEHOLDER: replaced by the real kernel.
 #include "edgeseg/postprocess.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
 #include "edgeseg/errors.h"
+#include "edgeseg/parallel.h"
+#include "postprocess_math.h"
+
+// The hot loops are compiled twice (AVX2+FMA and baseline) and picked at load time, so the
+// wheel stays portable. aarch64 builds get NEON through the vectorizer alone.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define EDGESEG_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define EDGESEG_HOT
+#endif
+
 namespace edgeseg {
-void postprocess(const LogitsView&, const PostprocessParams&, const PostprocessOutputs&) {
-    throw std::invalid_argument("postprocess: not implemented yet");
+namespace {
+
+using detail::AxisTap;
+
+/// Call-wide constants shared by every row task.
+struct Job {
+    const void* logits = nullptr;
+    bool half = false;
+    int channels = 0;
+    int srcHeight = 0;
+    int srcWidth = 0;
+    int outHeight = 0;
+    int outWidth = 0;
+    int chunk = 0; ///< output pixels per inner block (C x chunk floats stay in L1)
+    std::vector<int> x0, x1;
+    std::vector<float> xw0, xw1;
+    std::vector<AxisTap> yTaps;
+    PostprocessOutputs out;
+    uint32_t overlayTable[256] = {}; ///< per class: colour bytes, bit 24 = transparent
+    uint32_t overlayAlpha = 0;        ///< A = round(alpha * 256)
+};
+
+/// Per-thread buffers, kept across calls so a camera loop does not reallocate per frame.
+struct Scratch {
+    std::vector<float> rows[2]; ///< horizontally interpolated source rows, C x outWidth each
+    int rowKey[2] = {-1, -1};
+    std::vector<float> srcRow; ///< one source row converted from float16
+    std::vector<float> values; ///< C x chunk vertically interpolated logits
+    std::vector<float> maxVal;
+    std::vector<float> sum;
+    std::vector<int32_t> best;
+    std::vector<uint8_t> pixels;
+    std::vector<int64_t> hist;
+};
+
+template <typename T> void ensure(std::vector<T>& v, size_t n) {
+    if (v.size() < n) {
+        v.resize(n);
+    }
 }
+
+EDGESEG_HOT void halfRowToFloat(const uint16_t* __restrict src, int n, float* __restrict dst) {
+    for (int i = 0; i < n; ++i) {
+        dst[i] = detail::halfToFloat(src[i]);
+    }
+}
+
+/// torch's horizontal pass: w0 * s[x0] + w1 * s[x1] per output column (fused as torch does).
+EDGESEG_HOT void interpolateRow(const float* __restrict src, const int* __restrict x0,
+                                const int* __restrict x1, const float* __restrict w0,
+                                const float* __restrict w1, int n, float* __restrict dst) {
+    for (int i = 0; i < n; ++i) {
+        dst[i] = detail::lerp2(w0[i], src[x0[i]], w1[i], src[x1[i]]);
+    }
+}
+
+/// Vertical pass for every class of one block, keeping the running max and its class (strict
+/// '>' so ties keep the lowest class). `values` may be null when no confidence is wanted.
+EDGESEG_HOT void argmaxBlock(const float* __restrict top, const float* __restrict bottom,
+                             size_t rowPlane, int channels, float h0, float h1, int n,
+                             float* __restrict values, size_t valuePlane,
+                             float* __restrict maxVal, int32_t* __restrict best) {
+    for (int i = 0; i < n; ++i) {
+        float v = detail::lerp2(h0, top[i], h1, bottom[i]);
+        maxVal[i] = v;
+        best[i] = 0;
+        if (values != nullptr) {
+            values[i] = v;
+        }
+    }
+    for (int c = 1; c < channels; ++c) {
+        const float* t = top + c * rowPlane;
+        const float* b = bottom + c * rowPlane;
+        if (values != nullptr) {
+            float* vc = values + c * valuePlane;
+            for (int i = 0; i < n; ++i) {
+                float v = detail::lerp2(h0, t[i], h1, b[i]);
+                vc[i] = v;
+                // std::max rather than a select on `greater`: GCC turns the latter into a
+                // masked store guarded by a branch.
+                const float m = maxVal[i];
+                best[i] = v > m ? c : best[i];
+                maxVal[i] = std::max(v, m);
+            }
+        } else {
+            for (int i = 0; i < n; ++i) {
+                float v = detail::lerp2(h0, t[i], h1, b[i]);
+                // std::max rather than a select on `greater`: GCC turns the latter into a
+                // masked store guarded by a branch.
+                const float m = maxVal[i];
+                best[i] = v > m ? c : best[i];
+                maxVal[i] = std::max(v, m);
+            }
+        }
+    }
+}
+
+/// Softmax max-probability 1 / sum_c exp(l_c - l_max), exact up to the exp polynomial.
+EDGESEG_HOT void confidenceBlock(const float* __restrict values, size_t valuePlane, int channels,
+                                 int n, const float* __restrict maxVal, float* __restrict sum,
+                                 float* __restrict conf) {
+    for (int i = 0; i < n; ++i) {
+        sum[i] = 0.0f;
+    }
+    for (int c = 0; c < channels; ++c) {
+        const float* vc = values + c * valuePlane;
+        for (int i = 0; i < n; ++i) {
+            sum[i] += detail::expNonPositive(vc[i] - maxVal[i]);
+        }
+    }
+    for (int i = 0; i < n; ++i) {
+        conf[i] = 1.0f / sum[i];
+    }
+}
+
+EDGESEG_HOT void narrowClasses(const int32_t* __restrict best, int n, uint8_t* __restrict cls) {
+    for (int i = 0; i < n; ++i) {
+        cls[i] = static_cast<uint8_t>(best[i]);
+    }
+}
+
+/// overlay = (frame * (256 - a) + colour * a + 128) >> 8 per byte, where `table[class]` packs
+/// the class colour (bits 0..23) and a transparency flag (bit 24, a = 0); the sum stays below
+/// 2^16 (see detail::overlayAlpha).
+EDGESEG_HOT void blendBlock(const uint8_t* __restrict frame, const int32_t* __restrict best,
+                            const uint32_t* __restrict table, uint32_t alpha, int n,
+                            uint8_t* __restrict out) {
+    for (int i = 0; i < n; ++i) {
+        const uint32_t u = table[best[i]];
+        const uint32_t a = (u >> 24) != 0 ? 0 : alpha;
+        const uint32_t keep = 256 - a;
+        for (int ch = 0; ch < 3; ++ch) {
+            const uint32_t colour = (u >> (8 * ch)) & 255;
+            out[3 * i + ch] =
+                static_cast<uint8_t>((frame[3 * i + ch] * keep + colour * a + 128) >> 8);
+        }
+    }
+}
+
+/// Per-class pixel counts by comparison sums, which vectorize; for many classes a plain
+/// histogram is cheaper.
+EDGESEG_HOT void countBlock(const int32_t* __restrict best, int n, int channels,
+                            int64_t* __restrict hist) {
+    if (channels > 32) {
+        for (int i = 0; i < n; ++i) {
+            ++hist[best[i]];
+        }
+        return;
+    }
+    for (int c = 0; c < channels; ++c) {
+        int32_t k = 0;
+        for (int i = 0; i < n; ++i) {
+            k += best[i] == c ? 1 : 0;
+        }
+        hist[c] += k;
+    }
+}
+
+void buildTaps(Job& job, const Letterbox* lb, int h, int w) {
+    const int outW = job.outWidth;
+    const int outH = job.outHeight;
+    job.x0.resize(outW);
+    job.x1.resize(outW);
+    job.xw0.resize(outW);
+    job.xw1.resize(outW);
+    for (int x = 0; x < outW; ++x) {
+        AxisTap t = lb ? detail::letterboxTap(x, w, lb->padX, lb->resizedWidth, lb->srcWidth,
+                                              lb->inputWidth)
+                       : detail::resizeTap(x, w, outW);
+        job.x0[x] = t.i0;
+        job.x1[x] = t.i1;
+        job.xw0[x] = t.w0;
+        job.xw1[x] = t.w1;
+    }
+    job.yTaps.resize(outH);
+    for (int y = 0; y < outH; ++y) {
+        job.yTaps[y] = lb ? detail::letterboxTap(y, h, lb->padY, lb->resizedHeight, lb->srcHeight,
+                                                 lb->inputHeight)
+                          : detail::resizeTap(y, h, outH);
+    }
+}
+
+/// Returns the horizontally interpolated source row `r` (C x outWidth), computing it into the
+/// slot not holding `keep` when it is not cached. Source rows are visited in increasing order
+/// by a task, so two slots suffice.
+const float* cachedRow(const Job& job, Scratch& s, int r, int keep) {
+    for (int k = 0; k < 2; ++k) {
+        if (s.rowKey[k] == r) {
+            return s.rows[k].data();
+        }
+    }
+    int slot = s.rowKey[0] == keep ? 1 : 0;
+    const size_t W = static_cast<size_t>(job.outWidth);
+    const size_t plane = static_cast<size_t>(job.srcHeight) * job.srcWidth;
+    float* dst = s.rows[slot].data();
+    for (int c = 0; c < job.channels; ++c) {
+        const size_t offset = c * plane + static_cast<size_t>(r) * job.srcWidth;
+        const float* src;
+        if (job.half) {
+            halfRowToFloat(static_cast<const uint16_t*>(job.logits) + offset, job.srcWidth,
+                           s.srcRow.data());
+            src = s.srcRow.data();
+        } else {
+            src = static_cast<const float*>(job.logits) + offset;
+        }
+        interpolateRow(src, job.x0.data(), job.x1.data(), job.xw0.data(), job.xw1.data(),
+                       job.outWidth, dst + c * W);
+    }
+    s.rowKey[slot] = r;
+    return dst;
+}
+
+void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& countsMutex) {
+    thread_local Scratch s;
+    const int C = job.channels;
+    const int W = job.outWidth;
+    const int K = job.chunk;
+    const PostprocessOutputs& out = job.out;
+    const bool wantConf = out.confidence != nullptr;
+    const bool wantOverlay = out.overlay != nullptr;
+    const bool wantCounts = counts != nullptr;
+
+    s.rowKey[0] = s.rowKey[1] = -1;
+    ensure(s.rows[0], static_cast<size_t>(C) * W);
+    ensure(s.rows[1], static_cast<size_t>(C) * W);
+    ensure(s.srcRow, static_cast<size_t>(job.srcWidth));
+    ensure(s.values, static_cast<size_t>(C) * K);
+    ensure(s.maxVal, K);
+    ensure(s.sum, K);
+    ensure(s.best, K);
+    if (wantOverlay) {
+        ensure(s.pixels, 3 * static_cast<size_t>(K));
+    }
+    if (wantCounts) {
+        s.hist.assign(static_cast<size_t>(C), 0);
+    }
+    const ImageView* frame = out.frame;
+    const bool packedFrame = frame != nullptr && frame->pixelStride == 3;
+
+    for (int y = yBegin; y < yEnd; ++y) {
+        const AxisTap& ty = job.yTaps[y];
+        const float* top = cachedRow(job, s, ty.i0, -1);
+        const float* bottom = cachedRow(job, s, ty.i1, ty.i0);
+        const size_t rowOffset = static_cast<size_t>(y) * W;
+        for (int x = 0; x < W; x += K) {
+            const int n = std::min(K, W - x);
+            argmaxBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n,
+                        wantConf ? s.values.data() : nullptr, K, s.maxVal.data(), s.best.data());
+            if (wantConf) {
+                confidenceBlock(s.values.data(), K, C, n, s.maxVal.data(), s.sum.data(),
+                                out.confidence + rowOffset + x);
+            }
+            narrowClasses(s.best.data(), n, out.classMap + rowOffset + x);
+            if (wantCounts) {
+                countBlock(s.best.data(), n, C, s.hist.data());
+            }
+            if (wantOverlay) {
+                const uint8_t* src;
+                if (packedFrame) {
+                    src = frame->row(y) + static_cast<ptrdiff_t>(x) * 3;
+                } else {
+                    const uint8_t* rowPtr = frame->row(y);
+                    uint8_t* px = s.pixels.data();
+                    for (int i = 0; i < n; ++i) {
+                        const uint8_t* p = rowPtr + static_cast<ptrdiff_t>(x + i) *
+                                                        frame->pixelStride;
+                        px[3 * i] = p[0];
+                        px[3 * i + 1] = p[1];
+                        px[3 * i + 2] = p[2];
+                    }
+                    src = px;
+                }
+                blendBlock(src, s.best.data(), job.overlayTable, job.overlayAlpha, n,
+                           out.overlay + 3 * (rowOffset + x));
+            }
+        }
+    }
+    if (wantCounts) {
+        std::lock_guard<std::mutex> lock(countsMutex);
+        for (int c = 0; c < C; ++c) {
+            counts[c] += s.hist[c];
+        }
+    }
+}
+
+void validate(const LogitsView& logits, const PostprocessParams& params,
+              const PostprocessOutputs& out) {
+    require(logits.data != nullptr, "postprocess: logits: data is null");
+    require(logits.channels >= 1 && logits.channels <= 255,
+            "postprocess: logits: expected 1..255 classes (C), got C=" +
+                std::to_string(logits.channels));
+    require(logits.height >= 1 && logits.width >= 1,
+            "postprocess: logits: spatial size must be positive, got " +
+                std::to_string(logits.height) + "x" + std::to_string(logits.width));
+    require(params.outHeight >= 1 && params.outWidth >= 1,
+            "postprocess: out_size: expected positive (H, W), got (" +
+                std::to_string(params.outHeight) + ", " + std::to_string(params.outWidth) + ")");
+    require(out.classMap != nullptr, "postprocess: classMap: output buffer is null");
+    if (params.letterbox != nullptr) {
+        const Letterbox& lb = *params.letterbox;
+        require(lb.srcWidth == params.outWidth && lb.srcHeight == params.outHeight,
+                "postprocess: letterbox: out_size (" + std::to_string(params.outHeight) + ", " +
+                    std::to_string(params.outWidth) + ") must equal the letterboxed frame's size (" +
+                    std::to_string(lb.srcHeight) + ", " + std::to_string(lb.srcWidth) + ")");
+        require(lb.inputWidth >= 1 && lb.inputHeight >= 1 && lb.resizedWidth >= 1 &&
+                    lb.resizedHeight >= 1,
+                "postprocess: letterbox: input and resized sizes must be positive");
+    }
+    if (out.overlay != nullptr) {
+        require(out.frame != nullptr && out.frame->data != nullptr,
+                "postprocess: overlay: needs a frame");
+        require(params.palette != nullptr, "postprocess: overlay: needs a palette");
+        const ImageView& f = *out.frame;
+        require(f.channels == 3, "postprocess: frame: expected 3 channels, got " +
+                                     std::to_string(f.channels));
+        require(f.height == params.outHeight && f.width == params.outWidth,
+                "postprocess: frame: expected size " + std::to_string(params.outHeight) + "x" +
+                    std::to_string(params.outWidth) + " (out_size), got " +
+                    std::to_string(f.height) + "x" + std::to_string(f.width));
+        require(params.alpha >= 0.0f && params.alpha <= 1.0f,
+                "postprocess: alpha: expected 0..1, got " + std::to_string(params.alpha));
+    }
+}
+
+} // namespace
+
+void postprocess(const LogitsView& logits, const PostprocessParams& params,
+                 const PostprocessOutputs& out) {
+    validate(logits, params, out);
+    Job job;
+    job.logits = logits.data;
+    job.half = logits.dtype == DType::Float16;
+    job.channels = logits.channels;
+    job.srcHeight = logits.height;
+    job.srcWidth = logits.width;
+    job.outHeight = params.outHeight;
+    job.outWidth = params.outWidth;
+    job.out = out;
+    // Block width: C x chunk floats of interpolated logits should stay in L1.
+    job.chunk = std::max(16, std::min(1024, (4096 / job.channels) / 16 * 16));
+    buildTaps(job, params.letterbox, logits.height, logits.width);
+    if (out.overlay != nullptr) {
+        job.overlayAlpha = static_cast<uint32_t>(detail::overlayAlpha(params.alpha, false));
+        for (int c = 0; c < logits.channels; ++c) {
+            const bool clear = params.transparent != nullptr && params.transparent[c] != 0;
+            const uint8_t* p = params.palette + 3 * c;
+            job.overlayTable[c] = p[0] | (p[1] << 8) | (p[2] << 16) | (clear ? 1u << 24 : 0u);
+        }
+    }
+    if (out.counts != nullptr) {
+        std::fill(out.counts, out.counts + logits.channels, int64_t{0});
+    }
+    std::mutex countsMutex;
+    // Rows per task: enough pixels that thread hand-off and per-task source rows amortize.
+    const int minRows = std::max(1, 16384 / params.outWidth);
+    parallelFor(params.outHeight, minRows, [&](int begin, int end) {
+        runRows(job, begin, end, out.counts, countsMutex);
+    });
+}
+
 } // namespace edgeseg
