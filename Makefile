@@ -16,13 +16,14 @@ CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint pytest bench build sanitize clean distclean help
+.PHONY: all demo test lint pytest jetson-check bench build sanitize clean distclean help
 
 all: test
 
 help:
 	@echo "make demo      run the main job (kernel demo + benchmark table)"
 	@echo "make test      ruff + pytest (what .ci/run runs)"
+	@echo "make jetson-check  aarch64 cross-build + qemu parity, CUDA 12 (sm_87) and CUDA 13 compile checks"
 	@echo "make bench     benchmark the fused kernels against numpy+OpenCV and torch"
 	@echo "make sanitize  build the core with ASan+UBSan and run the kernel tests under it"
 	@echo "make clean     remove build outputs (keeps .venv)"
@@ -51,7 +52,13 @@ lint: build
 pytest: build
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-test: lint pytest
+# Jetson portability (docs/jetson.md): aarch64 cross-build of the core run under qemu against
+# the x86 build, CUDA 12.6 / sm_87 and CUDA 13 / sm_87+sm_90 compile checks. Builds are cached
+# in build/jetson-*, build/cuda12.
+jetson-check: build
+	$(VPY) tools/jetson_check.py
+
+test: lint pytest jetson-check
 
 demo: build
 	$(VPY) -m edgeseg demo --out $(DEMO_OUT)
