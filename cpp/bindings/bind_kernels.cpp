@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bindings.h"
+#include "buffer_pool.h"
 #include "edgeseg/cuda_kernels.h"
 #include "edgeseg/errors.h"
 #include "edgeseg/postprocess.h"
@@ -94,8 +95,7 @@ py::tuple preprocessImpl(const std::vector<py::array>& images, int outHeight, in
     }
     const py::ssize_t n = static_cast<py::ssize_t>(images.size());
     std::vector<py::ssize_t> shape{n, outChannels, outHeight, outWidth};
-    py::array blob = float16 ? py::array(py::dtype("float16"), shape)
-                             : py::array(py::dtype::of<float>(), shape);
+    py::array blob = pooledArray(float16 ? py::dtype("float16") : py::dtype::of<float>(), shape);
     const size_t planeBytes = static_cast<size_t>(outChannels) * outHeight * outWidth *
                               (float16 ? 2 : 4);
     auto* dst = static_cast<uint8_t*>(blob.mutable_data());
@@ -185,23 +185,23 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
     }
 
     const bool wantOverlay = frames.has_value() && paletteData != nullptr;
-    py::array_t<uint8_t> classMap({n, outHeight, outWidth});
+    py::array_t<uint8_t> classMap = pooledArray<uint8_t>({n, outHeight, outWidth});
     py::object confArr = py::none(), overlayArr = py::none(), countsArr = py::none();
     float* confData = nullptr;
     uint8_t* overlayData = nullptr;
     int64_t* countsData = nullptr;
     if (confidence) {
-        py::array_t<float> a({n, outHeight, outWidth});
+        py::array_t<float> a = pooledArray<float>({n, outHeight, outWidth});
         confData = a.mutable_data();
         confArr = a;
     }
     if (wantOverlay) {
-        py::array_t<uint8_t> a({n, outHeight, outWidth, 3});
+        py::array_t<uint8_t> a = pooledArray<uint8_t>({n, outHeight, outWidth, 3});
         overlayData = a.mutable_data();
         overlayArr = a;
     }
     if (counts) {
-        py::array_t<int64_t> a({n, c});
+        py::array_t<int64_t> a = pooledArray<int64_t>({n, c});
         countsData = a.mutable_data();
         countsArr = a;
     }

@@ -92,24 +92,18 @@ __global__ void postprocessKernel(const KernelArgs a) {
         const size_t top = static_cast<size_t>(ty.i0) * a.srcWidth;
         const size_t bottom = static_cast<size_t>(ty.i1) * a.srcWidth;
 
+        // The same online softmax as the CPU kernel (detail::softmaxStep), in the same class
+        // order, so confidence matches it to the last bits.
         float maxVal = sampleClass(a, 0, top, bottom, tx, ty);
-        int best = 0;
+        int32_t best = 0;
+        float sum = 1.0f;
         for (int c = 1; c < a.channels; ++c) {
             const float v = sampleClass(a, c * planeSize, top, bottom, tx, ty);
-            if (v > maxVal) {
-                maxVal = v;
-                best = c;
-            }
+            detail::softmaxStep(v, c, maxVal, best, sum);
         }
         const size_t pixel = static_cast<size_t>(y) * a.outWidth + x;
         a.classMap[pixel] = static_cast<uint8_t>(best);
         if (a.confidence != nullptr) {
-            // Second pass instead of an online softmax, to keep the CPU's summation exactly.
-            float sum = 0.0f;
-            for (int c = 0; c < a.channels; ++c) {
-                const float v = sampleClass(a, c * planeSize, top, bottom, tx, ty);
-                sum += detail::expNonPositive(v - maxVal);
-            }
             a.confidence[pixel] = 1.0f / sum;
         }
         if (a.overlay != nullptr) {

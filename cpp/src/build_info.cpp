@@ -15,21 +15,20 @@
 namespace edgeseg {
 
 std::string simdLevel() {
-    // EDGESEG_SIMD=scalar|... lets a user (or a test) force a lower level than the CPU offers.
-    const char* forced = std::getenv("EDGESEG_SIMD");
-    std::string level = "scalar";
+    // EDGESEG_SIMD=scalar lets a user (or a test) force the portable path of the hand-written
+    // kernels. The kernels top out at AVX2 (x86-64-v3), so that is what AVX-512 CPUs report.
+    static const std::string detected = [] {
+        std::string level = "scalar";
 #if defined(__x86_64__) || defined(_M_X64)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-        level = "avx512";
-    } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        level = "avx2";
-    } else if (__builtin_cpu_supports("sse4.1")) {
-        level = "sse4.1";
-    }
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "sse2";
 #elif defined(__aarch64__) || defined(__ARM_NEON)
-    level = "neon";
+        level = "neon";
 #endif
+        return level;
+    }();
+    const char* forced = std::getenv("EDGESEG_SIMD");
+    std::string level = detected;
     if (forced != nullptr && std::string(forced) == "scalar") {
         level = "scalar";
     }

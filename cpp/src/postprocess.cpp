@@ -49,7 +49,6 @@ struct Scratch {
     std::vector<float> rows[2]; ///< horizontally interpolated source rows, C x outWidth each
     int rowKey[2] = {-1, -1};
     std::vector<float> srcRow; ///< one source row converted from float16
-    std::vector<float> values; ///< C x chunk vertically interpolated logits
     std::vector<float> maxVal;
     std::vector<float> sum;
     std::vector<int32_t> best;
@@ -78,62 +77,96 @@ EDGESEG_HOT void interpolateRow(const float* __restrict src, const int* __restri
     }
 }
 
-/// Vertical pass for every class of one block, keeping the running max and its class (strict
-/// '>' so ties keep the lowest class). `values` may be null when no confidence is wanted.
+/// Vertical pass for every class of one block with argmax only (strict '>' so ties keep the
+/// lowest class).
 EDGESEG_HOT void argmaxBlock(const float* __restrict top, const float* __restrict bottom,
                              size_t rowPlane, int channels, float h0, float h1, int n,
-                             float* __restrict values, size_t valuePlane,
                              float* __restrict maxVal, int32_t* __restrict best) {
     for (int i = 0; i < n; ++i) {
-        float v = detail::lerp2(h0, top[i], h1, bottom[i]);
-        maxVal[i] = v;
+        maxVal[i] = detail::lerp2(h0, top[i], h1, bottom[i]);
         best[i] = 0;
-        if (values != nullptr) {
-            values[i] = v;
-        }
     }
     for (int c = 1; c < channels; ++c) {
         const float* t = top + c * rowPlane;
         const float* b = bottom + c * rowPlane;
-        if (values != nullptr) {
-            float* vc = values + c * valuePlane;
-            for (int i = 0; i < n; ++i) {
-                float v = detail::lerp2(h0, t[i], h1, b[i]);
-                vc[i] = v;
-                // std::max rather than a select on `greater`: GCC turns the latter into a
-                // masked store guarded by a branch.
-                const float m = maxVal[i];
-                best[i] = v > m ? c : best[i];
-                maxVal[i] = std::max(v, m);
-            }
-        } else {
-            for (int i = 0; i < n; ++i) {
-                float v = detail::lerp2(h0, t[i], h1, b[i]);
-                // std::max rather than a select on `greater`: GCC turns the latter into a
-                // masked store guarded by a branch.
-                const float m = maxVal[i];
-                best[i] = v > m ? c : best[i];
-                maxVal[i] = std::max(v, m);
-            }
+        for (int i = 0; i < n; ++i) {
+            float v = detail::lerp2(h0, t[i], h1, b[i]);
+            // std::max rather than a select on `greater`: GCC turns the latter into a
+            // masked store guarded by a branch.
+            const float m = maxVal[i];
+            best[i] = v > m ? c : best[i];
+            maxVal[i] = std::max(v, m);
         }
     }
 }
 
-/// Softmax max-probability 1 / sum_c exp(l_c - l_max), exact up to the exp polynomial.
-EDGESEG_HOT void confidenceBlock(const float* __restrict values, size_t valuePlane, int channels,
-                                 int n, const float* __restrict maxVal, float* __restrict sum,
-                                 float* __restrict conf) {
+/// Folds classes [c0, c0 + G) into the running (max, class, sum) of a block of pixels. Doing G
+/// classes per sweep keeps the state in registers between them (G times less L1 traffic than
+/// one sweep per class); G is a compile-time constant so the class loop unrolls.
+template <int G>
+EDGESEG_HOT void softmaxClasses(const float* __restrict top, const float* __restrict bottom,
+                                size_t rowPlane, int c0, float h0, float h1, int n,
+                                float* __restrict maxVal, int32_t* __restrict best,
+                                float* __restrict sum) {
+    const float* t = top + c0 * rowPlane;
+    const float* b = bottom + c0 * rowPlane;
     for (int i = 0; i < n; ++i) {
-        sum[i] = detail::expNonPositive(values[i] - maxVal[i]);
-    }
-    for (int c = 1; c < channels; ++c) {
-        const float* vc = values + c * valuePlane;
-        for (int i = 0; i < n; ++i) {
-            sum[i] += detail::expNonPositive(vc[i] - maxVal[i]);
+        float m = maxVal[i];
+        int32_t k = best[i];
+        float acc = sum[i];
+        for (int g = 0; g < G; ++g) {
+            detail::softmaxStep(detail::lerp2(h0, t[g * rowPlane + i], h1, b[g * rowPlane + i]),
+                                c0 + g, m, k, acc);
         }
+        maxVal[i] = m;
+        best[i] = k;
+        sum[i] = acc;
+    }
+}
+
+/// Vertical pass + argmax + softmax max-probability 1 / sum_c exp(l_c - l_max) for any class
+/// count (online softmax: one exp per class after the first, nothing stored per class).
+EDGESEG_HOT void argmaxConfidenceBlock(const float* __restrict top, const float* __restrict bottom,
+                                       size_t rowPlane, int channels, float h0, float h1, int n,
+                                       float* __restrict maxVal, int32_t* __restrict best,
+                                       float* __restrict sum, float* __restrict conf) {
+    for (int i = 0; i < n; ++i) {
+        maxVal[i] = detail::lerp2(h0, top[i], h1, bottom[i]);
+        best[i] = 0;
+        sum[i] = 1.0f;
+    }
+    int c = 1;
+    for (; c + 4 <= channels; c += 4) {
+        softmaxClasses<4>(top, bottom, rowPlane, c, h0, h1, n, maxVal, best, sum);
+    }
+    for (; c < channels; ++c) {
+        softmaxClasses<1>(top, bottom, rowPlane, c, h0, h1, n, maxVal, best, sum);
     }
     for (int i = 0; i < n; ++i) {
         conf[i] = 1.0f / sum[i];
+    }
+}
+
+/// argmaxConfidenceBlock for a class count known at compile time: the class loop unrolls and
+/// the running max, class and sum stay in registers across classes (one sweep over the pixels
+/// instead of one per class). Same arithmetic, same order, so results are identical.
+template <int C>
+EDGESEG_HOT void argmaxConfidenceFixed(const float* __restrict top,
+                                       const float* __restrict bottom, size_t rowPlane, float h0,
+                                       float h1, int n, float* __restrict maxVal,
+                                       int32_t* __restrict best, float* __restrict conf) {
+    for (int i = 0; i < n; ++i) {
+        float m = detail::lerp2(h0, top[i], h1, bottom[i]);
+        int32_t b = 0;
+        float s = 1.0f;
+        for (int c = 1; c < C; ++c) {
+            detail::softmaxStep(detail::lerp2(h0, top[c * rowPlane + i], h1,
+                                              bottom[c * rowPlane + i]),
+                                c, m, b, s);
+        }
+        maxVal[i] = m;
+        best[i] = b;
+        conf[i] = 1.0f / s;
     }
 }
 
@@ -179,6 +212,21 @@ EDGESEG_HOT void countBlock(const int32_t* __restrict best, int n, int channels,
         hist[c] += k;
     }
 }
+
+using FixedConfidenceFn = void (*)(const float*, const float*, size_t, float, float, int, float*,
+                                  int32_t*, float*);
+constexpr int kMaxFixedClasses = 8;
+const FixedConfidenceFn kFixedConfidence[kMaxFixedClasses + 1] = {
+    nullptr,
+    nullptr,
+    argmaxConfidenceFixed<2>,
+    argmaxConfidenceFixed<3>,
+    argmaxConfidenceFixed<4>,
+    argmaxConfidenceFixed<5>,
+    argmaxConfidenceFixed<6>,
+    argmaxConfidenceFixed<7>,
+    argmaxConfidenceFixed<8>,
+};
 
 void buildTaps(Job& job, const Letterbox* lb, int h, int w) {
     const int outW = job.outWidth;
@@ -248,7 +296,6 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
     ensure(s.rows[0], static_cast<size_t>(C) * W);
     ensure(s.rows[1], static_cast<size_t>(C) * W);
     ensure(s.srcRow, static_cast<size_t>(job.srcWidth));
-    ensure(s.values, static_cast<size_t>(C) * K);
     ensure(s.maxVal, K);
     ensure(s.sum, K);
     ensure(s.best, K);
@@ -268,11 +315,16 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
         const size_t rowOffset = static_cast<size_t>(y) * W;
         for (int x = 0; x < W; x += K) {
             const int n = std::min(K, W - x);
-            argmaxBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n,
-                        wantConf ? s.values.data() : nullptr, K, s.maxVal.data(), s.best.data());
-            if (wantConf) {
-                confidenceBlock(s.values.data(), K, C, n, s.maxVal.data(), s.sum.data(),
-                                out.confidence + rowOffset + x);
+            if (wantConf && C >= 2 && C <= kMaxFixedClasses) {
+                kFixedConfidence[C](top + x, bottom + x, W, ty.w0, ty.w1, n, s.maxVal.data(),
+                                    s.best.data(), out.confidence + rowOffset + x);
+            } else if (wantConf) {
+                argmaxConfidenceBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n,
+                                      s.maxVal.data(), s.best.data(), s.sum.data(),
+                                      out.confidence + rowOffset + x);
+            } else {
+                argmaxBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n, s.maxVal.data(),
+                            s.best.data());
             }
             narrowClasses(s.best.data(), n, out.classMap + rowOffset + x);
             if (wantCounts) {

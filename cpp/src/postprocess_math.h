@@ -95,6 +95,19 @@ EDGESEG_HD float expNonPositive(float x) {
     return p * bitsToFloat(static_cast<uint32_t>(ni + 127) << 23);
 }
 
+/// One class of an online softmax: folds value `v` into the running maximum `maxVal`, its class
+/// `best` and `sum` = sum over the classes so far of exp(l - maxVal). One exp per class and no
+/// second pass over the classes: when v is the new maximum the old sum is rescaled by
+/// exp(old max - v). Strict '>' keeps the lowest class on ties. Branch-free for the vectorizer.
+EDGESEG_HD void softmaxStep(float v, int c, float& maxVal, int32_t& best, float& sum) {
+    const float m = maxVal;
+    const float e = expNonPositive(-fabsf(v - m));
+    const bool greater = v > m;
+    sum = greater ? sum * e + 1.0f : sum + e;
+    best = greater ? c : best;
+    maxVal = greater ? v : m;
+}
+
 /// IEEE binary16 bits to float, exact for normals, subnormals, infinities and NaNs. Branch-free
 /// so that row conversions vectorize (F16C or NEON when the target has them).
 EDGESEG_HD float halfToFloat(uint16_t h) {

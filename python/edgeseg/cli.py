@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -47,16 +48,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from edgeseg import bench
-
-    return bench.main(args.bench_args)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from edgeseg import demo
-
-    return demo.main(args.demo_args)
+# Subcommands with their own argument parsers: `edgeseg NAME ARGS...` calls MODULE.main(ARGS).
+# (argparse's REMAINDER cannot forward arguments that start with "--", so they bypass it.)
+DELEGATED = {
+    "bench": ("edgeseg.bench", "benchmark the fused kernels against numpy+OpenCV and torch"),
+    "demo": ("edgeseg.demo", "run the main job on synthetic data"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,23 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_info.add_argument("--json", action="store_true", help="machine-readable output")
     p_info.set_defaults(func=_cmd_info)
 
-    p_bench = sub.add_parser(
-        "bench",
-        help="benchmark the fused kernels against numpy+OpenCV and torch (see --help)",
-        add_help=False,
-    )
-    p_bench.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p_bench.set_defaults(func=_cmd_bench)
-
-    p_demo = sub.add_parser(
-        "demo", help="run the main job on synthetic data (see edgeseg demo --help)", add_help=False
-    )
-    p_demo.add_argument("demo_args", nargs=argparse.REMAINDER)
-    p_demo.set_defaults(func=_cmd_demo)
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=f"{text} (edgeseg {name} --help)", add_help=False)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        try:
+            return int(module.main(argv[1:]) or 0)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

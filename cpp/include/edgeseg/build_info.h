@@ -17,8 +17,8 @@ struct BuildInfo {
 
 BuildInfo buildInfo();
 
-/// The SIMD level the CPU kernels use on this machine: "avx512", "avx2", "sse4.1", "neon" or
-/// "scalar".
+/// The SIMD level the CPU kernels use on this machine: "avx2" (x86-64-v3 clones and the AVX2
+/// paths), "sse2" (x86-64 baseline), "neon" (aarch64) or "scalar" (forced by EDGESEG_SIMD=scalar).
 std::string simdLevel();
 
 } // namespace edgeseg
