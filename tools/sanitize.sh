@@ -6,6 +6,7 @@
 set -euo pipefail
 main_py=${1:?usage: sanitize.sh MAIN_VENV_PYTHON ASAN_VENV_DIR}
 asan_venv=${2:?usage: sanitize.sh MAIN_VENV_PYTHON ASAN_VENV_DIR}
+shift 2
 cd "$(dirname "$0")/.."
 
 if [ ! -x "$asan_venv/bin/python" ]; then

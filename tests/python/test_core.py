@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -31,7 +32,7 @@ def test_build_info_shape_and_types():
 
 def test_simd_level_can_be_forced_to_scalar():
     code = "import edgeseg; print(edgeseg.build_info()['simd'])"
-    env = {"EDGESEG_SIMD": "scalar", "PATH": "/usr/bin:/bin"}
+    env = {**os.environ, "EDGESEG_SIMD": "scalar"}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
