@@ -59,6 +59,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.demo_args)
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from edgeseg.data import cli as data_cli
+
+    return data_cli.main(args.data_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg",
@@ -86,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_demo.add_argument("demo_args", nargs=argparse.REMAINDER)
     p_demo.set_defaults(func=_cmd_demo)
+
+    p_data = sub.add_parser(
+        "data",
+        help="datasets: label QA, synthetic data, conversion (see edgeseg data --help)",
+        add_help=False,
+    )
+    p_data.add_argument("data_args", nargs=argparse.REMAINDER)
+    p_data.set_defaults(func=_cmd_data)
     return parser
 
 
