@@ -105,7 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # argparse.REMAINDER leaves a leading option (`edgeseg data --help`) unparsed: hand it on.
+    delegated = [k for k in ("bench_args", "demo_args", "data_args") if hasattr(args, k)]
+    if extra and delegated:
+        setattr(args, delegated[0], extra + getattr(args, delegated[0]))
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -169,3 +169,9 @@ def test_unreadable_masks(tmp_path, rng, bad):
     report = check(root, workers=1, progress=False, **LOOSE)
     assert kinds(report["errors"]) == {("unreadable", "img01.png")}
     assert "mask" in report["errors"][0]["detail"]
+
+
+def test_cli_data_help(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["data", "--help"])
+    assert e.value.code == 0 and "check" in capsys.readouterr().out

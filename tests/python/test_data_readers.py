@@ -359,3 +359,28 @@ def test_missing_mask_is_left_out_loudly_and_bad_files_name_themselves(tmp_path,
     (root / "images" / "a.png").write_bytes((root / "images" / "a.png").read_bytes()[:200])
     with pytest.raises(DatasetError, match=r"a.png: cannot read the image .*truncated"):
         ds[0]
+
+
+def test_labelme_broken_json_and_missing_image_are_reported(tmp_path, rng):
+    from edgeseg.data import check
+
+    root = tmp_path / "lm"
+    root.mkdir()
+    Image.fromarray(rand_image(rng, 20, 20)).save(root / "a.png")
+    Image.fromarray(rand_image(rng, 20, 20)).save(root / "unlabelled.png")
+    good = labelme_doc([("dent", "polygon", [[0, 0], [9, 0], [0, 9]])], 20, 20, "a.png")
+    (root / "a.json").write_text(json.dumps(good))
+    (root / "b.json").write_text(json.dumps(labelme_doc([], 20, 20, "b.png")))
+    (root / "c.json").write_text("{not json")
+    bad_shape = labelme_doc([("dent", "hexagon", [[0, 0], [9, 0], [0, 9]])], 20, 20, "a.png")
+    (root / "d.json").write_text(json.dumps(bad_shape))
+    report = check(root, workers=1, progress=False, min_class_images=1)
+    found = {(f["kind"], f["file"].rsplit("/", 1)[-1]) for f in report["errors"]}
+    assert found == {
+        ("missing_image", "b.json"),
+        ("unreadable", "c.json"),
+        ("unreadable", "d.json"),
+        ("missing_mask", "unlabelled.png"),
+    }
+    d = [f["detail"] for f in report["errors"] if f["file"].endswith("d.json")][0]
+    assert "hexagon" in d and "polygon" in d

@@ -157,3 +157,23 @@ def test_cli_synth_convert(tmp_path, capsys):
     assert rc == 0 and info["layout"] == "cvat" and info["num_images"] == 4
     rc = cli.main(["data", "convert", str(tmp_path / "nope"), str(tmp_path / "d"), "--to", "cvat"])
     assert rc == 2 and "no such file" in capsys.readouterr().err
+
+
+def test_data_layer_imports_without_torch_or_opencv():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgeseg.data; "
+        "bad = [m for m in ('torch', 'cv2', 'skimage') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_synth_without_opencv_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)
+    with pytest.raises(DatasetError, match="pip install opencv-python-headless"):
+        synth(tmp_path / "x", n=2, size=64)
