@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from edgeseg import kernels
 from edgeseg._core import build_info
-from edgeseg.errors import CudaError, DeviceUnavailableError, EdgesegError, InvalidArgumentError
+from edgeseg.errors import (
+    CudaError,
+    DatasetError,
+    DeviceUnavailableError,
+    EdgesegError,
+    InvalidArgumentError,
+)
 
 __version__: str = build_info()["version"]
 
 __all__ = [
     "CudaError",
+    "DatasetError",
     "DeviceUnavailableError",
     "EdgesegError",
     "InvalidArgumentError",

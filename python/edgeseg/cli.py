@@ -53,6 +53,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 DELEGATED = {
     "bench": ("edgeseg.bench", "benchmark the fused kernels against numpy+OpenCV and torch"),
     "demo": ("edgeseg.demo", "run the main job on synthetic data"),
+    "data": ("edgeseg.data.cli", "datasets: label QA, synthetic data, conversion"),
 }
 
 

@@ -10,8 +10,18 @@ from __future__ import annotations
 
 from edgeseg._core import CudaError, EdgesegError, InvalidArgumentError
 
-__all__ = ["CudaError", "EdgesegError", "InvalidArgumentError", "DeviceUnavailableError"]
+__all__ = [
+    "CudaError",
+    "DatasetError",
+    "DeviceUnavailableError",
+    "EdgesegError",
+    "InvalidArgumentError",
+]
 
 
 class DeviceUnavailableError(EdgesegError, RuntimeError):
     """A GPU path was requested on a machine or build that cannot run it."""
+
+
+class DatasetError(EdgesegError):
+    """A dataset, class map or label file cannot be used; the message names the file and the fix."""

@@ -1,0 +1,335 @@
+"""Class maps: which integer id is which class, and which colour draws it.
+
+A class map is stored as ``classes.yaml``, a list of entries::
+
+    - {id: 0, name: background, color: [0, 0, 0]}
+    - {id: 1, name: scratch, color: [255, 0, 0]}
+
+(a mapping ``{classes: [...]}`` is accepted too). Id 0 is background by convention and
+:data:`VOID` (255) is the ignore value: a pixel that belongs to no class and that training
+and evaluation skip. An entry with id 255 is allowed and only names the colour that marks
+void pixels in colour masks; it is not a class. Ids, names and colours must be unique.
+
+CVAT's ``labelmap.txt`` (``name:r,g,b:parts:actions`` per line, ``#`` comments) is read by
+:meth:`ClassMap.from_labelmap`; the line order gives the ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from edgeseg.errors import DatasetError
+
+__all__ = ["VOID", "VOC_VOID_COLOR", "ClassInfo", "ClassMap", "default_color"]
+
+#: Mask value of pixels that belong to no class (ignored by training and metrics).
+VOID = 255
+#: Colour Pascal VOC (and CVAT's VOC export) uses for void/boundary pixels.
+VOC_VOID_COLOR = (224, 224, 192)
+_MAX_ID = 65535
+
+
+def default_color(class_id: int) -> tuple[int, int, int]:
+    """The Pascal VOC colour of ``class_id`` (0 is black), used when a class has no colour."""
+    r = g = b = 0
+    c = int(class_id)
+    for j in range(8):
+        r |= ((c >> 0) & 1) << (7 - j)
+        g |= ((c >> 1) & 1) << (7 - j)
+        b |= ((c >> 2) & 1) << (7 - j)
+        c >>= 3
+    return (r, g, b)
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class: integer id in the masks, unique name, RGB colour in colour masks."""
+
+    id: int
+    name: str
+    color: tuple[int, int, int]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, "color": list(self.color)}
+
+
+def _parse_color(value, where: str) -> tuple[int, int, int]:
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 3
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
+    ):
+        raise DatasetError(
+            f"{where}: color {value!r} is not a list of three integers 0..255; "
+            "write it as color: [r, g, b]"
+        )
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+class ClassMap:
+    """An ordered, validated set of :class:`ClassInfo` plus the optional void colour.
+
+    ``classes[i]`` is the i-th class in id order; ``classes.by_id(3)``, ``classes.by_name("crack")``
+    and ``classes.by_color((255, 0, 0))`` look entries up; ``len``, iteration and ``in`` (by name)
+    work as expected.
+    """
+
+    def __init__(
+        self,
+        classes: Iterable[ClassInfo],
+        void_color: Optional[Sequence[int]] = None,
+        source: str = "class map",
+    ):
+        self.source = source
+        items = sorted(classes, key=lambda c: c.id)
+        seen_id: dict[int, ClassInfo] = {}
+        seen_name: dict[str, ClassInfo] = {}
+        seen_color: dict[tuple, ClassInfo] = {}
+        for c in items:
+            if not isinstance(c.id, int) or isinstance(c.id, bool) or not 0 <= c.id <= _MAX_ID:
+                raise DatasetError(
+                    f"{source}: id {c.id!r} of {c.name!r} is not an integer 0..65535"
+                )
+            if c.id == VOID:
+                raise DatasetError(
+                    f"{source}: class {c.name!r} uses id 255, the void/ignore value; "
+                    "give it another id (255 may only name the void colour)"
+                )
+            if not isinstance(c.name, str) or not c.name.strip():
+                raise DatasetError(f"{source}: class id {c.id} has an empty name; give it a name")
+            for table, key, what in (
+                (seen_id, c.id, "id"),
+                (seen_name, c.name, "name"),
+                (seen_color, c.color, "color"),
+            ):
+                if key in table:
+                    raise DatasetError(
+                        f"{source}: classes {table[key].name!r} (id {table[key].id}) and "
+                        f"{c.name!r} (id {c.id}) share the {what} {key!r}; "
+                        f"every class needs its own {what}"
+                    )
+                table[key] = c
+        if not items:
+            raise DatasetError(f"{source}: no classes defined; list at least the background class")
+        self.void_color = tuple(void_color) if void_color is not None else None
+        if self.void_color is not None and self.void_color in seen_color:
+            other = seen_color[self.void_color]
+            raise DatasetError(
+                f"{source}: the void colour {self.void_color} is also the colour of class "
+                f"{other.name!r}; pick another colour for one of them"
+            )
+        self._items: list[ClassInfo] = items
+        self._by_id = seen_id
+        self._by_name = seen_name
+        self._by_color = seen_color
+
+    # -- container protocol -------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[ClassInfo]:
+        return iter(self._items)
+
+    def __getitem__(self, index: int) -> ClassInfo:
+        return self._items[index]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClassMap)
+            and self._items == other._items
+            and self.void_color == other.void_color
+        )
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{c.id}:{c.name}" for c in self._items)
+        return f"ClassMap({inner})"
+
+    # -- lookups -------------------------------------------------------------------------
+    @property
+    def ids(self) -> list[int]:
+        return [c.id for c in self._items]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self._items]
+
+    @property
+    def max_id(self) -> int:
+        return self._items[-1].id
+
+    @property
+    def mask_dtype(self) -> np.dtype:
+        """uint8 when every id fits below the void value, uint16 otherwise."""
+        return np.dtype(np.uint8) if self.max_id < VOID else np.dtype(np.uint16)
+
+    def by_id(self, class_id: int) -> ClassInfo:
+        try:
+            return self._by_id[int(class_id)]
+        except KeyError:
+            raise DatasetError(
+                f"{self.source}: no class with id {class_id}; ids are {self.ids}"
+            ) from None
+
+    def by_name(self, name: str) -> ClassInfo:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise DatasetError(
+                f"{self.source}: no class named {name!r}; classes are {self.names}"
+            ) from None
+
+    def by_color(self, color: Sequence[int]) -> Optional[ClassInfo]:
+        return self._by_color.get(tuple(int(v) for v in color))
+
+    def has_id(self, class_id: int) -> bool:
+        return int(class_id) in self._by_id
+
+    def name_of(self, class_id: int) -> str:
+        c = self._by_id.get(int(class_id))
+        return c.name if c else ("void" if class_id == VOID else f"id {class_id}")
+
+    def palette(self) -> np.ndarray:
+        """A (256, 3) uint8 palette: row i is the colour of id i (void row = void colour)."""
+        pal = np.zeros((256, 3), np.uint8)
+        for c in self._items:
+            if c.id < 256:
+                pal[c.id] = c.color
+        pal[VOID] = self.void_color if self.void_color is not None else VOC_VOID_COLOR
+        return pal
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        """HW ids → HW×3 RGB using the class colours (void and unknown ids → void colour)."""
+        lut = np.zeros((max(self.max_id, VOID) + 1, 3), np.uint8)
+        lut[:] = self.void_color if self.void_color is not None else VOC_VOID_COLOR
+        for c in self._items:
+            lut[c.id] = c.color
+        m = np.asarray(mask)
+        return lut[np.clip(m, 0, len(lut) - 1)]
+
+    # -- (de)serialisation -----------------------------------------------------------------
+    def to_list(self) -> list[dict]:
+        out = [c.to_dict() for c in self._items]
+        if self.void_color is not None:
+            out.append({"id": VOID, "name": "void", "color": list(self.void_color)})
+        return out
+
+    def save(self, path: Union[str, Path]) -> None:
+        """Write ``classes.yaml``."""
+        import yaml
+
+        with open(path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(self.to_list(), f, sort_keys=False, default_flow_style=None)
+
+    @classmethod
+    def from_list(cls, entries, source: str = "class map") -> ClassMap:
+        if isinstance(entries, dict) and "classes" in entries:
+            entries = entries["classes"]
+        if not isinstance(entries, list):
+            raise DatasetError(
+                f"{source}: expected a list of {{id, name, color}} entries, got "
+                f"{type(entries).__name__}; see edgeseg.data.classes for the format"
+            )
+        classes = []
+        void_color = None
+        for n, e in enumerate(entries):
+            where = f"{source} entry {n + 1}"
+            if not isinstance(e, dict) or "id" not in e or "name" not in e:
+                raise DatasetError(f"{where}: {e!r} needs at least 'id' and 'name'")
+            unknown = set(e) - {"id", "name", "color"}
+            if unknown:
+                raise DatasetError(
+                    f"{where}: unknown keys {sorted(unknown)}; allowed are id, name, color"
+                )
+            cid = e["id"]
+            if not isinstance(cid, int) or isinstance(cid, bool):
+                raise DatasetError(f"{where}: id {cid!r} is not an integer")
+            if cid == VOID:
+                void_color = _parse_color(e["color"], where) if "color" in e else None
+                continue
+            color = _parse_color(e["color"], where) if "color" in e else None
+            classes.append((cid, str(e["name"]), color))
+        used = {c for _, _, c in classes if c is not None}
+        infos = []
+        for cid, name, color in classes:
+            if color is None:
+                color = default_color(cid)
+                k = cid
+                while color in used:  # keep auto colours unique
+                    k += 256
+                    color = default_color(k)
+                used.add(color)
+            infos.append(ClassInfo(cid, name, color))
+        return cls(infos, void_color=void_color, source=source)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> ClassMap:
+        """Read and validate ``classes.yaml``; errors name the file and the entry."""
+        import yaml
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise DatasetError(f"{path}: cannot read class map ({e})") from e
+        except yaml.YAMLError as e:
+            raise DatasetError(f"{path}: not valid YAML ({e}); fix the syntax") from e
+        return cls.from_list(data, source=str(path))
+
+    @classmethod
+    def from_names(cls, names: Sequence[str], source: str = "class map") -> ClassMap:
+        """Ids in the given order, VOC colours."""
+        return cls([ClassInfo(i, n, default_color(i)) for i, n in enumerate(names)], source=source)
+
+    @classmethod
+    def from_labelmap(cls, path: Union[str, Path]) -> ClassMap:
+        """Read CVAT's ``labelmap.txt``: ``name:r,g,b:parts:actions``; line order = id."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise DatasetError(f"{path}: cannot read labelmap ({e})") from e
+        infos = []
+        lines = {}
+        for lineno, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.split(":")
+            if len(parts) < 2 or not parts[0]:
+                raise DatasetError(
+                    f"{path}:{lineno}: {raw!r} is not 'name:r,g,b:parts:actions'; fix the line"
+                )
+            name = parts[0]
+            try:
+                rgb = tuple(int(v) for v in parts[1].split(","))
+                if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                    raise ValueError
+            except ValueError:
+                raise DatasetError(
+                    f"{path}:{lineno}: colour {parts[1]!r} of {name!r} is not 'r,g,b' with "
+                    "values 0..255; fix the line"
+                ) from None
+            if rgb in lines:
+                raise DatasetError(
+                    f"{path}:{lineno}: {name!r} has the colour {','.join(map(str, rgb))} "
+                    f"already used by {lines[rgb][1]!r} on line {lines[rgb][0]}; masks could not "
+                    "tell them apart, give each label its own colour in CVAT and export again"
+                )
+            lines[rgb] = (lineno, name)
+            infos.append(ClassInfo(len(infos), name, rgb))
+        return cls(infos, source=str(path))
+
+    def labelmap_text(self) -> str:
+        """CVAT ``labelmap.txt`` text (ids must be 0..n-1 for CVAT to keep them)."""
+        lines = ["# label:color_rgb:parts:actions"]
+        for c in self._items:
+            lines.append(f"{c.name}:{c.color[0]},{c.color[1]},{c.color[2]}::")
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,214 @@
+"""``edgeseg data``: check, synthesize, convert and describe datasets.
+
+Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` found errors,
+2 the dataset or the arguments could not be used (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Optional
+
+from edgeseg.errors import DatasetError
+
+
+def _add_check(sub) -> None:
+    p = sub.add_parser(
+        "check",
+        help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates",
+        description="Decode every image and label and report what breaks the labelling rules. "
+        "Exit code 1 when there are errors, 0 when there are only warnings.",
+    )
+    p.add_argument("dataset", help="dataset folder or .zip (folder, CVAT or LabelMe layout)")
+    p.add_argument("--json", metavar="OUT", help="also write the full report as JSON to OUT")
+    p.add_argument("--classes", metavar="YAML", help="class map to use instead of the dataset's")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument(
+        "--max-unlabeled",
+        type=float,
+        default=0.10,
+        help="warn when more than this fraction of an image is void/unknown (default 0.10)",
+    )
+    p.add_argument(
+        "--min-pixel-share",
+        type=float,
+        default=0.001,
+        help="warn when a class has less than this share of labelled pixels (default 0.001)",
+    )
+    p.add_argument(
+        "--min-class-images",
+        type=int,
+        default=5,
+        help="warn when a class appears in fewer images (default 5)",
+    )
+    p.add_argument("--limit", type=int, default=20, help="findings printed per kind (default 20)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_check)
+
+
+def _cmd_check(args) -> int:
+    from edgeseg.data.qa import check, format_report
+
+    try:
+        report = check(
+            args.dataset,
+            classes=args.classes,
+            workers=args.workers,
+            max_unlabeled=args.max_unlabeled,
+            min_pixel_share=args.min_pixel_share,
+            min_class_images=args.min_class_images,
+            progress=not args.no_progress,
+        )
+    except DatasetError as e:
+        # The dataset could not even be opened: still give scripts a report to read.
+        report = {
+            "dataset": args.dataset,
+            "num_images": 0,
+            "classes": [],
+            "errors": [{"kind": "invalid_dataset", "file": args.dataset, "detail": str(e)}],
+            "warnings": [],
+            "class_pixels": {},
+            "class_images": {},
+        }
+        print(f"error: {e}", file=sys.stderr)
+    else:
+        print(format_report(report, limit=args.limit))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(report, f, indent=2)
+    return 1 if report["errors"] else 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser(
+        "synth",
+        help="write a synthetic inspection dataset with exact masks",
+        description="Write a folder dataset (images/, masks/, classes.yaml, splits/) of "
+        "textured surfaces with scratches, stains and cracks (--task defects) or textured "
+        "products on a surface (--task objects). Deterministic for a seed.",
+    )
+    p.add_argument("out", help="output folder")
+    p.add_argument("--task", choices=("defects", "objects"), default="defects")
+    p.add_argument("--n", type=int, default=200, help="number of images (default 200)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_synth(args) -> int:
+    from edgeseg.data.synth import synth
+
+    out = synth(
+        args.out,
+        task=args.task,
+        n=args.n,
+        size=args.size,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    summary = {"path": str(out), "task": args.task, "n": args.n, "size": args.size}
+    print(json.dumps(summary) if args.json else f"wrote {args.n} {args.task} images to {out}")
+    return 0
+
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert a dataset to a folder dataset or a CVAT export, pixel for pixel",
+        description="Read SRC in any supported layout and write DST as a folder dataset or a "
+        "CVAT 'Segmentation mask 1.1' export (a DST ending in .zip writes an archive).",
+    )
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--to", choices=("folder", "cvat"), required=True)
+    p.add_argument("--classes", metavar="YAML", help="class map to use instead of SRC's")
+    p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args) -> int:
+    from edgeseg.data.convert import convert
+
+    out = convert(
+        args.src,
+        args.dst,
+        to=args.to,
+        classes=args.classes,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    print(f"wrote {args.to} dataset {out}")
+    return 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="layout, classes and split sizes of a dataset (fast)")
+    p.add_argument("dataset")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    from edgeseg.data.dataset import open_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = open_dataset(args.dataset)
+    info = {
+        "dataset": ds.display_root,
+        "layout": ds.layout,
+        "num_images": len(ds),
+        "splits": ds.split_sizes(),
+        "classes": [c.to_dict() for c in ds.classes],
+        "issues": len(ds.issues),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(repr(ds))
+        for c in ds.classes:
+            print(f"  {c.id:>5}  {c.name}  {c.color}")
+        if ds.issues:
+            print(f"{len(ds.issues)} problem(s) found while pairing files: run edgeseg data check")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeseg data",
+        description="Datasets: label QA, synthetic inspection data, format conversion.",
+    )
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    _add_check(sub)
+    _add_synth(sub)
+    _add_convert(sub)
+    _add_info(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
