@@ -187,6 +187,9 @@ def bench_preprocess(report: Report, name: str, src_h, src_w, h, w, args):
 def _run_rows(report: Report, name: str, rows, args) -> None:
     results = []
     for impl, fn in rows:
+        # Let the previous implementation's thread pools (OpenMP, OpenBLAS, OpenCV, ours) stop
+        # spinning, so that no implementation runs against another one's busy-waiting threads.
+        time.sleep(args.pause)
         med, p10, p90 = time_fn(fn, args.repeat, args.warmup)
         results.append(Row(name, impl, med, p10, p90))
         if not args.json:
@@ -256,13 +259,20 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         action="append",
         help="run only these workloads (repeatable)",
     )
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.5,
+        help="seconds of idle time before each implementation (lets other thread pools "
+        "stop spinning; default 0.5)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough look)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
-    if args.repeat < 1 or args.warmup < 0:
-        parser.error("--repeat must be >= 1 and --warmup >= 0")
+    if args.repeat < 1 or args.warmup < 0 or args.pause < 0:
+        parser.error("--repeat must be >= 1, --warmup >= 0 and --pause >= 0")
     if args.quick:
         args.repeat, args.warmup = min(args.repeat, 7), min(args.warmup, 2)
 
