@@ -69,6 +69,26 @@ def machine_info(threads: int) -> dict:
     }
 
 
+def warm_allocator() -> str:
+    """Puts glibc's allocator in the state a long-running camera loop reaches: large blocks are
+    reused from the heap instead of being mmapped and trimmed per call. Otherwise every numpy
+    temporary of a peer pays a page fault per 4 KiB (several ms per call on a VM), which would
+    inflate our ratios. Returns a description for the report."""
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return "default (not glibc)"
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) == 1
+        ok = libc.mallopt(m_trim_threshold, 1 << 30) == 1 and ok
+    except (OSError, AttributeError):
+        return "default (mallopt unavailable)"
+    return "warm (glibc mmap/trim thresholds 1 GiB)" if ok else "default (mallopt refused)"
+
+
 def time_fn(fn: Callable[[], object], repeat: int, warmup: int) -> tuple[float, float, float]:
     """Median, p10 and p90 in milliseconds over `repeat` calls after `warmup` calls."""
     for _ in range(warmup):
@@ -237,7 +257,8 @@ def format_table(report: Report) -> str:
     lines.append("")
     lines.append(
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} threads, simd={m['simd']}, "
-        f"Python {m['python']}, numpy {m['numpy']}, edgeseg {m['edgeseg']}."
+        f"Python {m['python']}, numpy {m['numpy']}, edgeseg {m['edgeseg']}, "
+        f"allocator {m.get('allocator', 'default')}."
     )
     return "\n".join(lines)
 
@@ -266,6 +287,12 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         help="seconds of idle time before each implementation (lets other thread pools "
         "stop spinning; default 0.5)",
     )
+    parser.add_argument(
+        "--cold-allocator",
+        action="store_true",
+        help="keep glibc's default allocator thresholds (large temporaries then pay page "
+        "faults on every call, as in a fresh process)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough look)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
@@ -285,6 +312,7 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         torch.set_num_threads(args.threads)
 
     report = Report(machine=machine_info(args.threads))
+    report.machine["allocator"] = warm_allocator() if not args.cold_allocator else "default"
     selected = args.only or ["pre", "post-c4", "post-c19"]
     if "pre" in selected:
         bench_preprocess(report, "preprocess 1920x1080 -> 512x512 NCHW", 1080, 1920, 512, 512, args)
