@@ -52,7 +52,7 @@ lint: build
 pytest: build
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
-# Jetson portability (docs/jetson.md): aarch64 cross-build of the core run under qemu against
+# Jetson portability (README, "Jetson"): aarch64 cross-build of the core run under qemu against
 # the x86 build, CUDA 12.6 / sm_87 and CUDA 13 / sm_87+sm_90 compile checks. Builds are cached
 # in build/jetson-*, build/cuda12.
 jetson-check: build
