@@ -1,7 +1,8 @@
 """``edgeseg demo``: the main job on an embedded default (CPU, synthetic data).
 
-For now it shows the fused kernels end to end on a synthetic inspection frame: a metal part on
-a conveyor with a scratch and a dent. Logits are simulated at 1/8 resolution from the known
+For now it synthesizes a labelled inspection dataset and checks its labels (the data layer), then
+shows the fused kernels end to end on a synthetic inspection frame: a metal part on a conveyor
+with a scratch and a dent. Logits are simulated at 1/8 resolution from the known
 ground truth (no model is trained yet); the fused postprocess turns them into a class map,
 per-pixel confidence, an overlay and class counts. Then the kernel benchmark table is printed.
 Later stages (dataset, training, export, quantization, camera loop) extend this command.
@@ -84,7 +85,25 @@ def confidence_heatmap(confidence: np.ndarray) -> np.ndarray:
     return cv2.applyColorMap((confidence * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
 
 
-def run_demo(out_dir: Path, bench: bool = True, quick: bool = False) -> dict:
+def run_dataset_step(out_dir: Path, n: int) -> dict:
+    """Synthesizes a defect dataset under out_dir/dataset and runs label QA on it."""
+    from edgeseg import data
+
+    ds_dir = data.synth(out_dir / "dataset", task="defects", n=n, size=256, seed=0, overwrite=True)
+    report = data.check(ds_dir, workers=1, progress=False)
+    (out_dir / "qa.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"      {report['num_images']} images, classes "
+        f"{', '.join(c['name'] for c in report['classes'])}; "
+        f"QA: {len(report['errors'])} errors, {len(report['warnings'])} warnings",
+        flush=True,
+    )
+    return report
+
+
+def run_demo(
+    out_dir: Path, bench: bool = True, quick: bool = False, dataset_size: int = 40
+) -> dict:
     try:
         import cv2
     except ImportError as e:  # pragma: no cover - cv2 is in the dev extra
@@ -94,8 +113,14 @@ def run_demo(out_dir: Path, bench: bool = True, quick: bool = False) -> dict:
         ) from e
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    steps = 4 if bench else 3
-    print(f"[1/{steps}] synthesizing an inspection frame (part, scratch, dent) ...", flush=True)
+    steps = 5 if bench else 4
+    print(
+        f"[1/{steps}] synthesizing a labelled defect dataset ({dataset_size} images) and "
+        "checking its labels ...",
+        flush=True,
+    )
+    qa = run_dataset_step(out_dir, dataset_size)
+    print(f"[2/{steps}] synthesizing an inspection frame (part, scratch, dent) ...", flush=True)
     frame, gt = synth_scene()
     palette = np.array([c for _, c in CLASSES], np.uint8)  # BGR, like the frame
     names = [n for n, _ in CLASSES]
@@ -135,7 +160,13 @@ def run_demo(out_dir: Path, bench: bool = True, quick: bool = False) -> dict:
             n: {"pixels": int(c), "area_fraction": round(int(c) / total, 5)}
             for n, c in zip(names, res.counts)
         },
-        "files": ["frame.png", "overlay.png", "confidence.png"],
+        "dataset": {
+            "path": "dataset",
+            "num_images": qa["num_images"],
+            "qa_errors": len(qa["errors"]),
+            "qa_warnings": len(qa["warnings"]),
+        },
+        "files": ["dataset/", "qa.json", "frame.png", "overlay.png", "confidence.png"],
     }
     for n, v in summary["classes"].items():
         print(f"      {n:<11} {v['pixels']:>8} px  {100 * v['area_fraction']:6.2f} %")

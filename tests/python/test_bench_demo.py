@@ -44,7 +44,7 @@ def test_numpy_opencv_peer_agrees_with_kernel():
 
 def test_demo_writes_overlay_and_summary(tmp_path: Path):
     cv2 = pytest.importorskip("cv2")
-    summary = demo.run_demo(tmp_path, bench=False)
+    summary = demo.run_demo(tmp_path, bench=False, dataset_size=8)
     frame = cv2.imread(str(tmp_path / "frame.png"))
     overlay = cv2.imread(str(tmp_path / "overlay.png"))
     assert frame.shape == overlay.shape == (720, 1280, 3)
@@ -53,5 +53,9 @@ def test_demo_writes_overlay_and_summary(tmp_path: Path):
     classes = summary["classes"]
     assert sum(v["pixels"] for v in classes.values()) == 720 * 1280
     assert classes["scratch"]["pixels"] > 0 and classes["dent"]["pixels"] > 0
+    qa = json.loads((tmp_path / "qa.json").read_text())
+    assert qa["num_images"] == summary["dataset"]["num_images"] == 8
+    assert qa["errors"] == []
+    assert len(list((tmp_path / "dataset" / "images").rglob("*.png"))) == 8
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert saved["classes"] == classes
