@@ -126,14 +126,14 @@ def run_demo(
     names = [n for n, _ in CLASSES]
 
     print(
-        f"[2/{steps}] fused preprocess (1280x720 BGR -> 1x3x512x512 RGB, letterbox) ...", flush=True
+        f"[3/{steps}] fused preprocess (1280x720 BGR -> 1x3x512x512 RGB, letterbox) ...", flush=True
     )
     t0 = time.perf_counter()
     blob = kernels.preprocess(frame, (512, 512), letterbox=True)
     pre_ms = (time.perf_counter() - t0) * 1e3
 
     print(
-        f"[3/{steps}] fused postprocess (logits 4x90x160 -> 720x1280 class map, confidence, "
+        f"[4/{steps}] fused postprocess (logits 4x90x160 -> 720x1280 class map, confidence, "
         "overlay, counts) ...",
         flush=True,
     )
@@ -180,7 +180,7 @@ def run_demo(
         from edgeseg import bench as bench_mod
 
         print(
-            f"[4/{steps}] benchmarking the fused kernels against numpy+OpenCV and torch ...",
+            f"[5/{steps}] benchmarking the fused kernels against numpy+OpenCV and torch ...",
             flush=True,
         )
         report, _ = bench_mod.run(["--quick"] if quick else [])
