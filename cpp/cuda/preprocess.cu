@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../src/preprocess_common.h"
 #include "../src/resize_coefs.h"
 #include "check.cuh"
 #include "edgeseg/cuda_kernels.h"
@@ -89,46 +90,11 @@ template <typename T> __global__ void preprocessKernel(PreprocessArgs a, T* dst)
     }
 }
 
-void validate(const ImageView& src, const PreprocessParams& p, const void* dst) {
-    require(src.data != nullptr, "cuda preprocess: image data is null");
-    require(src.height > 0 && src.width > 0,
-            "cuda preprocess: image is empty (" + std::to_string(src.height) + "x" +
-                std::to_string(src.width) + ")");
-    require(src.channels == 1 || src.channels == 3,
-            "cuda preprocess: expected a 1- or 3-channel image, got " +
-                std::to_string(src.channels) + " channels");
-    require(p.outHeight > 0 && p.outWidth > 0,
-            "cuda preprocess: output size must be positive, got " +
-                std::to_string(p.outHeight) + "x" + std::to_string(p.outWidth));
-    require(p.outChannels == 1 || p.outChannels == 3,
-            "cuda preprocess: outChannels must be 1 or 3, got " +
-                std::to_string(p.outChannels));
-    require(!(p.outChannels == 1 && src.channels == 3),
-            "cuda preprocess: a 3-channel image needs outChannels == 3");
-    for (int c = 0; c < p.outChannels; ++c) {
-        require(std::isfinite(p.mean[c]) && std::isfinite(p.stddev[c]) && p.stddev[c] != 0.0f,
-                "cuda preprocess: mean/std must be finite and std non-zero (channel " +
-                    std::to_string(c) + ")");
-    }
-    require(dst != nullptr, "cuda preprocess: destination is null");
-}
-
 /// Validates, fills the kernel arguments and launches on `stream`.
 Letterbox launchPreprocess(const ImageView& src, const PreprocessParams& p, void* dst,
                            cudaStream_t stream) {
-    validate(src, p, dst);
-    Letterbox lb;
-    if (p.letterbox) {
-        lb = makeLetterbox(src.width, src.height, p.outWidth, p.outHeight);
-    } else {
-        lb.srcWidth = src.width;
-        lb.srcHeight = src.height;
-        lb.inputWidth = p.outWidth;
-        lb.inputHeight = p.outHeight;
-        lb.resizedWidth = p.outWidth;
-        lb.resizedHeight = p.outHeight;
-        lb.scale = static_cast<double>(p.outWidth) / src.width;
-    }
+    detail::validatePreprocess(src, p, dst, "cuda preprocess");
+    const Letterbox lb = detail::placement(src, p);
     PreprocessArgs a;
     a.src = src.data;
     a.rowStride = src.rowStride;
@@ -173,7 +139,7 @@ Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void*
 }
 
 Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, void* dst) {
-    validate(src, params, dst);
+    detail::validatePreprocess(src, params, dst, "cuda preprocess");
     const size_t rowBytes = static_cast<size_t>(src.width) * src.channels;
     const size_t srcBytes = rowBytes * src.height;
     const size_t dstBytes = static_cast<size_t>(params.outChannels) * params.outHeight *

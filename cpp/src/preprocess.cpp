@@ -14,6 +14,7 @@
 #include "edgeseg/errors.h"
 #include "edgeseg/parallel.h"
 #include "edgeseg/preprocess.h"
+#include "preprocess_common.h"
 #include "resize_coefs.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -378,18 +379,7 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
     Job<T> job;
     job.src = &src;
     job.params = &p;
-    if (p.letterbox) {
-        job.lb = makeLetterbox(src.width, src.height, p.outWidth, p.outHeight);
-    } else {
-        Letterbox& lb = job.lb;
-        lb.srcWidth = src.width;
-        lb.srcHeight = src.height;
-        lb.inputWidth = p.outWidth;
-        lb.inputHeight = p.outHeight;
-        lb.resizedWidth = p.outWidth;
-        lb.resizedHeight = p.outHeight;
-        lb.scale = static_cast<double>(p.outWidth) / src.width;
-    }
+    job.lb = detail::placement(src, p);
     job.simd = avx2Usable();
     job.xt = makeXTable(src, job.lb.resizedWidth, job.simd);
     job.yt.resize(job.lb.resizedHeight);
@@ -442,27 +432,7 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
 } // namespace
 
 Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void* dst) {
-    require(src.data != nullptr, "preprocess: image data is null");
-    require(src.height > 0 && src.width > 0,
-            "preprocess: image is empty (" + std::to_string(src.height) + "x" +
-                std::to_string(src.width) + ")");
-    require(src.channels == 1 || src.channels == 3,
-            "preprocess: expected a 1- or 3-channel image, got " +
-                std::to_string(src.channels) + " channels");
-    require(params.outHeight > 0 && params.outWidth > 0,
-            "preprocess: output size must be positive, got " + std::to_string(params.outHeight) +
-                "x" + std::to_string(params.outWidth));
-    require(params.outChannels == 1 || params.outChannels == 3,
-            "preprocess: outChannels must be 1 or 3, got " + std::to_string(params.outChannels));
-    require(!(params.outChannels == 1 && src.channels == 3),
-            "preprocess: a 3-channel image needs outChannels == 3");
-    for (int c = 0; c < params.outChannels; ++c) {
-        require(std::isfinite(params.mean[c]) && std::isfinite(params.stddev[c]) &&
-                    params.stddev[c] != 0.0f,
-                "preprocess: mean/std must be finite and std non-zero (channel " +
-                    std::to_string(c) + ")");
-    }
-    require(dst != nullptr, "preprocess: destination is null");
+    detail::validatePreprocess(src, params, dst, "preprocess");
     if (params.dtype == DType::Float16) {
         return run<uint16_t>(src, params, dst);
     }
