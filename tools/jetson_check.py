@@ -78,6 +78,14 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 # ---- tools ---------------------------------------------------------------------------------
 
 
+def apt_install(packages) -> None:
+    """Installs Debian packages (CI only: it runs as root on a throw-away machine)."""
+    apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "apt-get"]
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run([*apt, "update", "-q"], env=env)
+    run([*apt, "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
+
+
 def ensure_cross_tools() -> tuple[str, str]:
     """Returns (aarch64 g++, qemu-aarch64); installs them on CI, else says what to install."""
     gxx = shutil.which(f"{TRIPLE}-g++")
@@ -87,10 +95,7 @@ def ensure_cross_tools() -> tuple[str, str]:
     missing = [name for name, path in ((f"{TRIPLE}-g++", gxx), ("qemu-aarch64", qemu)) if not path]
     if os.environ.get("CI"):
         log(f"jetson-check: {', '.join(missing)} missing; CI is set, installing {APT_PACKAGES}")
-        apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "apt-get"]
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run([*apt, "update", "-q"], env=env)
-        run([*apt, "install", "-y", "-q", "--no-install-recommends", *APT_PACKAGES], env=env)
+        apt_install(APT_PACKAGES)
         return ensure_cross_tools_installed()
     raise CheckError(
         f"{' and '.join(missing)} not found. The Jetson check cross-compiles the core for "
@@ -634,10 +639,7 @@ def ensure_clang() -> str:
                 return path
     if os.environ.get("CI"):
         log(f"[cuda12] no clang++ >= 16; CI is set, installing {CLANG_PACKAGE}")
-        apt = ["apt-get"] if os.geteuid() == 0 else ["sudo", "apt-get"]
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        run([*apt, "update", "-q"], env=env)
-        run([*apt, "install", "-y", "-q", "--no-install-recommends", CLANG_PACKAGE], env=env)
+        apt_install([CLANG_PACKAGE])
         path = shutil.which(f"clang++-{CLANG_PACKAGE.split('-')[-1]}")
         if path:
             return path
