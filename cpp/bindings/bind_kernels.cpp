@@ -18,6 +18,10 @@
 #include "edgeseg/postprocess.h"
 #include "edgeseg/preprocess.h"
 
+#ifdef EDGESEG_HAS_CUDA
+#include "../cuda/postprocess.cuh"
+#endif
+
 namespace py = pybind11;
 
 namespace edgeseg::bindings {
@@ -295,6 +299,35 @@ void bindKernels(py::module_& m) {
           py::arg("cuda") = false,
           "Low-level fused postprocess; use edgeseg.kernels.postprocess. Returns (class_map, "
           "confidence|None, overlay|None, counts|None), all with a leading batch axis.");
+#ifdef EDGESEG_HAS_CUDA
+    m.def(
+        "cuda_postprocess_ptr",
+        [](uintptr_t logits, bool float16, int channels, int height, int width, int outHeight,
+           int outWidth, uintptr_t classMap, uintptr_t confidence, uintptr_t stream) {
+            require(logits != 0 && classMap != 0, "cuda_postprocess_ptr: null device pointer");
+            LogitsView lv;
+            lv.data = reinterpret_cast<const void*>(logits);
+            lv.dtype = float16 ? DType::Float16 : DType::Float32;
+            lv.channels = channels;
+            lv.height = height;
+            lv.width = width;
+            std::array<uint8_t, 256> transparent{};
+            PostprocessParams params;
+            params.outHeight = outHeight;
+            params.outWidth = outWidth;
+            params.transparent = transparent.data();
+            PostprocessOutputs out;
+            out.classMap = reinterpret_cast<uint8_t*>(classMap);
+            out.confidence = reinterpret_cast<float*>(confidence);
+            cuda::postprocess(lv, params, out, reinterpret_cast<cudaStream_t>(stream));
+        },
+        py::arg("logits"), py::arg("float16"), py::arg("channels"), py::arg("height"),
+        py::arg("width"), py::arg("out_height"), py::arg("out_width"), py::arg("class_map"),
+        py::arg("confidence"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+        "Device-pointer postprocess for benchmarks and zero-copy integrations (e.g. torch "
+        "tensors' data_ptr() and a stream handle): C x h x w logits already on the GPU -> H x W "
+        "class map (+ confidence when non-zero), enqueued on `stream`, not synchronized.");
+#endif
     m.def(
         "cuda_available",
         []() {
