@@ -130,7 +130,9 @@ class ConfusionMatrix:
 
 def _disk_offsets(radius: int) -> list[tuple[int, int]]:
     r = int(radius)
-    return [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= r * r]
+    return [
+        (dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1) if dy * dy + dx * dx <= r * r
+    ]
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
@@ -244,9 +246,7 @@ def summarize(
     }
     if boundary is not None:
         out["boundary_f1"] = _num(boundary.mean_f1())
-        out["per_class_boundary_f1"] = {
-            n: _num(v) for n, v in zip(names, boundary.f1().tolist())
-        }
+        out["per_class_boundary_f1"] = {n: _num(v) for n, v in zip(names, boundary.f1().tolist())}
         out["boundary_tolerance_px"] = boundary.tolerance
     if num_images is not None:
         out["num_images"] = int(num_images)

@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, help="stop after this many minutes")
     p.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
     p.add_argument(
-        "--allow-upscale", action="store_true", default=None, help="train on images smaller "
-        "than the crop (enlarged)"
+        "--allow-upscale",
+        action="store_true",
+        default=None,
+        help="train on images smaller than the crop (enlarged)",
     )
     p.add_argument("--config", help="YAML file with any of these settings (underscored keys)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")

@@ -49,9 +49,7 @@ def _albumentations():
     try:
         import albumentations as A
     except ImportError:
-        raise TrainingError(
-            "training needs albumentations; pip install 'edgeseg[train]'"
-        ) from None
+        raise TrainingError("training needs albumentations; pip install 'edgeseg[train]'") from None
     return A
 
 
@@ -202,7 +200,7 @@ class TrainSet(Dataset):
             if hasattr(self.transform, "set_random_seed"):
                 self.transform.set_random_seed(seed)
             random.seed(seed)
-            np.random.seed(seed % (1 << 32))
+            np.random.seed(seed % (1 << 32))  # noqa: NPY002 (user pipelines may use it)
         out = self.transform(image=image, mask=target)
         img, tgt = out["image"], out["mask"]
         if not isinstance(img, np.ndarray) or img.ndim != 3 or tgt.shape != img.shape[:2]:
