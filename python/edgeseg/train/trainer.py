@@ -516,8 +516,9 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 default=len(history) - 1,
             )
         )
+    max_epochs = cfg.epochs
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, max_epochs):
             torch.manual_seed(cfg.seed + 7919 * (epoch + 1))
             tsampler.set_epoch(epoch)
             model.train()
@@ -614,11 +615,15 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 spent = time.monotonic() - t0
                 per_epoch = spent / (epoch + 1 - start_epoch)
                 fit = epoch + 1 + int((cfg.time_limit * 60 - spent) / per_epoch)
-                if fit < cfg.epochs:
-                    if fit != epoch + 1 or epoch == start_epoch:
-                        say(f"--time-limit {cfg.time_limit:g} min: {fit} epochs fit")
-                    cfg.epochs = max(epoch + 1, fit)
+                fit = max(epoch + 1, min(max_epochs, fit))
+                if fit != cfg.epochs:
+                    if epoch == start_epoch:
+                        say(f"--time-limit {cfg.time_limit:g} min: about {fit} epochs fit")
+                    cfg.epochs = fit
                     total_steps = steps_per_epoch * cfg.epochs
+                if epoch + 1 >= cfg.epochs:
+                    stopped = "time_limit"
+                    break
             if bad_epochs >= cfg.patience:
                 stopped = "early_stopping"
                 say(f"early stopping: no val mIoU gain in {cfg.patience} epochs")
