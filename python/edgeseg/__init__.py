@@ -10,6 +10,7 @@ from edgeseg.errors import (
     DeviceUnavailableError,
     EdgesegError,
     InvalidArgumentError,
+    TrainingError,
 )
 
 __version__: str = build_info()["version"]
@@ -20,6 +21,7 @@ __all__ = [
     "DeviceUnavailableError",
     "EdgesegError",
     "InvalidArgumentError",
+    "TrainingError",
     "__version__",
     "build_info",
     "kernels",

@@ -54,6 +54,8 @@ DELEGATED = {
     "bench": ("edgeseg.bench", "benchmark the fused kernels against numpy+OpenCV and torch"),
     "demo": ("edgeseg.demo", "run the main job on synthetic data"),
     "data": ("edgeseg.data.cli", "datasets: label QA, synthetic data, conversion"),
+    "train": ("edgeseg.train.cli", "train a segmentation model on a dataset (torch)"),
+    "eval": ("edgeseg.train.eval_cli", "mIoU, per-class IoU, boundary F1 of a trained model"),
 }
 
 

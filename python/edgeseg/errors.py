@@ -16,6 +16,7 @@ __all__ = [
     "DeviceUnavailableError",
     "EdgesegError",
     "InvalidArgumentError",
+    "TrainingError",
 ]
 
 
@@ -25,3 +26,8 @@ class DeviceUnavailableError(EdgesegError, RuntimeError):
 
 class DatasetError(EdgesegError):
     """A dataset, class map or label file cannot be used; the message names the file and the fix."""
+
+
+class TrainingError(EdgesegError):
+    """Training or evaluation cannot go on (bad data for training, NaN loss, no such device,
+    out of memory); the message names the cause and the flag or file to change."""

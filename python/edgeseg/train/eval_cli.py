@@ -1,0 +1,69 @@
+"""``edgeseg eval MODEL --data DATASET``: segmentation metrics of a trained model.
+
+Exit codes: 0 done, 2 the model, dataset or arguments could not be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+from edgeseg.errors import EdgesegError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgeseg eval",
+        description="Evaluate a trained model: mIoU, per-class IoU, pixel accuracy, Dice and "
+        "boundary F1 on a dataset split.",
+    )
+    p.add_argument("model", help="run directory of edgeseg train, or its best.pt")
+    p.add_argument("--data", required=True, help="dataset folder or .zip")
+    p.add_argument("--split", default="val", help="train, val, test or all (default val)")
+    p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch", type=int, default=4, help="images per forward pass (4)")
+    p.add_argument("--tolerance", type=int, default=2, help="boundary F1 tolerance in px (2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from edgeseg.train.evaluate import evaluate
+
+        report = evaluate(
+            args.model,
+            args.data,
+            None if args.split == "all" else args.split,
+            device=args.device,
+            batch=args.batch,
+            tolerance=args.tolerance,
+            progress=not args.no_progress,
+        )
+    except EdgesegError as e:
+        print(f"edgeseg eval: error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=2)
+    if args.json == "-":
+        print(text)
+        return 0
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+
+    def fmt(v):
+        return "n/a" if v is None else f"{v:.4f}"
+
+    print(f"{report['model']} on {args.data} ({args.split}, {report['num_images']} images)")
+    print(f"  mIoU            {fmt(report['miou'])}")
+    print(f"  pixel accuracy  {fmt(report['pixel_accuracy'])}")
+    print(f"  boundary F1     {fmt(report['boundary_f1'])} (±{args.tolerance} px)")
+    for name, v in report["per_class_iou"].items():
+        bf = report["per_class_boundary_f1"][name]
+        print(f"  {name:<15} IoU {fmt(v)}  boundary F1 {fmt(bf)}")
+    return 0

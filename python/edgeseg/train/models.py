@@ -1,0 +1,190 @@
+"""Segmentation models in plain torch, built only from export-clean operators.
+
+Every model maps ``N×3×H×W`` normalized RGB to ``N×C×H×W`` logits at the input resolution
+and uses only Conv, BatchNorm, ReLU/HardSwish, Sigmoid, bilinear Resize, Concat, Add, Mul
+and pooling, so ONNX export and TensorRT take them as they are (no custom ops, no
+torchvision). Any input size works; sizes divisible by 32 avoid odd-sized resizes.
+
+* ``unet`` — compact UNet: ``width`` scales the channels (1.0: 32-64-128-256-512), ``depth``
+  the number of down-samplings; full-resolution skips keep 1-3 px scratches.
+* ``mbv3_lraspp`` — real-time: MobileNetV3-Small-like encoder (inverted residuals,
+  HardSwish, dilated last stage, output stride 16) with the LR-ASPP decoder plus stride-8
+  and stride-4 skips; ~1/10 of the UNet's compute at 512².
+
+``create_model(name, num_classes, **kw)``; ``MODELS`` lists the names.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgeseg.errors import TrainingError
+
+__all__ = ["MODELS", "MobileNetV3LRASPP", "UNet", "create_model", "model_names"]
+
+
+def _ch(c: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of ``divisor`` (tensor-core friendly), at least 8."""
+    return max(divisor, int(c + divisor / 2) // divisor * divisor)
+
+
+def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin, cout, k=3, stride=1, groups=1, dilation=1, act="relu"):
+        pad = (k - 1) // 2 * dilation
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        if act == "relu":
+            layers.append(nn.ReLU(inplace=True))
+        elif act == "hswish":
+            layers.append(nn.Hardswish(inplace=True))
+        super().__init__(*layers)
+
+
+class _DoubleConv(nn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(ConvBNAct(cin, cout), ConvBNAct(cout, cout))
+
+
+class UNet(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 0.5,
+        depth: int = 4,
+        dropout: float = 0.1,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        if not 1 <= depth <= 6:
+            raise TrainingError(f"unet depth {depth} is not in 1..6")
+        chs = [_ch(32 * width * 2**i) for i in range(depth + 1)]
+        self.stem = _DoubleConv(in_channels, chs[0])
+        self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(depth))
+        self.pool = nn.MaxPool2d(2)
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.up = nn.ModuleList(_DoubleConv(chs[i + 1] + chs[i], chs[i]) for i in range(depth))
+        self.head = nn.Conv2d(chs[0], num_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.stem(x)]
+        for block in self.down:
+            skips.append(block(self.pool(skips[-1])))
+        y = self.drop(skips.pop())
+        for block in reversed(self.up):
+            s = skips.pop()
+            y = block(torch.cat([_up(y, s), s], 1))
+        return self.head(y)
+
+
+class _InvertedResidual(nn.Module):
+    def __init__(self, cin, k, exp, cout, act, stride, dilation=1):
+        super().__init__()
+        layers: list[nn.Module] = []
+        if exp != cin:
+            layers.append(ConvBNAct(cin, exp, 1, act=act))
+        layers.append(ConvBNAct(exp, exp, k, stride, groups=exp, dilation=dilation, act=act))
+        layers.append(ConvBNAct(exp, cout, 1, act="none"))
+        self.block = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        y = self.block(x)
+        return x + y if self.residual else y
+
+
+# kernel, expansion, out, activation, stride — MobileNetV3-Small without squeeze-excite
+# (SE's per-channel gating costs latency on Jetson for little gain at this size).
+_MBV3_SMALL = [
+    [(3, 16, 16, "relu", 2)],  # stride 4
+    [(3, 72, 24, "relu", 2), (3, 88, 24, "relu", 1)],  # stride 8
+    [
+        (5, 96, 40, "hswish", 2),
+        (5, 240, 40, "hswish", 1),
+        (5, 240, 40, "hswish", 1),
+        (5, 120, 48, "hswish", 1),
+        (5, 144, 48, "hswish", 1),
+    ],  # stride 16
+    [(5, 288, 96, "hswish", 1), (5, 576, 96, "hswish", 1), (5, 576, 96, "hswish", 1)],
+]
+
+
+class MobileNetV3LRASPP(nn.Module):
+    def __init__(
+        self,
+        num_classes: int,
+        width: float = 1.0,
+        head_channels: int = 128,
+        dropout: float = 0.1,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        c = _ch(16 * width)
+        self.stem = ConvBNAct(in_channels, c, 3, 2, act="hswish")  # stride 2
+        stages = []
+        for i, stage in enumerate(_MBV3_SMALL):
+            blocks = []
+            for k, e, o, act, s in stage:
+                o, e = _ch(o * width), _ch(e * width)
+                # last stage: dilation instead of a stride (keeps output stride 16)
+                blocks.append(_InvertedResidual(c, k, e, o, act, s, 2 if i == 3 else 1))
+                c = o
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.ModuleList(stages)
+        c4, c8, c16 = (_ch(v * width) for v in (16, 24, 96))
+        h = head_channels
+        self.cbr = ConvBNAct(c16, h, 1)
+        self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(c16, h, 1), nn.Sigmoid())
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.high_cls = nn.Conv2d(h, num_classes, 1)
+        self.s8_cls = nn.Conv2d(c8, num_classes, 1)
+        # stride-4 refinement: thin structures vanish at stride 8
+        self.s4 = ConvBNAct(c4 + num_classes, 32, 3)
+        self.s4_cls = nn.Conv2d(32, num_classes, 1)
+        self.stem_skip = ConvBNAct(self.stem[0].out_channels, 16, 3)
+        self.out = nn.Conv2d(16 + num_classes, num_classes, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s2 = self.stem(x)
+        s4 = self.stages[0](s2)
+        s8 = self.stages[1](s4)
+        s16 = self.stages[3](self.stages[2](s8))
+        y = self.cbr(s16) * self.scale(s16)
+        y = self.high_cls(self.drop(y))
+        y = _up(y, s8) + self.s8_cls(s8)
+        y = _up(y, s4)
+        y = y + self.s4_cls(self.s4(torch.cat([s4, y], 1)))
+        y = _up(y, s2)
+        y = self.out(torch.cat([self.stem_skip(s2), y], 1))
+        return _up(y, x)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet": UNet,
+    "mbv3_lraspp": MobileNetV3LRASPP,
+}
+
+
+def model_names() -> list[str]:
+    return sorted(MODELS)
+
+
+def create_model(name: str, num_classes: int, **kw) -> nn.Module:
+    """A fresh model ``name`` with ``num_classes`` outputs; ``kw`` go to its constructor."""
+    if name not in MODELS:
+        raise TrainingError(f"unknown model {name!r}; available models: {', '.join(model_names())}")
+    if num_classes < 2:
+        raise TrainingError(f"a segmentation model needs at least 2 classes, got {num_classes}")
+    try:
+        return MODELS[name](num_classes, **kw)
+    except TypeError as e:
+        raise TrainingError(f"model {name!r}: bad argument ({e})") from None

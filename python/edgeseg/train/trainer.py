@@ -1,0 +1,642 @@
+"""The training loop behind ``edgeseg train``: AdamW, cosine schedule with warm-up, gradient
+clipping, AMP on CUDA, validation mIoU every epoch, early stopping, checkpoints, DDP under
+torchrun (NCCL on GPUs, gloo on CPU; only rank 0 writes).
+
+RUN_DIR holds ``best.pt`` (``{"state_dict", "meta"}``, loads with
+``torch.load(weights_only=True)``), ``last.pt`` (adds optimizer state, epoch, history: what
+``--resume`` needs), ``metrics.json``, ``classes.yaml`` and ``config.yaml``. ``meta`` carries
+what export and the runtime need: model name and kwargs, classes (id, name, colour), input
+size, mean/std, channel order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+
+from edgeseg.data import ClassMap, SegDataset, open_dataset
+from edgeseg.errors import DatasetError, TrainingError
+from edgeseg.metrics import ConfusionMatrix
+from edgeseg.train import data as tdata
+from edgeseg.train.losses import LOSSES, WEIGHT_METHODS, class_weights, create_loss
+from edgeseg.train.models import create_model, model_names
+
+__all__ = ["TrainConfig", "train", "load_checkpoint", "WEIGHTS_FORMAT"]
+
+WEIGHTS_FORMAT = "edgeseg-weights/1"
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run; ``None`` means "pick from the dataset size and device"."""
+
+    data: str = ""
+    out: str = ""
+    model: str = "unet"
+    model_kwargs: dict = field(default_factory=dict)
+    size: int = 256
+    crop: Optional[int] = None
+    epochs: Optional[int] = None
+    batch: Optional[int] = None
+    lr: Optional[float] = None
+    weight_decay: float = 1e-4
+    dropout: float = 0.1
+    loss: str = "ce+dice"
+    class_weights: str = "auto"
+    workers: Optional[int] = None
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    resume: bool = False
+    patience: int = 15
+    warmup_epochs: float = 1.0
+    clip_grad: float = 1.0
+    time_limit: Optional[float] = None  # minutes
+    max_steps: Optional[int] = None  # per epoch (tests, smoke runs)
+    allow_upscale: bool = False
+    mean: tuple = tdata.IMAGENET_MEAN
+    std: tuple = tdata.IMAGENET_STD
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise TrainingError(
+                f"{source}: unknown setting(s) {', '.join(unknown)}; "
+                f"valid: {', '.join(sorted(names))}"
+            )
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.model not in model_names():
+            raise TrainingError(
+                f"unknown model {self.model!r}; available models: {', '.join(model_names())}"
+            )
+        if self.loss not in LOSSES:
+            raise TrainingError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        cw = self.class_weights
+        if cw not in WEIGHT_METHODS and not _parse_weights(cw):
+            raise TrainingError(
+                f"--class-weights {cw!r}: use {'|'.join(WEIGHT_METHODS)} or a comma list of "
+                "numbers, one per class"
+            )
+        if self.size < 32 or self.size % 32:
+            raise TrainingError(f"--size {self.size}: use a multiple of 32 (e.g. 256 or 512)")
+        if self.crop is not None and (self.crop < 32 or self.crop % 32):
+            raise TrainingError(f"--crop {self.crop}: use a multiple of 32, at least 32")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise TrainingError(f"--device {self.device!r}: use auto, cpu or cuda")
+        if not 0 <= self.dropout < 1:
+            raise TrainingError(f"--dropout {self.dropout}: use a value in [0, 1)")
+
+
+def _parse_weights(text) -> Optional[list[float]]:
+    if isinstance(text, (list, tuple)):
+        return [float(v) for v in text]
+    try:
+        vals = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        return None
+    return vals if len(vals) > 1 else None
+
+
+# -- distributed --------------------------------------------------------------------------
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def on(self) -> bool:
+        return self.world > 1
+
+
+def _init_dist(device_kind: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return Dist(rank, world, local)
+
+
+def _all_reduce(t: torch.Tensor, d: Dist) -> torch.Tensor:
+    if d.on:
+        dist.all_reduce(t)
+    return t
+
+
+# -- device --------------------------------------------------------------------------------
+def resolve_device(name: str, d: Optional[Dist] = None) -> torch.device:
+    d = d or Dist()
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda") or name == "auto":
+        if not torch.cuda.is_available():
+            if name == "auto":
+                return torch.device("cpu")
+            built = torch.version.cuda
+            why = (
+                "this torch build has no CUDA (CPU wheel)"
+                if not built
+                else f"torch {torch.__version__} (CUDA {built}) sees no GPU"
+            )
+            raise TrainingError(f"--device {name}: {why}; use --device cpu or auto")
+        if name.startswith("cuda:"):
+            return torch.device(name)
+        return torch.device("cuda", d.local_rank % torch.cuda.device_count())
+    raise TrainingError(f"--device {name!r}: use auto, cpu or cuda")
+
+
+def _auto_settings(cfg: TrainConfig, n_train: int, device: torch.device, d: Dist) -> dict:
+    """Defaults from dataset size and device for the knobs left at None."""
+    cuda = device.type == "cuda"
+    picked = {}
+    if cfg.batch is None:
+        if cuda:
+            mem = torch.cuda.get_device_properties(device).total_memory / 2**30
+            per = (cfg.crop or cfg.size) ** 2 / 256**2  # memory ~ pixels
+            picked["batch"] = int(max(2, min(32, 2 ** int(math.log2(max(1, mem / 1.5 / per))))))
+        else:
+            picked["batch"] = 8
+        picked["batch"] = max(1, min(picked["batch"], n_train // max(1, d.world)))
+    batch = picked.get("batch", cfg.batch)
+    if cfg.lr is None:
+        picked["lr"] = round(2e-3 * math.sqrt(batch * d.world / 8), 6)
+    if cfg.epochs is None:
+        steps = max(1, n_train // (batch * d.world))
+        target = 6000 if cuda else 1200  # optimizer steps over the run
+        picked["epochs"] = int(min(300, max(10, math.ceil(target / steps))))
+    if cfg.crop is None:
+        # CPU: half-size crops at deployment scale (4x the steps per minute); GPU: full size
+        picked["crop"] = cfg.size if cuda else max(32, cfg.size // 2 // 32 * 32)
+    if cfg.model == "unet" and "width" not in cfg.model_kwargs:
+        picked["model_kwargs"] = {**cfg.model_kwargs, "width": 0.5 if cuda else 0.25}
+    if cfg.workers is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        cpus = max(1, (cpus or 1) // d.world)
+        picked["workers"] = min(8, cpus - 1) if cuda else (0 if cpus <= 2 else min(4, cpus // 2))
+    return picked
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def load_checkpoint(path) -> tuple[dict, dict]:
+    """``(state_dict, meta)`` of a ``best.pt``/``last.pt`` (weights only, no pickled code)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise TrainingError(f"{path}: no such checkpoint; pass a run directory or its best.pt")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise TrainingError(f"{path}: not a readable edgeseg checkpoint ({e})") from None
+    if not isinstance(ck, dict) or "state_dict" not in ck or "meta" not in ck:
+        raise TrainingError(
+            f"{path}: not an edgeseg checkpoint (no state_dict/meta); "
+            "was it written by edgeseg train?"
+        )
+    return ck["state_dict"], ck["meta"]
+
+
+def build_model_from_meta(meta: dict):
+    model = create_model(meta["model"], meta["num_classes"], **meta.get("model_kwargs", {}))
+    return model
+
+
+# -- evaluation ----------------------------------------------------------------------------
+def _normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC RGB -> float NCHW normalized."""
+    x = (x.permute(0, 3, 1, 2).float().div_(255) - mean) / std
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_batch(model, images: torch.Tensor, shapes, mean, std, device, amp=False):
+    """Logits at the model size upsampled to each label's size -> list of HW index arrays."""
+    x = _normalize(images.to(device, non_blocking=True), mean, std)
+    with _autocast(device, amp):
+        logits = model(x)
+    out = []
+    for k, (h, w) in enumerate(shapes):
+        lg = logits[k : k + 1].float()
+        if lg.shape[-2:] != (h, w):
+            lg = torch.nn.functional.interpolate(lg, (h, w), mode="bilinear", align_corners=False)
+        out.append(lg.argmax(1)[0].to(torch.uint8).cpu().numpy())
+    return out
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def validate(model, loader, num_classes, mean, std, device, d: Dist, amp=False) -> ConfusionMatrix:
+    model.eval()
+    cm = ConfusionMatrix(num_classes)
+    for images, masks in loader:
+        preds = predict_batch(model, images, [m.shape for m in masks], mean, std, device, amp)
+        for p, m in zip(preds, masks):
+            cm.update(p, m.numpy())
+    t = _all_reduce(torch.from_numpy(cm.matrix.copy()), d)
+    cm.matrix = t.numpy()
+    return cm
+
+
+# -- the run -------------------------------------------------------------------------------
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))  # noqa: NPY002 (third-party code may draw from it)
+    torch.manual_seed(seed)
+
+
+def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def _oom_error(cfg: TrainConfig, batch: int, where: str) -> TrainingError:
+    return TrainingError(
+        f"out of memory during {where} (batch {batch}, crop {cfg.crop or cfg.size}px, model "
+        f"{cfg.model}): lower --batch (e.g. {max(1, batch // 2)}), or --size/--crop, "
+        "or add --amp on CUDA; the last checkpoint is kept"
+    )
+
+
+def _is_oom(e: BaseException) -> bool:
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError)
+        and ("out of memory" in str(e) or "can't allocate memory" in str(e))
+    )
+
+
+def _open(path: str) -> SegDataset:
+    try:
+        return open_dataset(path)
+    except DatasetError:
+        raise
+    except FileNotFoundError as e:
+        raise TrainingError(f"--data {path}: {e}") from None
+
+
+def train(cfg: TrainConfig, transform=None, log=print) -> dict:
+    """Train per ``cfg``; returns the summary written to ``metrics.json``.
+
+    ``transform``: an albumentations ``Compose`` (or any ``f(image=, mask=) -> dict``) that
+    replaces the default pipeline; it must output ``crop``-sized uint8 HWC images.
+    """
+    cfg.validate()
+    device = resolve_device(cfg.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+    d = _init_dist(device.type)
+    try:
+        return _train(cfg, transform, log, device, d)
+    finally:
+        if d.on and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
+    out = Path(cfg.out)
+    say = log if d.main else (lambda *a, **k: None)
+    ds = _open(cfg.data)
+    classes: ClassMap = ds.classes
+    train_ds, val_ds = ds.split("train"), ds.split("val")
+    scan = tdata.scan(train_ds, "train", progress=cfg.progress and d.main)
+    if len(val_ds) == 0:
+        raise TrainingError(
+            f"{ds.display_root}: the val split is empty; validation mIoU drives the best "
+            "checkpoint and early stopping. Add splits/val.txt or remove splits/ for a "
+            "seeded 80/10/10 split"
+        )
+    tdata.scan(val_ds, "val", progress=False)
+    picked = _auto_settings(cfg, len(train_ds), device, d)
+    for k, v in picked.items():
+        setattr(cfg, k, v)
+    crop = cfg.crop or cfg.size
+    if scan.min_side < crop and not cfg.allow_upscale and transform is None:
+        raise TrainingError(
+            f"{scan.min_side_file}: the image's short side is {scan.min_side}px, smaller than "
+            f"the {crop}px training crop; pass --size/--crop {scan.min_side // 32 * 32 or 32} "
+            "or lower, or --allow-upscale to enlarge small images"
+        )
+    num_classes = len(classes)
+    if cfg.class_weights == "none":
+        weights = None
+    elif cfg.class_weights in WEIGHT_METHODS:
+        weights = class_weights(
+            scan.class_pixels, "invsqrt" if cfg.class_weights == "auto" else cfg.class_weights
+        )
+    else:
+        weights = np.asarray(_parse_weights(cfg.class_weights), np.float64)
+        if weights.size != num_classes:
+            raise TrainingError(
+                f"--class-weights has {weights.size} values for {num_classes} classes "
+                f"({', '.join(classes.names)})"
+            )
+    kw = dict(cfg.model_kwargs)
+    kw.setdefault("dropout", cfg.dropout)
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "model": cfg.model,
+        "model_kwargs": kw,
+        "num_classes": num_classes,
+        "classes": classes.to_list(),
+        "input_size": [cfg.size, cfg.size],
+        "mean": [float(v) for v in cfg.mean],
+        "std": [float(v) for v in cfg.std],
+        "channel_order": "RGB",
+        "layout": "NCHW",
+        "scale": 1 / 255,
+        "resize": "bilinear",
+        "ignore_index": 255,
+    }
+
+    # -- state ---------------------------------------------------------------------------
+    _seed_all(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = False
+    model = create_model(cfg.model, num_classes, **kw).to(device)
+    model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0},
+        ],
+        lr=cfg.lr,
+    )
+    loss_fn = create_loss(cfg.loss, weights).to(device)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    history: list[dict] = []
+    start_epoch, best_miou, best_epoch = 0, -1.0, -1
+    if cfg.resume:
+        last = out / "last.pt"
+        if not last.is_file():
+            raise TrainingError(f"--resume: {last} does not exist; start without --resume")
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        if ck["meta"]["classes"] != meta["classes"] or ck["meta"]["model"] != cfg.model:
+            raise TrainingError(
+                f"--resume: {last} was trained with model {ck['meta']['model']} on classes "
+                f"{[c['name'] for c in ck['meta']['classes']]}; use a new --out for this run"
+            )
+        model.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        start_epoch = int(ck["epoch"])
+        best_miou, best_epoch = float(ck["best_miou"]), int(ck["best_epoch"])
+        history = json.loads(ck["history"])
+        say(f"resuming {last} after epoch {start_epoch} (best val mIoU {best_miou:.4f})")
+    if d.on:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    tf = transform if transform is not None else tdata.train_transform(cfg.size, cfg.crop)
+    tsampler = tdata.SeededSampler(len(train_ds), cfg.seed, True, d.rank, d.world)
+    batch = max(1, min(cfg.batch, len(tsampler)))
+    pin = device.type == "cuda"
+    tloader = DataLoader(
+        tdata.TrainSet(train_ds, tf),
+        batch_size=batch,
+        sampler=tsampler,
+        num_workers=cfg.workers,
+        drop_last=len(tsampler) >= 2 * batch,
+        pin_memory=pin,
+        persistent_workers=cfg.workers > 0,
+    )
+    vsampler = tdata.SeededSampler(len(val_ds), cfg.seed, False, d.rank, d.world, pad=False)
+    vloader = DataLoader(
+        tdata.ValSet(val_ds, cfg.size),
+        batch_size=batch,
+        sampler=vsampler,
+        num_workers=cfg.workers,
+        collate_fn=tdata.collate_val,
+        pin_memory=pin,
+    )
+    mean = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=device).view(1, 3, 1, 1)
+    steps_per_epoch = len(tloader) if cfg.max_steps is None else min(len(tloader), cfg.max_steps)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(min(cfg.warmup_epochs * steps_per_epoch, total_steps // 4)) or 1
+
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        classes.save(out / "classes.yaml")
+        import yaml
+
+        conf = asdict(cfg)
+        conf["mean"], conf["std"] = list(cfg.mean), list(cfg.std)
+        conf["resume"] = False
+        with open(out / "config.yaml", "w") as f:
+            yaml.safe_dump({**conf, "meta": meta}, f, sort_keys=False)
+    say(
+        f"train {len(train_ds)} / val {len(val_ds)} images, {num_classes} classes, model "
+        f"{cfg.model}, {device}{f' x{d.world}' if d.on else ''}, batch {batch}, lr {cfg.lr:g}, "
+        f"{cfg.epochs} epochs x {steps_per_epoch} steps"
+        + (f", class weights {np.round(weights, 2).tolist()}" if weights is not None else "")
+    )
+
+    def save_last(epoch_done: int) -> None:
+        if not d.main:
+            return
+        _atomic_save(
+            {
+                "state_dict": _unwrap(model).state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch_done,
+                "best_miou": best_miou,
+                "best_epoch": best_epoch,
+                "history": json.dumps(history),
+                "meta": meta,
+            },
+            out / "last.pt",
+        )
+
+    def write_metrics(stopped: str) -> dict:
+        summary = {
+            "stopped": stopped,
+            "best_epoch": best_epoch,
+            "best_val_miou": best_miou if best_miou >= 0 else None,
+            "epochs_run": len(history),
+            "history": history,
+            "config": {k: v for k, v in asdict(cfg).items() if k not in ("mean", "std")},
+            "class_names": classes.names,
+        }
+        if d.main:
+            (out / "metrics.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    stopped = "completed"
+    epoch = start_epoch
+    bad_epochs = 0
+    if history:
+        bad_epochs = (
+            len(history)
+            - 1
+            - max(
+                (i for i, h in enumerate(history) if h["epoch"] == best_epoch),
+                default=len(history) - 1,
+            )
+        )
+    max_epochs = cfg.epochs
+    try:
+        for epoch in range(start_epoch, max_epochs):
+            torch.manual_seed(cfg.seed + 7919 * (epoch + 1))
+            tsampler.set_epoch(epoch)
+            model.train()
+            bar = tqdm(
+                total=steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                unit="it",
+                disable=not (cfg.progress and d.main),
+                leave=False,
+            )
+            loss_sum, n_loss = 0.0, 0
+            for step, (images, targets) in enumerate(tloader):
+                if step >= steps_per_epoch:
+                    break
+                gstep = epoch * steps_per_epoch + step
+                lr = _lr_at(gstep, total_steps, warmup, cfg.lr)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                try:
+                    x = _normalize(images.to(device, non_blocking=True), mean, std)
+                    y = targets.to(device, non_blocking=True)
+                    with _autocast(device, cfg.amp):
+                        logits = model(x)
+                    loss = loss_fn(logits, y)
+                    bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=device)
+                    if _all_reduce(bad, d).item() > 0:
+                        raise TrainingError(
+                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+                            f" (lr {lr:.3g}); training stopped. The last good checkpoint is "
+                            f"{out / 'last.pt'} (epoch {epoch}); lower --lr (now {cfg.lr:g}), "
+                            "drop --amp, or check the images for NaN/corrupt values"
+                        )
+                    opt.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    if cfg.clip_grad:
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+                    scaler.step(opt)
+                    scaler.update()
+                except RuntimeError as e:
+                    if _is_oom(e):
+                        raise _oom_error(cfg, batch, "training") from None
+                    raise
+                loss_sum += float(loss.item())
+                n_loss += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / n_loss:.4f}", lr=f"{lr:.2e}")
+                if cfg.time_limit and time.monotonic() - t0 > cfg.time_limit * 60:
+                    break
+            bar.close()
+            try:
+                cm = validate(_unwrap(model), vloader, num_classes, mean, std, device, d, cfg.amp)
+            except RuntimeError as e:
+                if _is_oom(e):
+                    raise _oom_error(cfg, batch, "validation") from None
+                raise
+            tl = torch.tensor([loss_sum, n_loss], dtype=torch.float64)
+            _all_reduce(tl, d)
+            miou = cm.miou()
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": float(tl[0] / max(1.0, float(tl[1]))),
+                "val_miou": miou,
+                "val_pixel_accuracy": cm.pixel_accuracy(),
+                "per_class_iou": {
+                    n: (None if math.isnan(v) else v) for n, v in zip(classes.names, cm.iou())
+                },
+                "lr": lr,
+                "time_s": round(time.monotonic() - t0, 1),
+            }
+            history.append(row)
+            improved = miou > best_miou
+            if improved:
+                best_miou, best_epoch, bad_epochs = miou, epoch + 1, 0
+                if d.main:
+                    _atomic_save(
+                        {
+                            "state_dict": _unwrap(model).state_dict(),
+                            "meta": {**meta, "epoch": epoch + 1, "val_miou": miou},
+                        },
+                        out / "best.pt",
+                    )
+            else:
+                bad_epochs += 1
+            save_last(epoch + 1)
+            write_metrics("running")
+            pcs = " ".join(f"{n}={v:.3f}" for n, v in zip(classes.names, cm.iou()))
+            say(
+                f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val mIoU "
+                f"{miou:.4f}{' *' if improved else ''} ({pcs}) {row['time_s']:.0f}s"
+            )
+            if cfg.time_limit:
+                # fit the cosine schedule into the time budget, re-measured every epoch
+                spent = time.monotonic() - t0
+                per_epoch = spent / (epoch + 1 - start_epoch)
+                fit = epoch + 1 + int((cfg.time_limit * 60 - spent) / per_epoch)
+                fit = max(epoch + 1, min(max_epochs, fit))
+                if fit != cfg.epochs:
+                    if epoch == start_epoch:
+                        say(f"--time-limit {cfg.time_limit:g} min: about {fit} epochs fit")
+                    cfg.epochs = fit
+                    total_steps = steps_per_epoch * cfg.epochs
+                if epoch + 1 >= cfg.epochs:
+                    stopped = "time_limit"
+                    break
+            if bad_epochs >= cfg.patience:
+                stopped = "early_stopping"
+                say(f"early stopping: no val mIoU gain in {cfg.patience} epochs")
+                break
+            if cfg.time_limit and time.monotonic() - t0 > cfg.time_limit * 60:
+                stopped = "time_limit"
+                say(f"time limit of {cfg.time_limit:g} min reached")
+                break
+    except KeyboardInterrupt:
+        say(
+            f"interrupted in epoch {epoch + 1}; {out / 'last.pt'} holds the last finished epoch"
+            f", {out / 'best.pt'} the best; continue with --resume"
+        )
+        write_metrics("interrupted")
+        raise
+    return write_metrics(stopped)
