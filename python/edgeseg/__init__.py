@@ -10,6 +10,7 @@ from edgeseg.errors import (
     DeviceUnavailableError,
     EdgesegError,
     InvalidArgumentError,
+    ModelError,
     TrainingError,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "DeviceUnavailableError",
     "EdgesegError",
     "InvalidArgumentError",
+    "ModelError",
     "TrainingError",
     "__version__",
     "build_info",

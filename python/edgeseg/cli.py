@@ -56,6 +56,7 @@ DELEGATED = {
     "data": ("edgeseg.data.cli", "datasets: label QA, synthetic data, conversion"),
     "train": ("edgeseg.train.cli", "train a segmentation model on a dataset (torch)"),
     "eval": ("edgeseg.train.eval_cli", "mIoU, per-class IoU, boundary F1 of a trained model"),
+    "export": ("edgeseg.export.cli", "export a trained model to ONNX with its metadata (torch)"),
 }
 
 

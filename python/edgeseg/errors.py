@@ -16,6 +16,7 @@ __all__ = [
     "DeviceUnavailableError",
     "EdgesegError",
     "InvalidArgumentError",
+    "ModelError",
     "TrainingError",
 ]
 
@@ -31,3 +32,8 @@ class DatasetError(EdgesegError):
 class TrainingError(EdgesegError):
     """Training or evaluation cannot go on (bad data for training, NaN loss, no such device,
     out of memory); the message names the cause and the flag or file to change."""
+
+
+class ModelError(EdgesegError):
+    """A model file (ONNX, engine) cannot be read or lacks what edgeseg needs (e.g. its
+    embedded metadata); the message names the file and how to get a usable one."""

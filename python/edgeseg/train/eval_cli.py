@@ -20,11 +20,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained model: mIoU, per-class IoU, pixel accuracy, Dice and "
         "boundary F1 on a dataset split.",
     )
-    p.add_argument("model", help="run directory of edgeseg train, or its best.pt")
+    p.add_argument(
+        "model",
+        help="run directory of edgeseg train, its best.pt, or an exported .onnx (ONNX Runtime, "
+        "CPU)",
+    )
     p.add_argument("--data", required=True, help="dataset folder or .zip")
     p.add_argument("--split", default="val", help="train, val, test or all (default val)")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (.pt only)")
     p.add_argument("--batch", type=int, default=4, help="images per forward pass (4)")
     p.add_argument("--tolerance", type=int, default=2, help="boundary F1 tolerance in px (2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -34,16 +38,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from edgeseg.train.evaluate import evaluate
+        if args.model.lower().endswith(".onnx"):  # ONNX Runtime on the CPU, no torch needed
+            from edgeseg.export.onnx_eval import evaluate_onnx as evaluate
 
+            kw = {}
+        else:
+            from edgeseg.train.evaluate import evaluate
+
+            kw = {"device": args.device}
         report = evaluate(
             args.model,
             args.data,
             None if args.split == "all" else args.split,
-            device=args.device,
             batch=args.batch,
             tolerance=args.tolerance,
             progress=not args.no_progress,
+            **kw,
         )
     except EdgesegError as e:
         print(f"edgeseg eval: error: {e}", file=sys.stderr)

@@ -33,8 +33,8 @@ def load_model(path: Union[str, Path], device: str = "cpu"):
     p = Path(path)
     if p.suffix.lower() == ".onnx":
         raise TrainingError(
-            f"{p}: evaluating ONNX models needs edgeseg's export/runtime support, which is not "
-            "built yet; pass the run directory or its best.pt"
+            f"{p}: an ONNX model is not a torch model; evaluate it with evaluate({str(p)!r}, "
+            "...) or edgeseg eval, or load the run directory / its best.pt here"
         )
     state, meta = load_checkpoint(p)
     model = build_model_from_meta(meta)
@@ -66,7 +66,16 @@ def evaluate(
     tolerance: int = 2,
     progress: bool = False,
 ) -> dict:
-    """The ``edgeseg eval`` report (see :func:`edgeseg.metrics.summarize`)."""
+    """The ``edgeseg eval`` report (see :func:`edgeseg.metrics.summarize`).
+
+    ``model_path``: a run directory, a ``best.pt``/``last.pt``, or an exported ``.onnx``
+    (run by ONNX Runtime on the CPU, see :mod:`edgeseg.export.onnx_eval`; ``device`` is
+    then ignored).
+    """
+    if Path(model_path).suffix.lower() == ".onnx":
+        from edgeseg.export.onnx_eval import evaluate_onnx
+
+        return evaluate_onnx(model_path, data, split, batch, tolerance, progress)
     model, meta = load_model(model_path, device)
     dev = next(model.parameters()).device
     ds = data if isinstance(data, SegDataset) else open_dataset(data)

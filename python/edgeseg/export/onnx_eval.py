@@ -1,0 +1,93 @@
+"""``edgeseg eval model.onnx``: the metrics of :func:`edgeseg.train.evaluate` for an exported
+model, run by ONNX Runtime on the CPU (torch-free).
+
+As at deployment: the frame is stretched to the embedded input size by the fused
+:func:`edgeseg.kernels.preprocess` (bilinear, mean/std from the file's metadata), the
+logits are brought back to the label's size by :func:`edgeseg.kernels.postprocess`
+(bilinear, ``align_corners=False``) before argmax; labels are never resampled. The ``.pt``
+path shrinks images more than 2x with area interpolation instead, so on large images the two
+reports can differ slightly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from edgeseg import kernels
+from edgeseg.data import VOID, SegDataset, open_dataset
+from edgeseg.errors import DatasetError
+from edgeseg.export.metadata import read_onnx_metadata
+from edgeseg.export.runtime_ort import ort_session
+from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
+
+__all__ = ["evaluate_onnx"]
+
+
+def _label_lut(ds: SegDataset, meta: dict) -> np.ndarray:
+    """Dataset id -> model class index, matching classes by name (as the .pt evaluation)."""
+    index = {c["name"]: k for k, c in enumerate(meta["classes"])}
+    missing = [c.name for c in ds.classes if c.name not in index]
+    if missing:
+        raise DatasetError(
+            f"{ds.display_root}: classes {missing} are unknown to the model (it knows "
+            f"{list(index)}); evaluate on a dataset with the model's class map"
+        )
+    lut = np.full(65536, VOID, np.uint8)
+    for c in ds.classes:
+        lut[c.id] = index[c.name]
+    return lut
+
+
+def evaluate_onnx(
+    model_path: Union[str, Path],
+    data: Union[str, Path, SegDataset],
+    split: Optional[str] = "val",
+    batch: int = 4,
+    tolerance: int = 2,
+    progress: bool = False,
+    threads: int = 2,
+) -> dict:
+    """The ``edgeseg eval`` report of an exported ``.onnx`` (same keys as for a ``.pt``)."""
+    meta = read_onnx_metadata(model_path)
+    sess = ort_session(model_path, threads)
+    inp = sess.get_inputs()[0]
+    out_name = sess.get_outputs()[0].name
+    step = max(1, int(batch)) if not isinstance(inp.shape[0], int) else int(inp.shape[0])
+    ds = data if isinstance(data, SegDataset) else open_dataset(data)
+    if split:
+        ds = ds.split(split)
+    if len(ds) == 0:
+        raise DatasetError(f"{ds.display_root}: the {split} split is empty; nothing to evaluate")
+    lut = _label_lut(ds, meta)
+    n = int(meta["num_classes"])
+    size = meta["input_size"]
+    cm, bf = ConfusionMatrix(n), BoundaryF1(n, tolerance)
+    from tqdm import tqdm
+
+    for start in tqdm(range(0, len(ds), step), desc="eval", unit="batch", disable=not progress):
+        images, masks = [], []
+        for i in range(start, min(start + step, len(ds))):
+            item = ds.load(i)
+            if item.unknown:
+                found = ", ".join(f"{k} ({v} px)" for k, v in list(item.unknown.items())[:5])
+                raise DatasetError(
+                    f"{ds.label_path(i)}: labels outside the class map: {found}; fix the mask "
+                    "or add the class to classes.yaml (edgeseg data check lists every such file)"
+                )
+            images.append(item.image)
+            masks.append(lut[item.mask])
+        blob = np.asarray(
+            kernels.preprocess(images, size, meta["mean"], meta["std"], input_order="rgb")
+        )
+        logits = sess.run([out_name], {inp.name: blob})[0]
+        for lg, m in zip(logits, masks):
+            pred = kernels.postprocess(lg, m.shape, confidence=False, counts=False).class_map
+            cm.update(pred, m)
+            bf.update(pred, m)
+    report = summarize(cm, [c["name"] for c in meta["classes"]], bf, len(ds))
+    report["model"] = str(model_path)
+    report["split"] = split
+    return report
