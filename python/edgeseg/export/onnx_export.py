@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
@@ -221,7 +222,9 @@ def export_onnx(
                 {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
             ),
         )
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # the TorchScript exporter is chosen on purpose (see the module doc)
+            warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 torch.onnx.export(fused, (dummy,), str(tmp_path), dynamo=False, **kw)
             except TypeError:  # torch < 2.5 has no dynamo argument
