@@ -55,7 +55,7 @@ DELEGATED = {
     "demo": ("edgeseg.demo", "run the main job on synthetic data"),
     "data": ("edgeseg.data.cli", "datasets: label QA, synthetic data, conversion"),
     "train": ("edgeseg.train.cli", "train a segmentation model on a dataset (torch)"),
-    "eval": ("edgeseg.train.eval_cli", "mIoU, per-class IoU, boundary F1 of a trained model"),
+    "eval": ("edgeseg.eval_cli", "mIoU, per-class IoU, boundary F1 of a trained model"),
     "export": ("edgeseg.export.cli", "export a trained model to ONNX with its metadata (torch)"),
 }
 

@@ -191,3 +191,22 @@ def test_bad_files_raise_model_error_naming_the_file(exported, run, tmp_path, ca
         read_onnx_metadata(tmp_path / "missing.onnx")
     assert cli_main(["eval", str(plain), "--data", str(run[0]), "--no-progress"]) == 2
     assert "plain.onnx" in capsys.readouterr().err
+
+
+def test_eval_of_onnx_does_not_import_torch(tmp_path):
+    """The runtime side (a Jetson without torch) evaluates ONNX models without torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgeseg.cli\n"
+        "try:\n"
+        "    edgeseg.cli.main(['eval', 'missing.onnx', '--data', 'missing'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"

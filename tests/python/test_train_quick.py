@@ -20,9 +20,9 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from edgeseg import TrainingError, data  # noqa: E402
+from edgeseg.eval_cli import main as eval_main  # noqa: E402
 from edgeseg.train import TrainConfig, evaluate, load_checkpoint, train  # noqa: E402
 from edgeseg.train import trainer as trainer_mod  # noqa: E402
-from edgeseg.train.eval_cli import main as eval_main  # noqa: E402
 
 SIZE = 64
 
