@@ -313,9 +313,16 @@ def _node_errors(
             num[n] += float(((a - b) ** 2).sum())
             den[n] += float((a**2).sum())
     err = {n: num[n] / max(den[n], 1e-12) for n in names}
+    consumers: dict[str, list] = {}
+    for n in fmodel.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
     out = []
     for node in cand:
         o = node.output[0]
+        nxt = consumers.get(o, [])
+        if o not in err and len(nxt) == 1 and nxt[0].op_type in ("Relu", "Clip"):
+            o = nxt[0].output[0]  # the int8 QDQ graph folds a Conv's Relu into its range
         if o not in err:
             continue
         base = max((err.get(i, 0.0) for i in node.input), default=0.0)
