@@ -441,7 +441,13 @@ def quantize(
         "target": target if precision == "int8" else None,
         "calib_method": calib_method if precision == "int8" else None,
         "calib_images": len(calib) if calib is not None else 0,
-        "calib_source": "train split" if calib is not None else None,
+        "calib_source": (
+            None
+            if calib is None
+            else "train split"
+            if ds.split_sizes().get("train")
+            else "whole dataset (no train split)"
+        ),
         "val_images": len(val),
         "max_drop_points": float(max_drop),
         "miou_drop_points": gate["miou_drop_points"],
@@ -471,6 +477,7 @@ def quantize(
         report["reason"] = (
             f"mIoU dropped {gate['miou_drop_points']:.2f} points (> {float(max_drop):g}) with "
             f"{len(exclude)} node(s) kept in float; {dst} was not written"
+            + (" (the file there is an older one, left untouched)" if dst.exists() else "")
         )
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     report["report"] = str(report_path)
