@@ -57,6 +57,10 @@ DELEGATED = {
     "train": ("edgeseg.train.cli", "train a segmentation model on a dataset (torch)"),
     "eval": ("edgeseg.eval_cli", "mIoU, per-class IoU, boundary F1 of a trained model"),
     "export": ("edgeseg.export.cli", "export a trained model to ONNX with its metadata (torch)"),
+    "quantize": (
+        "edgeseg.quant.cli",
+        "FP16 / INT8 quantization of an ONNX model with an mIoU gate",
+    ),
 }
 
 

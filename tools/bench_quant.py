@@ -1,0 +1,98 @@
+"""FP32 vs INT8 (``--target cpu``) with ONNX Runtime on the CPU, 2 threads, at 256² and 512².
+
+    python tools/bench_quant.py [--run RUN_DIR] [--data DATASET] [--out /tmp/edgeseg_bench_quant]
+
+Exports the run (default: trains the default model on the synthetic ``defects`` set, 256²,
+for ``--minutes``) at each size, quantizes it with :func:`edgeseg.quant.quantize` (calibrated
+on the train split, gated on val) and prints median latencies, the speedup and both mIoUs
+(the issue's targets: >= 1.5x faster, <= 1.0 mIoU point lost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+from edgeseg import data
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", help="a trained run directory (default: train one)")
+    ap.add_argument("--data", help="dataset (default: the run's, or synthetic defects 256²)")
+    ap.add_argument("--out", default="/tmp/edgeseg_bench_quant")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--minutes", type=float, default=5.0, help="training budget without --run")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=50, help="timed runs per model (median)")
+    ap.add_argument("--calib-images", type=int, default=200)
+    ap.add_argument("--calib-method", default="minmax")
+    ap.add_argument("--max-drop", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = args.data
+    run = args.run
+    if run and not ds:
+        import yaml
+
+        ds = (yaml.safe_load((Path(run) / "config.yaml").read_text()) or {}).get("data")
+    if not ds:
+        ds = out / "defects256"
+        if not (ds / "images").exists():
+            data.synth(ds, task="defects", n=200, size=256, seed=0)
+    if not run:
+        from edgeseg.train import cli as train_cli
+
+        run = out / "run"
+        rc = train_cli.main(
+            ["--data", str(ds), "--out", str(run), "--time-limit", str(args.minutes)]
+            + ["--no-progress"]
+        )
+        if rc:
+            return rc
+    from edgeseg.export import export_onnx
+    from edgeseg.quant import quantize
+
+    rows = []
+    for s in args.sizes:
+        fp32 = out / f"{s}" / "model.onnx"
+        export_onnx(run, fp32, size=(s, s), log=None)
+        r = quantize(
+            fp32,
+            ds,
+            out / f"{s}" / "model.int8.onnx",
+            precision="int8",
+            target="cpu",
+            calib_images=args.calib_images,
+            calib_method=args.calib_method,
+            max_drop=args.max_drop,
+            threads=args.threads,
+            latency_runs=args.runs,
+            log=None,
+        )
+        rows.append((s, r))
+    print(
+        f"ONNX Runtime CPU, {args.threads} threads, batch 1, median of {args.runs} runs; "
+        f"{platform.processor() or platform.machine()}; data {ds}; run {run}"
+    )
+    print(
+        f"{'size':>6} {'fp32 ms':>9} {'int8 ms':>9} {'speedup':>8} {'fp32 mIoU':>10} "
+        f"{'int8 mIoU':>10} {'drop':>6} {'float nodes':>11} gate"
+    )
+    for s, r in rows:
+        print(
+            f"{s:>5}² {r['fp32']['latency_ms']:>9.2f} {r['quantized']['latency_ms']:>9.2f} "
+            f"{r['speedup']:>7.2f}x {r['fp32']['miou'] * 100:>10.2f} "
+            f"{r['quantized']['miou'] * 100:>10.2f} {r['miou_drop_points']:>6.2f} "
+            f"{len(r['nodes_kept_float']):>11} {'pass' if r['passed'] else 'FAIL'}"
+        )
+    (out / "bench_quant.json").write_text(json.dumps({str(s): r for s, r in rows}, indent=2) + "\n")
+    return 0 if all(r["passed"] for _, r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
