@@ -17,39 +17,16 @@ pytest.importorskip("cv2")
 from edgeseg import ModelError, data, kernels  # noqa: E402
 from edgeseg.cli import main as cli_main  # noqa: E402
 from edgeseg.export import export_onnx, read_onnx_metadata  # noqa: E402
-from edgeseg.train import TrainConfig, evaluate, load_checkpoint, train  # noqa: E402
+from edgeseg.train import evaluate, load_checkpoint  # noqa: E402
 from edgeseg.train.models import create_model  # noqa: E402
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> tuple[Path, Path]:
-    """(dataset, run directory): a tiny UNet trained for 8 epochs on 8 synthetic images (it
-    finds the product: the .onnx/.pt eval comparison is not between two blank maps)."""
-    base = tmp_path_factory.mktemp("export")
-    ds = data.synth(base / "ds", "objects", n=10, size=SIZE)
-    stems = sorted(p.stem for p in (ds / "images").glob("*.png"))
-    (ds / "splits" / "train.txt").write_text("\n".join(stems[:8]) + "\n")
-    (ds / "splits" / "val.txt").write_text("\n".join(stems[8:]) + "\n")
-    (ds / "splits" / "test.txt").write_text("")
-    cfg = TrainConfig(
-        data=str(ds),
-        out=str(base / "run"),
-        size=SIZE,
-        crop=SIZE,
-        epochs=8,
-        batch=2,
-        lr=5e-3,
-        workers=0,
-        progress=False,
-        model_kwargs={"width": 0.25, "depth": 3},
-        warmup_epochs=0.5,
-        loss="ce",
-        class_weights="none",
-    )
-    train(cfg, log=lambda *a: None)
-    return ds, base / "run"
+def run(tiny_run) -> tuple[Path, Path]:
+    """(dataset, run directory) of the shared tiny trained model (conftest.tiny_run)."""
+    return tiny_run
 
 
 @pytest.fixture(scope="module")

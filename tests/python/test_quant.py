@@ -23,39 +23,17 @@ from edgeseg import DatasetError, InvalidArgumentError, ModelError, data  # noqa
 from edgeseg.cli import main as cli_main  # noqa: E402
 from edgeseg.export import export_onnx, read_onnx_metadata  # noqa: E402
 from edgeseg.quant import quantize  # noqa: E402
-from edgeseg.train import TrainConfig, train  # noqa: E402
 
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> tuple[Path, Path]:
-    """(dataset, float32 .onnx): a tiny UNet trained for 6 epochs on 8 synthetic images."""
+def exported(tiny_run, tmp_path_factory) -> tuple[Path, Path]:
+    """(dataset, float32 .onnx) of the shared tiny trained model (conftest.tiny_run)."""
+    ds, run = tiny_run
     base = tmp_path_factory.mktemp("quant")
-    ds = data.synth(base / "ds", "objects", n=10, size=SIZE)
-    stems = sorted(p.stem for p in (ds / "images").glob("*.png"))
-    (ds / "splits" / "train.txt").write_text("\n".join(stems[:8]) + "\n")
-    (ds / "splits" / "val.txt").write_text("\n".join(stems[8:]) + "\n")
-    (ds / "splits" / "test.txt").write_text("")
-    cfg = TrainConfig(
-        data=str(ds),
-        out=str(base / "run"),
-        size=SIZE,
-        crop=SIZE,
-        epochs=6,
-        batch=2,
-        lr=5e-3,
-        workers=0,
-        progress=False,
-        model_kwargs={"width": 0.25, "depth": 3},
-        warmup_epochs=0.5,
-        loss="ce",
-        class_weights="none",
-    )
-    train(cfg, log=lambda *a: None)
-    out = base / "fp32" / "model.onnx"
-    export_onnx(base / "run", out, log=None)
-    return ds, out
+    export_onnx(run, base / "fp32" / "model.onnx", log=None)
+    return ds, base / "fp32" / "model.onnx"
 
 
 def _quant(exported, tmp_path, **kw):
