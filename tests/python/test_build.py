@@ -131,14 +131,15 @@ def test_build_writes_engine_and_manifest(precision, models, tmp_path):
     assert m["gpu"] and "compute_capability" in m
     assert m["dla_core"] is None and m["dla_fallback_layers"] == []
     assert m["workspace_mb"] == 64
-    assert m["inputs"] == [{"name": "images", "shape": [1, 3, SIZE, SIZE], "dtype": "float"}]
-    assert m["outputs"] == [{"name": "logits", "shape": [1, 2, SIZE, SIZE], "dtype": "float"}]
+    assert m["inputs"] == [{"name": "images", "shape": [1, 3, SIZE, SIZE], "dtype": "float32"}]
+    assert m["outputs"] == [{"name": "logits", "shape": [1, 2, SIZE, SIZE], "dtype": "float32"}]
     assert m["classes"] == CLASSES and m["num_classes"] == 2
     pre = m["preprocessing"]
     assert pre["mean"] == [0.485, 0.456, 0.406] and pre["input_size"] == [SIZE, SIZE]
     assert pre["channel_order"] == "RGB" and pre["resize"] == "stretch"
-    assert m["build_command"].startswith("edgeseg build ") and f"--precision {precision}" in (
-        m["build_command"]
+    assert (
+        m["build_command"].startswith("edgeseg build ")
+        and f"--precision {precision}" in (m["build_command"])
     )
     if precision == "fp16":
         # Full TensorRT sets BuilderFlag.FP16; TensorRT-RTX has no such flag and says so.
@@ -166,7 +167,9 @@ def test_int8_without_qdq_says_how_to_quantize(models, tmp_path):
 def test_timing_cache_written_and_reused(models, tmp_path):
     _trt_or_skip()
     cache = tmp_path / "cache" / "trt.cache"
-    first = build_engine(models["fp32"], tmp_path / "a.engine", "fp16", timing_cache=cache, log=None)
+    first = build_engine(
+        models["fp32"], tmp_path / "a.engine", "fp16", timing_cache=cache, log=None
+    )
     assert cache.is_file() and cache.stat().st_size > 0
     assert first["timing_cache"]["reused"] is False and first["timing_cache"]["bytes_before"] == 0
     second = build_engine(
@@ -228,4 +231,6 @@ def test_cli_build_json(models, tmp_path, capsys):
     rc = cli_main(["build", str(models["fp32"]), "--precision", "fp32", "-o", str(out), "--json"])
     assert rc == 0 and out.is_file()
     assert json.loads(capsys.readouterr().out)["engine"] == "cli.engine"
-    assert cli_main(["build", str(models["fp32"]), "--dla", "0", "-o", str(out)]) == 2
+    assert (
+        cli_main(["build", str(models["fp32"]), "--dla", "7", "-o", str(out)]) == 2
+    )  # no such DLA core
