@@ -15,6 +15,7 @@ __all__ = [
     "DatasetError",
     "DeviceUnavailableError",
     "EdgesegError",
+    "EngineMismatchError",
     "InvalidArgumentError",
     "ModelError",
     "TrainingError",
@@ -37,3 +38,9 @@ class TrainingError(EdgesegError):
 class ModelError(EdgesegError):
     """A model file (ONNX, engine) cannot be read or lacks what edgeseg needs (e.g. its
     embedded metadata); the message names the file and how to get a usable one."""
+
+
+class EngineMismatchError(EdgesegError):
+    """A TensorRT engine was built for another TensorRT version or GPU than the one it is about
+    to run on; the message names the difference and the ``edgeseg build`` command that rebuilds
+    it."""
