@@ -61,7 +61,7 @@ DELEGATED = {
         "edgeseg.quant.cli",
         "FP16 / INT8 quantization of an ONNX model with an mIoU gate",
     ),
-    "build": ("edgeseg.build.cli", "build a TensorRT engine (+ manifest) from an ONNX model"),
+    "build": ("edgeseg.engine.cli", "build a TensorRT engine (+ manifest) from an ONNX model"),
 }
 
 

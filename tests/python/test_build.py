@@ -16,8 +16,8 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeseg import DeviceUnavailableError, EngineMismatchError, ModelError  # noqa: E402
-from edgeseg.build import build_engine, check_manifest, engine  # noqa: E402
 from edgeseg.cli import main as cli_main  # noqa: E402
+from edgeseg.engine import build_engine, builder, check_manifest  # noqa: E402
 from edgeseg.export.metadata import METADATA_FORMAT, to_props  # noqa: E402
 
 SIZE = 32
@@ -29,7 +29,7 @@ CLASSES = [
 
 def _trt_or_skip():
     try:
-        return engine.load_tensorrt()
+        return builder.load_tensorrt()
     except DeviceUnavailableError as e:
         pytest.skip(f"no TensorRT Python module: {e}")
 
@@ -204,7 +204,7 @@ def test_check_manifest_without_manifest(tmp_path):
 
 
 def test_missing_tensorrt_names_what_to_install(models, tmp_path, monkeypatch):
-    monkeypatch.setattr(engine, "TENSORRT_MODULES", ("edgeseg_no_such_trt", "edgeseg_no_rtx"))
+    monkeypatch.setattr(builder, "TENSORRT_MODULES", ("edgeseg_no_such_trt", "edgeseg_no_rtx"))
     with pytest.raises(DeviceUnavailableError) as e:
         build_engine(models["fp32"], tmp_path / "x.engine", "fp16", log=None)
     msg = str(e.value)

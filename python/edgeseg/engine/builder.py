@@ -1,0 +1,542 @@
+"""Build a TensorRT engine from an exported ``.onnx`` and write its manifest, torch-free.
+
+The TensorRT Python module is looked up in this order: ``tensorrt`` (JetPack's
+python3-libnvinfer or NVIDIA's TensorRT wheel), then ``tensorrt_rtx`` /
+``tensorrt_rtx_bindings`` (TensorRT for RTX, whose builder needs no GPU). The code keeps to
+the API both share; flags only one of them has are guarded and the manifest records which were
+applied (``applied_flags``) and why others were not (``notes``).
+
+The manifest ``<engine>.json`` says what the engine was built with and for (TensorRT version,
+GPU, compute capability, precision, DLA core, I/O, sha256 of the ONNX, classes,
+preprocessing); :func:`check_manifest` compares it with the machine it is about to run on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import importlib
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Optional, Union
+
+from edgeseg.errors import (
+    DeviceUnavailableError,
+    EngineMismatchError,
+    InvalidArgumentError,
+    ModelError,
+)
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "PRECISIONS",
+    "build_engine",
+    "check_manifest",
+    "current_platform",
+    "load_tensorrt",
+    "manifest_path",
+]
+
+MANIFEST_FORMAT = "edgeseg-engine/1"
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+# Import order: the full TensorRT first (Jetson, data centre), then TensorRT for RTX.
+TENSORRT_MODULES = ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings")
+_RTX_MODULES = ("tensorrt_rtx", "tensorrt_rtx_bindings")
+_PREPROCESSING_KEYS = (
+    "input_size",
+    "mean",
+    "std",
+    "scale",
+    "channel_order",
+    "layout",
+    "resize",
+    "interpolation",
+    "input_name",
+    "output_name",
+)
+# Jetson SoCs (no nvidia-smi there): /proc/device-tree/compatible -> (name, compute capability).
+_TEGRA = {
+    "nvidia,tegra264": ("NVIDIA Jetson Thor", "11.0"),
+    "nvidia,tegra234": ("NVIDIA Jetson Orin", "8.7"),
+    "nvidia,tegra194": ("NVIDIA Jetson Xavier", "7.2"),
+    "nvidia,tegra186": ("NVIDIA Jetson TX2", "6.2"),
+    "nvidia,tegra210": ("NVIDIA Jetson Nano/TX1", "5.3"),
+}
+NO_GPU = "unknown (no GPU visible)"
+
+
+def _install_hint() -> str:
+    return (
+        "install TensorRT's Python module: on a Jetson `sudo apt install python3-libnvinfer` "
+        "(JetPack; in a venv create it with --system-site-packages), elsewhere NVIDIA's "
+        "TensorRT wheel (`pip install tensorrt`, see docs.nvidia.com/deeplearning/tensorrt) or, "
+        "to build without a GPU, TensorRT for RTX (`pip install tensorrt-rtx-cu13-libs "
+        "tensorrt-rtx-cu13-bindings`)"
+    )
+
+
+def _import_tensorrt() -> ModuleType:
+    """The first TensorRT module of :data:`TENSORRT_MODULES` that imports."""
+    failures = []
+    for name in TENSORRT_MODULES:
+        try:
+            return importlib.import_module(name)
+        except ImportError as e:
+            failures.append(f"{name}: {e}")
+        except Exception as e:  # a broken install (missing libnvinfer.so, ...) is not "absent"
+            failures.append(f"{name}: {type(e).__name__}: {e}")
+    raise DeviceUnavailableError(
+        "building an engine needs TensorRT and no TensorRT Python module imports "
+        f"({'; '.join(failures)}); {_install_hint()}"
+    )
+
+
+def load_tensorrt() -> ModuleType:
+    """The TensorRT Python module (see :data:`TENSORRT_MODULES`); raises
+    :class:`~edgeseg.DeviceUnavailableError` saying what to install when none imports."""
+    return _import_tensorrt()
+
+
+def _flavour(trt: ModuleType) -> str:
+    name = trt.__name__.split(".")[0]
+    return "tensorrt_rtx" if name in _RTX_MODULES else name
+
+
+def _gpu() -> tuple[str, Optional[str]]:
+    """(GPU name, compute capability "M.m" or None), from nvidia-smi or the Jetson device tree."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            line = out.stdout.strip().splitlines()[0] if out.returncode == 0 else ""
+            if line:
+                name, _, cap = (s.strip() for s in line.partition(","))
+                return name, (cap if cap and cap[0].isdigit() else None)
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+    try:
+        compatible = Path("/proc/device-tree/compatible").read_bytes().decode(errors="replace")
+    except OSError:
+        compatible = ""
+    for key, (name, cap) in _TEGRA.items():
+        if key in compatible:
+            return name, cap
+    return NO_GPU, None
+
+
+def current_platform(trt: Optional[ModuleType] = None) -> dict:
+    """``{"tensorrt": {"module", "version"}, "gpu", "compute_capability"}`` of this machine.
+    ``trt``: the module to describe (default: :func:`load_tensorrt`)."""
+    trt = trt or _import_tensorrt()
+    name, cap = _gpu()
+    return {
+        "tensorrt": {"module": _flavour(trt), "version": str(trt.__version__)},
+        "gpu": name,
+        "compute_capability": cap,
+    }
+
+
+def manifest_path(engine_path: Union[str, Path]) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    p = Path(engine_path)
+    return p.with_name(p.name + ".json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _has_qdq(path: Path, meta: dict) -> bool:
+    try:
+        import onnx
+    except ImportError:
+        return meta.get("precision") == "int8"
+    model = onnx.load(str(path), load_external_data=False)
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def _build_command(onnx_path, out, precision, dla, workspace_mb, timing_cache) -> str:
+    cmd = ["edgeseg", "build", str(onnx_path), "--precision", precision]
+    if dla is not None:
+        cmd += ["--dla", str(dla)]
+    if workspace_mb is not None:
+        cmd += ["--workspace", str(workspace_mb)]
+    if timing_cache is not None:
+        cmd += ["--timing-cache", str(timing_cache)]
+    cmd += ["-o", str(out)]
+    return shlex.join(cmd)
+
+
+_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}
+
+
+def _dtype(t) -> str:
+    name = str(t.dtype).rsplit(".", 1)[-1]
+    return _DTYPES.get(name, name.lower())
+
+
+def _io(network) -> tuple[list, list]:
+    ins = [network.get_input(i) for i in range(network.num_inputs)]
+    outs = [network.get_output(i) for i in range(network.num_outputs)]
+
+    def desc(t):
+        return {"name": t.name, "shape": [int(d) for d in t.shape], "dtype": _dtype(t)}
+
+    return [desc(t) for t in ins], [desc(t) for t in outs]
+
+
+def _make_logger(trt: ModuleType):
+    """A TensorRT logger that keeps the errors, so that a failed build can say why."""
+
+    class Logger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity, msg):
+            if severity in (trt.ILogger.Severity.ERROR, trt.ILogger.Severity.INTERNAL_ERROR):
+                self.errors.append(str(msg))
+
+    return Logger()
+
+
+def _set_flag(trt, config, name: str, applied: list, notes: list, why: str) -> bool:
+    flag = getattr(trt.BuilderFlag, name, None)
+    if flag is None:
+        notes.append(f"BuilderFlag.{name} does not exist in {trt.__name__}: {why}")
+        return False
+    config.set_flag(flag)
+    applied.append(name)
+    return True
+
+
+def _check_args(onnx_path: Path, precision: str, dla, workspace_mb) -> None:
+    if precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
+    if dla is not None and (not isinstance(dla, int) or isinstance(dla, bool) or dla < 0):
+        raise InvalidArgumentError(f"dla {dla!r}: a DLA core number (0 or 1 on Jetson Orin)")
+    if dla is not None and precision == "fp32":
+        raise InvalidArgumentError(
+            "DLA runs FP16 and INT8 only: use --precision fp16, int8 or best with --dla"
+        )
+    if workspace_mb is not None and (not isinstance(workspace_mb, int) or workspace_mb <= 0):
+        raise InvalidArgumentError(f"workspace {workspace_mb!r}: a positive number of MiB")
+    if not onnx_path.is_file():
+        raise ModelError(
+            f"{onnx_path}: no such ONNX file; export one with `edgeseg export RUN_DIR -o "
+            f"{onnx_path.name}`"
+        )
+
+
+def build_engine(
+    onnx_path: Union[str, Path],
+    out: Union[str, Path],
+    precision: str = "fp16",
+    dla: Optional[int] = None,
+    workspace_mb: Optional[int] = None,
+    timing_cache: Union[str, Path, None] = None,
+    max_batch: int = 1,
+    log=print,
+) -> dict:
+    """Build ``out`` (a serialized TensorRT engine) from an edgeseg ``.onnx``; write the
+    manifest next to it (``out`` + ``.json``) and return it.
+
+    ``precision``: ``fp32``; ``fp16``; ``int8`` (explicit quantization: the ONNX must carry
+    Q/DQ nodes, from ``edgeseg quantize --precision int8 --target tensorrt``; FP16 is allowed
+    for the layers left in float); ``best`` (FP16 and INT8 where the ONNX is quantized).
+    TensorRT for RTX has no precision flags: its engines take the ONNX's own types, so an
+    FP16/INT8 engine there comes from an FP16/QDQ ONNX (the manifest notes this).
+    ``dla``: DLA core with GPU fallback; the layers that fall back are listed in the manifest.
+    ``workspace_mb``: workspace memory pool limit. ``timing_cache``: file read if present
+    (a stale or foreign one is replaced) and written after the build. ``max_batch``: upper
+    bound of the optimization profile of a dynamic-batch ONNX.
+    """
+    onnx_path, out = Path(onnx_path), Path(out)
+    _check_args(onnx_path, precision, dla, workspace_mb)
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise InvalidArgumentError(f"max_batch {max_batch!r}: a positive integer")
+    meta = _read_metadata(onnx_path)
+    qdq = _has_qdq(onnx_path, meta)
+    if precision == "int8" and not qdq:
+        raise ModelError(
+            f"{onnx_path}: --precision int8 needs a quantized (Q/DQ) model; edgeseg builds INT8 "
+            "by explicit quantization only. Make one with `edgeseg quantize "
+            f"{onnx_path.name} --data DATASET --precision int8 --target tensorrt -o "
+            f"{onnx_path.stem}.int8.onnx` and build that"
+        )
+    trt = _import_tensorrt()
+    flavour = _flavour(trt)
+    say = log or (lambda *a, **k: None)
+    t0 = time.perf_counter()
+
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    flags = 0
+    explicit = getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", None)
+    if explicit is not None:  # TensorRT 8.x; 10.x and RTX are always explicit batch
+        flags |= 1 << int(explicit)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file resolves external data next to the model; parse() would not.
+    ok = parser.parse_from_file(str(onnx_path))
+    if not ok:
+        errs = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        lines = "\n".join(f"  - {e}" for e in errs) or "  (no parser error recorded)"
+        raise ModelError(
+            f"{onnx_path}: TensorRT {trt.__version__} ({flavour}) cannot parse it "
+            f"({len(errs)} error(s)):\n{lines}\nIs it an ONNX model from `edgeseg export` "
+            "(opset 17)?"
+        )
+
+    config = builder.create_builder_config()
+    applied: list[str] = []
+    notes: list[str] = []
+    if flavour == "tensorrt_rtx" and precision != "fp32":
+        notes.append(
+            "TensorRT for RTX is strongly typed: the engine's precision is the ONNX's own "
+            f"({'Q/DQ int8' if qdq else meta.get('precision', 'float32')}); "
+            "quantize the ONNX (edgeseg quantize) for FP16/INT8 kernels"
+        )
+    if precision in ("fp16", "int8", "best"):
+        _set_flag(trt, config, "FP16", applied, notes, "FP16 comes from an FP16 ONNX")
+    if precision in ("int8", "best") and qdq:
+        _set_flag(trt, config, "INT8", applied, notes, "INT8 comes from the Q/DQ nodes")
+    if precision == "best" and not qdq:
+        notes.append("best: the ONNX has no Q/DQ nodes, so no INT8 (implicit INT8 is not used)")
+
+    if workspace_mb is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+
+    fallback: list[str] = []
+    if dla is not None:
+        fallback = _use_dla(trt, builder, config, network, dla, applied, notes)
+
+    profile = _profile(builder, config, network, max_batch)
+
+    cache_info = None
+    if timing_cache is not None:
+        cache_info = _load_timing_cache(config, Path(timing_cache), notes)
+
+    targets = _target_capabilities(config)
+    say(
+        f"building {out.name} from {onnx_path.name}: {precision}, TensorRT {trt.__version__} "
+        f"({flavour}){f', DLA core {dla}' if dla is not None else ''}"
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        blob = builder.build_serialized_network(network, config)
+        if cache_info is not None:
+            data = bytes(memoryview(config.get_timing_cache().serialize()))
+    for w in caught:  # e.g. TensorRT-RTX: "Timing cache operations are no-ops"
+        if str(w.message) not in notes:
+            notes.append(str(w.message))
+    if blob is None or blob.nbytes == 0:
+        why = "; ".join(logger.errors[-5:]) or "no error reported"
+        raise ModelError(f"{onnx_path}: TensorRT could not build the engine ({why})")
+
+    if cache_info is not None:
+        Path(timing_cache).parent.mkdir(parents=True, exist_ok=True)
+        Path(timing_cache).write_bytes(data)
+        cache_info["bytes_after"] = len(data)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(memoryview(blob))
+    os.replace(tmp, out)
+
+    inputs, outputs = _io(network)
+    plat = current_platform(trt)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "edgeseg_version": _edgeseg_version(),
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - t0, 3),
+        "build_command": _build_command(onnx_path, out, precision, dla, workspace_mb, timing_cache),
+        "engine": out.name,
+        "engine_bytes": out.stat().st_size,
+        "engine_sha256": _sha256(out),
+        "onnx": str(onnx_path),
+        "onnx_sha256": _sha256(onnx_path),
+        "onnx_quantized": qdq,
+        "tensorrt": plat["tensorrt"],
+        "gpu": plat["gpu"],
+        "compute_capability": plat["compute_capability"],
+        "target_compute_capabilities": targets,
+        "precision": precision,
+        "applied_flags": applied,
+        "notes": notes,
+        "dla_core": dla,
+        "dla_fallback_layers": fallback,
+        "workspace_mb": workspace_mb,
+        "timing_cache": cache_info,
+        "optimization_profile": profile,
+        "inputs": inputs,
+        "outputs": outputs,
+        "classes": meta.get("classes"),
+        "num_classes": meta.get("num_classes"),
+        "preprocessing": {k: meta[k] for k in _PREPROCESSING_KEYS if k in meta},
+        "model": meta.get("model"),
+    }
+    manifest_path(out).write_text(json.dumps(manifest, indent=2) + "\n")
+    for n in notes:
+        say(f"note: {n}")
+    say(f"wrote {out} ({manifest['engine_bytes']} bytes) and {manifest_path(out).name}")
+    return manifest
+
+
+def _edgeseg_version() -> str:
+    from edgeseg import __version__
+
+    return __version__
+
+
+def _read_metadata(onnx_path: Path) -> dict:
+    from edgeseg.export.metadata import read_onnx_metadata
+
+    return read_onnx_metadata(onnx_path)
+
+
+def _use_dla(trt, builder, config, network, core: int, applied, notes) -> list[str]:
+    n = int(getattr(builder, "num_DLA_cores", 0) or 0)
+    if n == 0:
+        raise DeviceUnavailableError(
+            f"--dla {core}: this machine has no DLA (DLA cores: 0; they exist on Jetson AGX/NX "
+            "Orin and Xavier); build without --dla, or build on the Jetson"
+        )
+    if core >= n:
+        raise InvalidArgumentError(f"--dla {core}: this device has DLA cores 0..{n - 1}")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = core
+    _set_flag(trt, config, "GPU_FALLBACK", applied, notes, "layers DLA cannot run would fail")
+    applied.append(f"DLA_core={core}")
+    return [
+        network.get_layer(i).name
+        for i in range(network.num_layers)
+        if not config.can_run_on_DLA(network.get_layer(i))
+    ]
+
+
+def _profile(builder, config, network, max_batch: int) -> Optional[dict]:
+    dynamic = {}
+    for i in range(network.num_inputs):
+        t = network.get_input(i)
+        shape = [int(d) for d in t.shape]
+        if any(d < 0 for d in shape):
+            if any(d < 0 for d in shape[1:]):
+                raise ModelError(
+                    f"input {t.name!r} has dynamic dimensions other than the batch ({shape}); "
+                    "re-export with a fixed --size"
+                )
+            dynamic[t.name] = shape
+    if not dynamic:
+        return None
+    profile = builder.create_optimization_profile()
+    desc = {}
+    for name, shape in dynamic.items():
+        lo, hi = [1, *shape[1:]], [max_batch, *shape[1:]]
+        profile.set_shape(name, lo, lo, hi)
+        desc[name] = {"min": lo, "opt": lo, "max": hi}
+    config.add_optimization_profile(profile)
+    return desc
+
+
+def _target_capabilities(config) -> Optional[list]:
+    """TensorRT-RTX builds for a list of compute capabilities (default: the current GPU's);
+    the full TensorRT builds for the GPU it runs on (None here). An empty list: RTX's default,
+    the GPU of the build machine, or portable code when none is visible."""
+    n = getattr(config, "num_compute_capabilities", None)
+    if n is None or not hasattr(config, "get_compute_capability"):
+        return None
+    return [str(config.get_compute_capability(i)).rsplit(".", 1)[-1] for i in range(int(n))]
+
+
+def _load_timing_cache(config, path: Path, notes: list) -> dict:
+    data = path.read_bytes() if path.is_file() else b""
+    reused = bool(data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        cache = config.create_timing_cache(data)
+        if cache is None or not config.set_timing_cache(cache, False):
+            notes.append(f"timing cache {path} does not match this TensorRT/GPU; started anew")
+            cache = config.create_timing_cache(b"")
+            config.set_timing_cache(cache, True)
+            reused = False
+    for w in caught:
+        if str(w.message) not in notes:
+            notes.append(str(w.message))
+    return {"path": str(path), "reused": reused, "bytes_before": len(data)}
+
+
+def _load_manifest(manifest: Union[str, Path, dict]) -> tuple[dict, str]:
+    if isinstance(manifest, dict):
+        return manifest, manifest.get("engine", "the engine")
+    p = Path(manifest)
+    if p.suffix != ".json":
+        p = manifest_path(p)
+    if not p.is_file():
+        raise ModelError(
+            f"{p}: no engine manifest; rebuild the engine with `edgeseg build MODEL.onnx -o "
+            f"{p.name[:-5]}` (it writes the manifest next to the engine)"
+        )
+    try:
+        m = json.loads(p.read_text())
+    except ValueError as e:
+        raise ModelError(f"{p}: not a valid engine manifest ({e}); rebuild the engine") from None
+    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
+        found = m.get("format") if isinstance(m, dict) else None
+        raise ModelError(
+            f"{p}: not an edgeseg engine manifest (format {found!r}, expected "
+            f"{MANIFEST_FORMAT!r}); rebuild the engine with `edgeseg build`"
+        )
+    return m, str(p.with_suffix(""))
+
+
+def check_manifest(manifest: Union[str, Path, dict], current: Optional[dict] = None) -> dict:
+    """Compare an engine manifest (path of the engine, of its ``.json``, or the dict) with
+    this machine (``current``, default :func:`current_platform`): the TensorRT flavour and
+    version and the compute capability must match. Returns the manifest; raises
+    :class:`~edgeseg.EngineMismatchError` naming each difference and the ``edgeseg build``
+    command that rebuilds the engine here."""
+    m, engine = _load_manifest(manifest)
+    cur = current if current is not None else current_platform()
+    built_trt, here_trt = m.get("tensorrt") or {}, cur.get("tensorrt") or {}
+    diffs = []
+    if built_trt.get("module") != here_trt.get("module"):
+        diffs.append(
+            f"TensorRT flavour: built with {built_trt.get('module')}, here {here_trt.get('module')}"
+        )
+    if str(built_trt.get("version")) != str(here_trt.get("version")):
+        diffs.append(
+            f"TensorRT version: built with {built_trt.get('version')}, here "
+            f"{here_trt.get('version')}"
+        )
+    built_cc, here_cc = m.get("compute_capability"), cur.get("compute_capability")
+    if built_cc and here_cc and str(built_cc) != str(here_cc):
+        diffs.append(
+            f"compute capability: built for {built_cc} ({m.get('gpu')}), here {here_cc} "
+            f"({cur.get('gpu')})"
+        )
+    if diffs:
+        cmd = m.get("build_command") or "edgeseg build MODEL.onnx --precision fp16 -o MODEL.engine"
+        raise EngineMismatchError(
+            f"{engine}: this engine was not built for this machine ({'; '.join(diffs)}). "
+            "TensorRT engines only run on the TensorRT version and GPU they were built with; "
+            f"rebuild it here from the ONNX (sha256 {str(m.get('onnx_sha256'))[:12]}…): {cmd}"
+        )
+    return m

@@ -1,0 +1,62 @@
+"""``edgeseg build model.onnx --precision fp16|int8|best [--dla CORE] [--workspace MB]
+[--timing-cache FILE] -o model.engine``.
+
+Exit codes: 0 built (engine and ``model.engine.json`` written); 2 the model, the arguments or
+the TensorRT install could not be used (the message says what to change or install).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+from edgeseg.errors import EdgesegError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgeseg.engine.builder import PRECISIONS
+
+    p = argparse.ArgumentParser(
+        prog="edgeseg build",
+        description="Build a TensorRT engine from an exported (or quantized) ONNX model with the "
+        "TensorRT Python API, and write a manifest (-o + .json) with the TensorRT version, GPU, "
+        "compute capability, precision, I/O, the ONNX's sha256, classes and preprocessing. "
+        "INT8 is built from the Q/DQ model of `edgeseg quantize --target tensorrt`.",
+    )
+    p.add_argument("model", help=".onnx from edgeseg export or edgeseg quantize")
+    p.add_argument("-o", "--output", required=True, help="the engine file to write")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="(default fp16)")
+    p.add_argument("--dla", type=int, default=None, metavar="CORE", help="DLA core (GPU fallback)")
+    p.add_argument("--workspace", type=int, default=None, metavar="MB", help="workspace limit")
+    p.add_argument("--timing-cache", default=None, metavar="FILE", help="read and written")
+    p.add_argument(
+        "--max-batch", type=int, default=1, help="profile max batch of a dynamic-batch ONNX (1)"
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from edgeseg.engine.builder import build_engine
+
+        manifest = build_engine(
+            args.model,
+            args.output,
+            precision=args.precision,
+            dla=args.dla,
+            workspace_mb=args.workspace,
+            timing_cache=args.timing_cache,
+            max_batch=args.max_batch,
+            log=None if args.json else print,
+        )
+    except EdgesegError as e:
+        print(f"edgeseg build: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(manifest, indent=2))
+    return 0
