@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,31 @@ def rng() -> np.random.Generator:
 
 TINY_SIZE = 64
 
+#: Training settings of the tiny models tests train (seconds on 2 cores); pass data/out and any
+#: override to ``TrainConfig(**TINY_TRAIN, ...)``.
+TINY_TRAIN = dict(
+    size=TINY_SIZE,
+    crop=TINY_SIZE,
+    epochs=8,
+    batch=2,
+    lr=5e-3,
+    workers=0,
+    progress=False,
+    model_kwargs={"width": 0.25, "depth": 3},
+    warmup_epochs=0.5,
+    loss="ce",
+    class_weights="none",
+)
+
+
+def write_splits(root, n_train: int, n_val: int) -> None:
+    """splits/{train,val,test}.txt of a synthesized dataset: the first n_train sorted stems,
+    then n_val for val, an empty test split."""
+    stems = sorted(p.stem for p in (root / "images").glob("*.png"))
+    (root / "splits" / "train.txt").write_text("\n".join(stems[:n_train]) + "\n")
+    (root / "splits" / "val.txt").write_text("\n".join(stems[n_train : n_train + n_val]) + "\n")
+    (root / "splits" / "test.txt").write_text("")
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
@@ -48,24 +75,7 @@ def tiny_run(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("tiny_run")
     ds = data.synth(base / "ds", "objects", n=10, size=TINY_SIZE)
-    stems = sorted(p.stem for p in (ds / "images").glob("*.png"))
-    (ds / "splits" / "train.txt").write_text("\n".join(stems[:8]) + "\n")
-    (ds / "splits" / "val.txt").write_text("\n".join(stems[8:]) + "\n")
-    (ds / "splits" / "test.txt").write_text("")
-    cfg = TrainConfig(
-        data=str(ds),
-        out=str(base / "run"),
-        size=TINY_SIZE,
-        crop=TINY_SIZE,
-        epochs=8,
-        batch=2,
-        lr=5e-3,
-        workers=0,
-        progress=False,
-        model_kwargs={"width": 0.25, "depth": 3},
-        warmup_epochs=0.5,
-        loss="ce",
-        class_weights="none",
-    )
+    write_splits(ds, 8, 2)
+    cfg = TrainConfig(data=str(ds), out=str(base / "run"), **copy.deepcopy(TINY_TRAIN))
     train(cfg, log=lambda *a: None)
     return ds, base / "run"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import socket
@@ -17,6 +18,8 @@ pytest.importorskip("albumentations")
 pytest.importorskip("cv2")
 
 import yaml  # noqa: E402
+from conftest import TINY_SIZE as SIZE  # noqa: E402
+from conftest import TINY_TRAIN, write_splits  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from edgeseg import TrainingError, data  # noqa: E402
@@ -24,42 +27,18 @@ from edgeseg.eval_cli import main as eval_main  # noqa: E402
 from edgeseg.train import TrainConfig, evaluate, load_checkpoint, train  # noqa: E402
 from edgeseg.train import trainer as trainer_mod  # noqa: E402
 
-SIZE = 64
-
-
-def _write_splits(root: Path, n_train: int, n_val: int) -> None:
-    stems = sorted(p.stem for p in (root / "images").glob("*.png"))
-    (root / "splits" / "train.txt").write_text("\n".join(stems[:n_train]) + "\n")
-    (root / "splits" / "val.txt").write_text("\n".join(stems[n_train : n_train + n_val]) + "\n")
-    (root / "splits" / "test.txt").write_text("")
-
 
 @pytest.fixture(scope="module")
 def objects(tmp_path_factory) -> Path:
     """12 tiny 'objects' images (product vs background): 8 train, 4 val."""
     root = data.synth(tmp_path_factory.mktemp("objects") / "ds", "objects", n=12, size=SIZE)
-    _write_splits(root, 8, 4)
+    write_splits(root, 8, 4)
     return root
 
 
 def _cfg(ds: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(ds),
-        out=str(out),
-        size=SIZE,
-        crop=SIZE,
-        epochs=8,
-        batch=2,
-        lr=5e-3,
-        workers=0,
-        progress=False,
-        model_kwargs={"width": 0.25, "depth": 3},
-        warmup_epochs=0.5,
-        loss="ce",
-        class_weights="none",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    # deep copy: every config gets its own model_kwargs dict, as before
+    return TrainConfig(**{**copy.deepcopy(TINY_TRAIN), "data": str(ds), "out": str(out), **kw})
 
 
 def _majority_miou(ds: Path) -> float:
@@ -191,7 +170,7 @@ def test_bad_inputs_give_clear_errors(objects, tmp_path):
         train(_cfg(bad, tmp_path / "b"), **quiet)
 
     # a label outside the class map: names the file and the fix
-    _write_splits(bad, 8, 4)
+    write_splits(bad, 8, 4)
     first = sorted((bad / "masks").glob("*.png"))[0]
     m = np.array(Image.open(first))
     m[:4, :4] = 7
