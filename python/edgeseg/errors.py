@@ -18,6 +18,9 @@ __all__ = [
     "EngineMismatchError",
     "InvalidArgumentError",
     "ModelError",
+    "RulesError",
+    "SinkError",
+    "SourceError",
     "TrainingError",
 ]
 
@@ -44,3 +47,18 @@ class EngineMismatchError(EdgesegError):
     """A TensorRT engine was built for another TensorRT version or GPU than the one it is about
     to run on; the message names the difference and the ``edgeseg build`` command that rebuilds
     it."""
+
+
+class SourceError(EdgesegError):
+    """A frame source (camera, stream, file, folder) cannot be opened or read; the message names
+    the source and the likely fix."""
+
+
+class SinkError(EdgesegError):
+    """A sink (file, stream, broker, server) cannot take results; the message names the sink
+    spec and the fix. At run time the loop counts and reports it and goes on."""
+
+
+class RulesError(EdgesegError):
+    """An inspection rules file or object is invalid (unknown class, bad zone, negative area);
+    the message names the file, the rule and the fix."""

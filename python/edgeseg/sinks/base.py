@@ -1,0 +1,111 @@
+"""The sink interface: where each processed frame goes (files, browser, MQTT, OPC UA, ...).
+
+Contract shared by the camera loop and every sink:
+
+- ``open_sink("kind:arg")`` builds a sink from its CLI spec through the registry
+  (``register_sink(kind, factory)``); ``factory(arg: str, **options) -> Sink``.
+- The loop calls ``open()`` once, ``write(item)`` for every processed frame from its sink
+  thread (one thread per loop; a sink needing its own I/O thread starts it in ``open``), and
+  ``close()`` at the end, which must flush everything (also after SIGINT).
+- ``write`` raising :class:`~edgeseg.errors.SinkError` (or OSError) is counted in the loop's
+  stats per sink and reported; the loop goes on. Sinks never lose results silently: one that
+  cannot deliver now (broker down) keeps them (outbox) and says so in ``stats()``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from edgeseg.errors import SinkError
+
+if TYPE_CHECKING:
+    from edgeseg.camera.frame import Frame
+    from edgeseg.rules.verdict import Verdict
+    from edgeseg.runtime.result import SegResult
+
+__all__ = ["LoopItem", "Sink", "make_record", "open_sink", "register_sink", "sink_kinds"]
+
+
+@dataclass
+class LoopItem:
+    """One processed frame as the sinks see it.
+
+    ``record`` is the JSON-able per-frame record (see :func:`make_record`); ``stats`` a
+    snapshot of the loop's live stats (FPS, latencies, drops) when the item was produced.
+    """
+
+    frame: Frame
+    result: SegResult
+    verdict: Optional[Verdict]
+    record: dict
+    stats: dict = field(default_factory=dict)
+
+
+def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_done: float) -> dict:
+    """The per-frame record every record-oriented sink writes (JSON lines, MQTT, webhook).
+
+    Keys: ``frame`` (index), ``t_capture`` (Unix s), ``latency_ms`` (capture → result),
+    ``counts`` and ``area_fraction`` (by class name), ``verdict`` ("OK"/"NG", or None without
+    rules), ``reasons`` (list of str), plus ``trigger_id`` / ``camera_timestamp_ns`` /
+    ``camera_frame_id`` when the frame carries them.
+    """
+    rec: dict[str, Any] = {
+        "frame": int(frame.index),
+        "t_capture": round(float(frame.t_capture), 6),
+        "latency_ms": round((t_done - frame.t_capture) * 1000.0, 3),
+        "counts": result.counts,
+        "area_fraction": {k: round(v, 6) for k, v in result.area_fraction.items()},
+        "verdict": None if verdict is None else verdict.label,
+        "reasons": [] if verdict is None else list(verdict.reasons),
+    }
+    for key in ("trigger_id", "camera_timestamp_ns", "camera_frame_id", "path"):
+        if key in frame.meta:
+            rec[key] = frame.meta[key]
+    return rec
+
+
+class Sink:
+    """Base class of sinks (see the module docstring for the contract)."""
+
+    spec: str = ""
+
+    def open(self) -> None:
+        """Prepares the sink; raises SinkError naming the spec and the fix."""
+
+    def write(self, item: LoopItem) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flushes and releases; safe to call twice."""
+
+    def stats(self) -> dict:
+        """Counters (written, failed, pending in an outbox, ...)."""
+        return {}
+
+
+_REGISTRY: dict[str, Callable[..., Sink]] = {}
+
+
+def register_sink(kind: str, factory: Callable[..., Sink]) -> None:
+    """Registers ``factory(arg, **options) -> Sink`` for specs ``kind`` or ``kind:arg``."""
+    _REGISTRY[kind.lower()] = factory
+
+
+def sink_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def open_sink(spec, **options) -> Sink:
+    """The (unopened) sink for a CLI spec such as ``jsonl:out.jsonl`` or ``mqtt://h:1883/t``."""
+    if isinstance(spec, Sink):
+        return spec
+    text = str(spec)
+    kind, _, arg = text.partition(":")
+    factory = _REGISTRY.get(kind.lower())
+    if factory is None:
+        raise SinkError(f"sink {text!r}: unknown kind {kind!r}; known kinds: {sink_kinds()}")
+    # URL-style specs (mqtt://..., webhook:http://...) get their full text when they need it.
+    sink = factory(text if arg.startswith("//") else arg, **options)
+    sink.spec = text
+    return sink
