@@ -16,7 +16,7 @@ CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint pytest jetson-check bench build sanitize clean distclean help
+.PHONY: all demo test lint pytest jetson-check bench build system-deps sanitize clean distclean help
 
 all: test
 
@@ -45,11 +45,15 @@ $(VENV)/.core-stamp: $(VENV)/.deps-stamp $(CORE_SRCS)
 
 build: $(VENV)/.core-stamp
 
+# Debian packages for real services in tests and the demo (tools/apt-packages.txt).
+system-deps:
+	@tools/system_deps.sh
+
 lint: build
 	$(VPY) -m ruff check python tests tools
 	$(VPY) -m ruff format --check python tests tools
 
-pytest: build
+pytest: build system-deps
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 # Jetson portability (README, "Jetson"): aarch64 cross-build of the core run under qemu against
@@ -60,7 +64,7 @@ jetson-check: build
 
 test: lint pytest jetson-check
 
-demo: build
+demo: build system-deps
 	$(VPY) -m edgeseg demo --out $(DEMO_OUT)
 
 bench: build
