@@ -19,7 +19,7 @@ class WarmSegmenter:
     threshold on red minus blue: a real, deterministic segmenter with the Segmenter interface.
     ``delay`` (s) stands for a slower model (sleeping releases the GIL as inference does)."""
 
-    def __init__(self, threshold: int = 20, delay: float = 0.0) -> None:
+    def __init__(self, threshold: int = 30, delay: float = 0.0) -> None:
         self.threshold = threshold
         self.delay = delay
         self.classes = CLASSES

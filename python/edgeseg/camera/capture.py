@@ -124,7 +124,13 @@ class CaptureSource(Source):
         self._next_try = 0.0
         self._delay = self.backoff[0]
         self._closed = False
-        self._counts = {"frames": 0, "reconnects": 0, "corrupt": 0, "size_changes": 0}
+        self._counts = {
+            "frames": 0,
+            "disconnects": 0,
+            "reconnects": 0,
+            "corrupt": 0,
+            "size_changes": 0,
+        }
         self.last_error: Optional[str] = None
 
     # ---- resolving the URI ------------------------------------------------------------
@@ -255,6 +261,7 @@ class CaptureSource(Source):
             self._cap.release()
             self._cap = None
         self.last_error = why
+        self._counts["disconnects"] += 1
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now

@@ -99,7 +99,8 @@ class CameraLoop:
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
-        self._out: Optional[queue.Queue] = None
+        # items for the iterator: the last few are kept until iteration begins, then it waits
+        self._out: queue.Queue = queue.Queue(maxsize=max(8, self.queue_size))
         self._consuming = False
         self._started = False
         self._closed = False
@@ -193,9 +194,10 @@ class CameraLoop:
         self.stop()
 
     def __iter__(self) -> Iterator[LoopItem]:
-        """Yields every LoopItem (starting the loop if needed) until the loop ends."""
-        if self._out is None:
-            self._out = queue.Queue(maxsize=max(2, self.queue_size))
+        """Yields every LoopItem (starting the loop if needed) until the loop ends.
+
+        While someone iterates, the sink thread waits for them; the few items produced
+        before iteration begins (``with loop: for item in loop:``) are kept for it."""
         self._consuming = True
         self.start()
         try:
@@ -364,11 +366,7 @@ class CameraLoop:
                 break
             self._deliver(item)
         self._finished.set()
-        if self._out is not None:
-            try:
-                self._out.put(_END, timeout=_POLL)
-            except queue.Full:
-                pass
+        self._offer(_END)
 
     def _deliver(self, item: LoopItem) -> None:
         t0 = time.time()
@@ -394,12 +392,20 @@ class CameraLoop:
             except Exception as e:
                 self.stats.error("trigger", f"done({tid}): {e}")
         self.stats.add_latency("sinks", (time.time() - t0) * 1000)
-        while self._out is not None and self._consuming and not self._abort.is_set():
+        self._offer(item)
+
+    def _offer(self, item) -> None:
+        """Hands an item to the iterator: waits while one is iterating, else keeps the newest."""
+        while not self._abort.is_set():
             try:
-                self._out.put(item, timeout=_POLL)
-                break
+                self._out.put(item, timeout=_POLL if self._consuming else 0)
+                return
             except queue.Full:
-                continue
+                if not self._consuming:
+                    try:
+                        self._out.get_nowait()  # nobody iterates (yet): drop the oldest
+                    except queue.Empty:
+                        pass
 
     def _close_all(self) -> None:
         if self._closed or not self._started:

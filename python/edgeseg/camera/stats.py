@@ -124,7 +124,7 @@ class LoopStats:
                 "elapsed_s": round(elapsed, 3),
                 "captured": self.captured,
                 "dropped": self.dropped,
-                "corrupt": self.corrupt + int(src.get("corrupt", 0)),
+                "corrupt": self.corrupt,
                 "reconnects": int(src.get("reconnects", 0)),
                 "source": src,
                 "latency_ms": lat,

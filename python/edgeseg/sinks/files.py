@@ -93,15 +93,21 @@ class JsonlSink(Sink):
             return
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(self.path, "a" if self.append else "w", encoding="utf-8")
+            # unbuffered: every line is one write(2), so a failed line leaves nothing pending
+            self._f = open(self.path, "ab" if self.append else "wb", buffering=0)
         except OSError as e:
             raise SinkError(f"sink {self.spec}: cannot open {self.path}: {e.strerror}") from None
 
     def write(self, item: LoopItem) -> None:
         line = json.dumps(item.record, default=_json_default, separators=(",", ":"))
         try:
-            self._f.write(line + "\n")
-            self._f.flush()
+            if self._f is sys.stdout:
+                self._f.write(line + "\n")
+                self._f.flush()
+            else:
+                data = (line + "\n").encode("utf-8")
+                if self._f.write(data) != len(data):
+                    raise OSError(f"short write ({len(data)} bytes asked)")
         except OSError as e:
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._written += 1
@@ -110,11 +116,10 @@ class JsonlSink(Sink):
         f, self._f = self._f, None
         if f is None:
             return
-        try:
+        if f is sys.stdout:
             f.flush()
-        finally:
-            if f is not sys.stdout:
-                f.close()
+        else:
+            f.close()
 
     def stats(self) -> dict:
         return {"lines": self._written}
