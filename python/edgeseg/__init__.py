@@ -18,6 +18,7 @@ from edgeseg.errors import (
 __version__: str = build_info()["version"]
 
 __all__ = [
+    "CameraLoop",
     "CudaError",
     "DatasetError",
     "DeviceUnavailableError",
@@ -30,3 +31,12 @@ __all__ = [
     "build_info",
     "kernels",
 ]
+
+
+def __getattr__(name: str):
+    # the camera loop loads on first use: `import edgeseg` stays light (no OpenCV, no sinks)
+    if name == "CameraLoop":
+        from edgeseg.camera.loop import CameraLoop
+
+        return CameraLoop
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
