@@ -181,3 +181,28 @@ def test_csi_pipeline_and_bad_gst_spec():
         open_source("gst:videotestsrc ! fakesink")
     with pytest.raises(SourceError, match="csi://N"):
         open_source("csi://front")
+
+
+def _ts(path, size, n):
+    cmd = [FFMPEG, "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+           f"testsrc2=size={size}:rate=10", "-frames:v", str(n), "-c:v", "mpeg2video",
+           "-f", "mpegts", str(path)]  # fmt: skip
+    subprocess.run(cmd, check=True, timeout=60)
+    return path.read_bytes()
+
+
+def test_stream_that_changes_size_or_carries_garbage_keeps_delivering(tmp_path):
+    # an MPEG-TS whose resolution changes mid-stream (two encodes back to back)
+    mixed = tmp_path / "mixed.ts"
+    mixed.write_bytes(_ts(tmp_path / "a.ts", "64x48", 10) + _ts(tmp_path / "b.ts", "96x64", 10))
+    frames, _ = _read_all(open_source(str(mixed)))
+    assert len(frames) >= 15  # both parts decode (OpenCV scales the second to the first size)
+    assert {f.image.shape for f in frames} <= {(48, 64, 3), (64, 96, 3)}
+    # 2 KB of garbage in the middle of a stream: frames around it still come, no crash
+    data = bytearray(_ts(tmp_path / "c.ts", "64x48", 30))
+    mid = len(data) // 2
+    data[mid : mid + 2048] = np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes()
+    broken = tmp_path / "broken.ts"
+    broken.write_bytes(bytes(data))
+    frames, _ = _read_all(open_source(str(broken)))
+    assert 20 <= len(frames) <= 30
