@@ -133,7 +133,8 @@ def main(argv=None) -> int:
     # rounds of (stages alone, serial, loop) back to back; medians damp a busy machine
     rounds = [_round(seg, scene, n, tmp) for _ in range(args.rounds)]
     med = {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
-    ratio = float(np.median([r["loop"] / min(r[s] for s in STAGES) for r in rounds]))
+    ratios = [r["loop"] / min(r[s] for s in STAGES) for r in rounds]
+    ratio = float(np.median(ratios))
     stages = {k: med[k] for k in STAGES}
     slowest = min(stages, key=stages.get)
     serial_fps, loop_fps = med["serial"], med["loop"]
@@ -154,6 +155,9 @@ def main(argv=None) -> int:
         "serial_fps": round(serial_fps, 1),
         "loop_fps": round(loop_fps, 1),
         "rounds": args.rounds,
+        "loop_vs_slowest_per_round": [round(x, 3) for x in ratios],
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "inference_threads": args.threads,
         "loop_vs_slowest": round(ratio, 3),
         "loop_vs_serial": round(loop_fps / serial_fps, 3),
         "live": {
@@ -172,6 +176,7 @@ def main(argv=None) -> int:
         f"  CameraLoop           {loop_fps:8.1f} fps = {ratio:.3f} x slowest stage "
         f"(median of {args.rounds} rounds), {out['loop_vs_serial']:.2f} x serial"
     )
+    print(f"  per round: {out['loop_vs_slowest_per_round']}; load average {out['load_average']}")
     lat = out["live"]["latency_ms"] or {}
     print(
         f"  live {pace:.1f} fps, drop=latest: capture->result p50 {lat.get('p50')} ms, "
