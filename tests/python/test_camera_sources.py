@@ -206,3 +206,13 @@ def test_stream_that_changes_size_or_carries_garbage_keeps_delivering(tmp_path):
     broken.write_bytes(bytes(data))
     frames, _ = _read_all(open_source(str(broken)))
     assert 20 <= len(frames) <= 30
+
+
+def test_synthetic_loop_repeats_the_scene_and_keeps_counting():
+    src = open_source("synthetic://?size=32x32&frames=3", loop=True)
+    with src:
+        frames = [src.read() for _ in range(7)]
+    assert [f.index for f in frames] == list(range(7))
+    assert np.array_equal(frames[0].image, frames[3].image)
+    assert np.array_equal(frames[1].meta["ground_truth"], frames[4].meta["ground_truth"])
+    assert not np.array_equal(frames[0].image, frames[1].image)

@@ -5,7 +5,7 @@
 classes ``background`` and ``product``) glide along Lissajous paths and turn. Each frame's
 ``meta["ground_truth"]`` is the H×W uint8 class-id mask of exactly what was drawn and
 ``meta["classes"]`` the class names. ``frames`` ends the stream after N frames (default:
-endless); ``fps`` paces it like a camera (then it is a live source for the loop's
+endless; with ``loop=1`` the N-frame scene repeats); ``fps`` paces it like a camera (then it is a live source for the loop's
 ``drop="latest"``); without ``fps`` frames come as fast as they are read.
 """
 
@@ -23,7 +23,7 @@ from edgeseg.errors import DatasetError, SourceError
 
 __all__ = ["SyntheticSource"]
 
-_KEYS = {"width", "height", "fps", "frames", "objects", "seed", "size"}
+_KEYS = {"width", "height", "fps", "frames", "objects", "seed", "size", "loop"}
 
 
 def _surfaces(rng: np.random.Generator, width: int, height: int, n: int) -> list[np.ndarray]:
@@ -65,6 +65,7 @@ class SyntheticSource(Source):
             self.frames = int(q["frames"]) if q.get("frames") else None
             self.objects = int(q.get("objects", 2))
             self.seed = int(q.get("seed", 0))
+            self.loop = str(q.get("loop", "0")).lower() in ("1", "true", "yes")
         except ValueError as e:
             raise SourceError(f"source {self.uri!r}: bad option value ({e})") from None
         if self.width < 16 or self.height < 16 or self.objects < 0:
@@ -117,7 +118,7 @@ class SyntheticSource(Source):
 
         if not self._bg:
             raise SourceError(f"source {self.uri!r}: read() before open()")
-        if self.frames is not None and self._index >= self.frames:
+        if self.frames is not None and self._index >= self.frames and not self.loop:
             return None
         if self.fps:
             wait = self._next_t - time.monotonic()
@@ -128,9 +129,10 @@ class SyntheticSource(Source):
                 time.sleep(wait)
             self._next_t = max(self._next_t + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
         i = self._index
-        gt = self.ground_truth(i)
-        img = self._bg[i % 4].copy()
-        cv2.copyTo(self._fg[i % 4], gt, img)
+        k = i % self.frames if self.frames and self.loop else i  # the scene repeats when looping
+        gt = self.ground_truth(k)
+        img = self._bg[k % 4].copy()
+        cv2.copyTo(self._fg[k % 4], gt, img)
         self._index += 1
         meta = {"ground_truth": gt, "classes": list(self.classes)}
         return Frame(img, i, time.time(), self.uri, meta)
