@@ -138,40 +138,48 @@ def _quant_section(q: dict, assets: Path, out: Path) -> str:
 
 
 def _loop_section(stats: dict, assets: Path, out: Path) -> str:
-    stages = stats.get("stages") or {}
-    rows = [
-        [_e(k), _fmt(v.get("p50_ms"), 2), _fmt(v.get("p99_ms"), 2)]
-        for k, v in stages.items()
+    """``stats``: the camera loop's final snapshot (``latency_ms`` per stage with p50/p99),
+    optionally ``segmenter_ms`` (the Segmenter's own stages, same shape)."""
+    stages = [
+        (f"loop: {k}", v) for k, v in (stats.get("latency_ms") or {}).items() if isinstance(v, dict)
+    ] + [
+        (f"segmenter: {k}", v)
+        for k, v in (stats.get("segmenter_ms") or {}).items()
         if isinstance(v, dict)
     ]
     head = ", ".join(
-        f"{k.replace('_', ' ')} <b>{_fmt(stats[k], 2)}</b>"
-        for k in ("fps", "frames", "dropped", "latency_p50_ms", "latency_p99_ms")
+        f"{label} <b>{_fmt(stats[k], 2)}</b>"
+        for k, label in (
+            ("frames", "frames"),
+            ("fps_mean", "mean FPS"),
+            ("captured", "captured"),
+            ("dropped", "dropped"),
+            ("corrupt", "corrupt"),
+            ("reconnects", "reconnects"),
+        )
         if k in stats
     )
     body = f"<p>{head}</p>"
-    if rows:
+    if stages:
         plt = _plt()
-        fig, ax = plt.subplots(figsize=(7, 2.8))
-        ax.barh(
-            [r[0] for r in rows],
-            [float(v.get("p50_ms") or 0) for v in stages.values() if isinstance(v, dict)],
-        )
-        ax.set(xlabel="p50 latency per frame (ms)", title="camera loop stages")
+        fig, ax = plt.subplots(figsize=(7, 0.4 * len(stages) + 1))
+        ax.barh([n for n, _ in stages][::-1], [float(v.get("p50") or 0) for _, v in stages][::-1])
+        ax.set(xlabel="p50 latency per frame (ms)", title="camera loop and segmenter stages")
         fig.tight_layout()
         png = assets / "loop_stages.png"
         fig.savefig(png, dpi=90)
         plt.close(fig)
         body += f'<img src="{png.relative_to(out)}" alt="stage latency">'
-        body += _table(["stage", "p50 ms", "p99 ms"], rows)
-    extra = {
-        k: v
-        for k, v in stats.items()
-        if not isinstance(v, (dict, list))
-        and k not in ("fps", "frames", "dropped", "latency_p50_ms", "latency_p99_ms")
-    }
-    if extra:
-        body += _table(["stat", "value"], [[_e(k), _fmt(v, 2)] for k, v in extra.items()])
+        body += _table(
+            ["stage", "p50 ms", "p99 ms"],
+            [[_e(n), _fmt(v.get("p50"), 2), _fmt(v.get("p99"), 2)] for n, v in stages],
+        )
+    sinks = stats.get("sinks") or {}
+    if sinks:
+        body += _table(
+            ["sink", "written", "failed"],
+            [[_e(k), _e(v.get("written")), _e(v.get("failed"))] for k, v in sinks.items()],
+        )
     return body
 
 
