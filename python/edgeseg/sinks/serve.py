@@ -198,7 +198,8 @@ class ServeSink(Sink):
                 stacklevel=2,
             )
         if not self.quiet:
-            print(f"edgeseg live view: {self.url}", file=sys.stderr, flush=True)
+            hint = "" if self.token is None else " (open it with ?token=YOUR_TOKEN)"
+            print(f"edgeseg live view: {self.url}{hint}", file=sys.stderr, flush=True)
 
     def write(self, item: LoopItem) -> None:
         """Keeps ``item`` as the newest frame (no encoding here; viewers encode on demand)."""
