@@ -60,10 +60,6 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port_text)
 
 
-def _is_wildcard(host: str) -> bool:
-    return host in ("0.0.0.0", "::", "*")
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # the sink joins its handler threads itself, with a timeout
     allow_reuse_address = True
@@ -118,9 +114,10 @@ class ServeSink(Sink):
         max_clients: int = 16,
         quiet: bool = False,
     ) -> None:
-        self.host, self.port = parse_addr(addr or DEFAULT_ADDR)
+        addr = DEFAULT_ADDR if addr is None or addr == "" else str(addr)
+        self.host, self.port = parse_addr(addr)
         if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise SinkError(f"serve: token {token!r} is empty; pass a non-empty string or None")
+            raise SinkError(f"serve: token={token!r}; pass a non-empty string, or None for none")
         if not 0.0 <= float(alpha) <= 1.0:
             raise SinkError(f"serve: alpha={alpha!r} is outside [0, 1]; try 0.5")
         if confidence not in CONF_MODES:
@@ -131,7 +128,7 @@ class ServeSink(Sink):
             raise SinkError(f"serve: max_fps={max_fps!r} must be > 0 (None: no limit)")
         if max_width is not None and int(max_width) < 16:
             raise SinkError(f"serve: max_width={max_width!r} must be >= 16 (None: full size)")
-        self.spec = f"serve:{addr or DEFAULT_ADDR}"
+        self.spec = f"serve:{addr}"
         self.token = token
         self.alpha = float(alpha)
         self.confidence = confidence
@@ -182,7 +179,7 @@ class ServeSink(Sink):
         self._server = server
         self.port = int(server.server_address[1])
         self.cookie_name = f"edgeseg_token_{self.port}"  # cookies ignore ports; names do not
-        shown = "127.0.0.1" if self.host in ("0.0.0.0", "*") else self.host
+        shown = "127.0.0.1" if self.host == "0.0.0.0" else self.host
         shown = "[::1]" if self.host == "::" else (f"[{shown}]" if ":" in shown else shown)
         self.url = f"http://{shown}:{self.port}/"
         self._thread = threading.Thread(
