@@ -185,6 +185,20 @@ def test_confidence_modes_change_the_served_image(sink):
     assert get(f"{sink.url}frame.jpg?conf=rainbow")[0] == 400
 
 
+def test_results_without_confidence_or_frame_still_stream(sink):
+    item = make_item(0)
+    item.result.confidence = None
+    sink.write(item)
+    off = get(f"{sink.url}frame.jpg?conf=off")[2]
+    assert get(f"{sink.url}frame.jpg?conf=heatmap")[2] == off  # falls back to the plain overlay
+    assert json.loads(get(f"{sink.url}stats.json")[2])["has_confidence"] is False
+    item = make_item(1)
+    item.result.frame = None
+    sink.write(item)
+    img = decode(get(f"{sink.url}frame.jpg")[2]).astype(int)
+    assert np.abs(img[60, 3 * W // 4] - (0, 0, 255)).max() < 20  # the class colour alone (BGR)
+
+
 def test_stats_json_carries_record_classes_verdicts_and_loop_stats(sink):
     assert get(f"{sink.url}frame.jpg")[0] == 503  # no frame yet, says so
     for i in range(12):
