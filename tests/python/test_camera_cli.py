@@ -87,3 +87,16 @@ def test_bad_source_and_options_are_clear_errors(tiny_onnx, tmp_path):
         assert p.returncode == 2 and "--serve" in p.stderr
     p = _run(["--source", "synthetic://"])
     assert p.returncode == 2 and "--model" in p.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("edgeseg.sinks.serve") is None, reason="no browser live view here"
+)
+def test_serve_flag_maps_to_the_serve_sink(tiny_onnx):
+    p = _run(
+        ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "5",
+         "--serve", "127.0.0.1:0", "--token", "s3cret", "--json"]
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    stats = json.loads(p.stdout)
+    assert stats["sinks"]["serve:127.0.0.1:0"]["written"] == 5

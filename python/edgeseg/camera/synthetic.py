@@ -5,8 +5,9 @@
 classes ``background`` and ``product``) glide along Lissajous paths and turn. Each frame's
 ``meta["ground_truth"]`` is the H×W uint8 class-id mask of exactly what was drawn and
 ``meta["classes"]`` the class names. ``frames`` ends the stream after N frames (default:
-endless; with ``loop=1`` the N-frame scene repeats); ``fps`` paces it like a camera (then it is a live source for the loop's
-``drop="latest"``); without ``fps`` frames come as fast as they are read.
+endless; with ``loop=1`` the N-frame scene repeats); ``fps`` paces it like a camera (then it
+is a live source for the loop's ``drop="latest"``); without ``fps`` frames come as fast as
+they are read.
 """
 
 from __future__ import annotations
