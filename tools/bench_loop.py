@@ -9,7 +9,9 @@ Measures, on the same synthetic frames (``synthetic://``) in one process:
    + every-10th-frame overlay PNG), as frames per second;
 2. the peers' way: one thread doing read → predict → write in turn;
 3. ``CameraLoop`` (drop="none", every frame): frames per second and the ratio to the slowest
-   stage alone (target >= 0.95);
+   stage alone (target >= 0.95); then the same with inference replaced by the model's result
+   at a fixed cost (``--fixed-ms``, sleeping like a GPU wait): the loop's own overhead, apart
+   from the CPU the stages take from each other;
 4. a live source paced at 90 % of the model's rate with ``drop="latest"``: capture-to-result
    latency p50/p99 and dropped frames.
 """
@@ -99,6 +101,32 @@ def _round(seg, scene: str, n: int, tmp: Path) -> dict:
     return out
 
 
+def _machine() -> str:
+    name = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), name)
+    except OSError:
+        pass
+    return f"{platform.machine()} {name}, {os.cpu_count()} cpus".strip()
+
+
+class _FixedCost:
+    """The model's results at a fixed cost of ``ms`` per frame (sleeping, as a GPU or NPU
+    inference would wait): measures the loop's own overhead apart from CPU contention."""
+
+    def __init__(self, seg, ms: float) -> None:
+        self.seg, self.s, self._cache = seg, ms / 1000.0, {}
+        self.classes = seg.classes
+
+    def predict(self, frame, rgb: bool = False):
+        r = self._cache.get(frame.shape)
+        if r is None:
+            r = self._cache[frame.shape] = self.seg.predict(frame, rgb=rgb)
+        time.sleep(self.s)
+        return r
+
+
 def _rate(n: int, seconds: float) -> float:
     return n / max(seconds, 1e-9)
 
@@ -115,6 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=150, help="frames per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="measurement rounds (medians)")
     ap.add_argument("--threads", type=int, default=None, help="inference threads")
+    ap.add_argument("--fixed-ms", type=float, default=20.0, help="fixed-cost stand-in (ms)")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
 
@@ -139,6 +168,12 @@ def main(argv=None) -> int:
     slowest = min(stages, key=stages.get)
     serial_fps, loop_fps = med["serial"], med["loop"]
 
+    # the loop's own overhead: the same stages with inference at a fixed 20 ms (no CPU use)
+    fixed = _FixedCost(seg, args.fixed_ms)
+    frounds = [_round(fixed, scene, n, tmp) for _ in range(args.rounds)]
+    fixed_ratios = [r["loop"] / min(r[s] for s in STAGES) for r in frounds]
+    fmed = {k: float(np.median([r[k] for r in frounds])) for k in frounds[0]}
+
     # latency on a live source at 90 % of the slowest stage's rate
     pace = 0.9 * stages[slowest]
     m = max(40, int(pace * 5))
@@ -146,7 +181,7 @@ def main(argv=None) -> int:
     lst = live.run()
 
     out = {
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.processor() or ''}",
+        "machine": _machine(),
         "frame_size": args.size,
         "model": str(model) if args.model else f"small unet (width 0.5) {args.model_size}²",
         "frames": n,
@@ -160,6 +195,13 @@ def main(argv=None) -> int:
         "inference_threads": args.threads,
         "loop_vs_slowest": round(ratio, 3),
         "loop_vs_serial": round(loop_fps / serial_fps, 3),
+        "fixed_cost": {
+            "inference_ms": args.fixed_ms,
+            "stage_fps": {k: round(fmed[k], 1) for k in STAGES},
+            "loop_fps": round(fmed["loop"], 1),
+            "loop_vs_slowest": round(float(np.median(fixed_ratios)), 3),
+            "loop_vs_slowest_per_round": [round(x, 3) for x in fixed_ratios],
+        },
         "live": {
             "source_fps": round(pace, 1),
             "processed_fps": lst["fps_mean"],
@@ -168,7 +210,7 @@ def main(argv=None) -> int:
             "captured": lst["captured"],
         },
     }
-    print(f"frames {args.size}, {out['model']}, {n} frames x {args.rounds} rounds (medians)")
+    print(f"{out['machine']}; {args.size} frames, {out['model']}, {n} x {args.rounds} rounds")
     for k, v in stages.items():
         print(f"  {k:<10} alone {v:8.1f} fps{'   <- slowest' if k == slowest else ''}")
     print(f"  serial (one thread)  {serial_fps:8.1f} fps")
@@ -177,10 +219,17 @@ def main(argv=None) -> int:
         f"(median of {args.rounds} rounds), {out['loop_vs_serial']:.2f} x serial"
     )
     print(f"  per round: {out['loop_vs_slowest_per_round']}; load average {out['load_average']}")
+    fc = out["fixed_cost"]
+    print(
+        f"  loop overhead, inference at a fixed {args.fixed_ms:g} ms: alone "
+        f"{fc['stage_fps']['inference']:.1f} fps, CameraLoop {fc['loop_fps']:.1f} fps = "
+        f"{fc['loop_vs_slowest']:.3f} x (per round {fc['loop_vs_slowest_per_round']})"
+    )
     lat = out["live"]["latency_ms"] or {}
     print(
         f"  live {pace:.1f} fps, drop=latest: capture->result p50 {lat.get('p50')} ms, "
-        f"p99 {lat.get('p99')} ms, dropped {lst['dropped']}/{lst['captured']}"
+        f"p99 {lat.get('p99')} ms, processed {lst['fps_mean']:.1f} fps, "
+        f"dropped {lst['dropped']}/{lst['captured']}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
