@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -59,3 +60,37 @@ def stop_process(p: subprocess.Popen) -> None:
     if p.poll() is None:
         p.kill()
     p.wait(timeout=10)
+
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good/-ugly"
+
+
+def rtsp_available() -> bool:
+    """Whether Debian's python3 can run the GStreamer RTSP test server (with x264enc)."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return False
+    probe = (
+        "import gi; gi.require_version('GstRtspServer', '1.0'); gi.require_version('Gst', '1.0');"
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
+        "assert Gst.ElementFactory.find('x264enc') and Gst.ElementFactory.find('rtph264pay')"
+    )
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0
+
+
+def start_rtsp_server(port: int) -> subprocess.Popen:
+    """tests/python/rtsp_server.py under Debian's python3: rtsp://127.0.0.1:PORT/test."""
+    script = os.path.join(os.path.dirname(__file__), "rtsp_server.py")
+    p = subprocess.Popen(
+        [SYSTEM_PYTHON, script, str(port)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = p.stdout.readline()  # "ready" once listening (EOF if it failed)
+    if line.strip() != "ready":
+        stop_process(p)
+        raise RuntimeError(f"RTSP test server did not start: {p.stderr.read()}")
+    return p

@@ -257,11 +257,11 @@ class CaptureSource(Source):
 
     # ---- reading ----------------------------------------------------------------------
     def _lost(self, why: str) -> None:
+        cap, self._cap = self._cap, None  # "connected" turns False before the count moves
         self.last_error = why
         self._counts["disconnects"] += 1
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+        if cap is not None:
+            cap.release()
         now = time.monotonic()
         if self._down_since is None:
             self._down_since = now
