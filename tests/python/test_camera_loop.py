@@ -16,7 +16,7 @@ cv2 = pytest.importorskip("cv2")
 
 from camera_helpers import WarmSegmenter  # noqa: E402
 
-from edgeseg.camera import CameraLoop, Trigger  # noqa: E402
+from edgeseg.camera import CameraLoop, Frame, Source, Trigger  # noqa: E402
 from edgeseg.errors import InvalidArgumentError, SinkError, SourceError  # noqa: E402
 from edgeseg.rules.verdict import Verdict  # noqa: E402
 from edgeseg.sinks import Sink  # noqa: E402
@@ -290,3 +290,31 @@ def test_bad_arguments_and_sources_fail_at_start(tmp_path):
         if not display_available()[0]:
             with pytest.raises(SinkError, match="cannot open a window.*--serve"):
                 loop.run()
+
+
+class _HiccupSource(Source):
+    """A source whose driver throws now and then (every 3rd read), or always."""
+
+    live = False
+
+    def __init__(self, n, always=False):
+        self.uri, self.n, self.always, self.reads, self.i = "hiccup://", n, always, 0, 0
+
+    def read(self, timeout=None):
+        self.reads += 1
+        if self.always or self.reads % 3 == 0:
+            raise RuntimeError("driver hiccup")
+        if self.i >= self.n:
+            return None
+        self.i += 1
+        return Frame(np.zeros((24, 32, 3), np.uint8), self.i - 1)
+
+
+def test_source_errors_are_counted_and_a_dead_source_ends_the_run():
+    stats = CameraLoop(_HiccupSource(10), WarmSegmenter()).run()
+    assert stats["frames"] == 10 and stats["corrupt"] == 5
+    assert "driver hiccup" in stats["last_error"]
+    loop = CameraLoop(_HiccupSource(10, always=True), WarmSegmenter())
+    with pytest.raises(SourceError, match="hiccup://.*50 reads in a row failed"):
+        loop.run()
+    assert loop.stats.snapshot()["frames"] == 0

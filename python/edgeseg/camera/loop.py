@@ -42,6 +42,7 @@ __all__ = ["CameraLoop"]
 log = logging.getLogger("edgeseg.camera")
 
 _JOIN = 10.0  # s: the longest stop() waits for one thread
+_MAX_READ_FAILURES = 50  # unexpected read errors in a row that end the run
 
 
 class CameraLoop:
@@ -239,6 +240,7 @@ class CameraLoop:
         by_trigger = self.trigger is not None and not software  # the loop picks the frames
         consumer = self._alive("inference")
         held: Optional[str] = None  # trigger id waiting for its frame (non-live sources)
+        failures = 0  # reads in a row that raised an unexpected error
         while not self._stop.is_set():
             if by_trigger and not self.live and held is None:
                 held = self._next_trigger(None)
@@ -247,11 +249,25 @@ class CameraLoop:
             t0 = time.time()
             try:
                 frame = src.read(_POLL * 2)
+                failures = 0
             except FrameDropped as e:
                 if e.kind != "timeout":
                     self.stats.count("corrupt")
                     self.stats.error("source", str(e))
                 self.stats.set_source_stats(src.stats())
+                continue
+            except SourceError:
+                raise
+            except Exception as e:  # a decoder/driver hiccup: count it, retry, give up at last
+                failures += 1
+                self.stats.count("corrupt")
+                self.stats.error("source", f"{type(e).__name__}: {e}")
+                if failures >= _MAX_READ_FAILURES:
+                    raise SourceError(
+                        f"source {getattr(src, 'uri', src)!r}: {failures} reads in a row failed, "
+                        f"the last with {type(e).__name__}: {e}"
+                    ) from e
+                self._stop.wait(0.05)
                 continue
             t1 = time.time()
             self.stats.set_source_stats(src.stats())
