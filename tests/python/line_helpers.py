@@ -172,3 +172,35 @@ def dedupe(records: list[dict]) -> list[dict]:
             seen.add(r["id"])
             out.append(r)
     return out
+
+
+class StandInLoop:
+    """What the camera loop does in trigger mode, reduced to the contract: take a trigger id,
+    make one frame's item (NG, ``defect_px`` scratch pixels), write it to the sinks, answer
+    ``done``. A thread; ``stop`` joins it."""
+
+    def __init__(self, trigger, sinks=(), defect_px: int = 5) -> None:
+        self.trigger = trigger
+        self.sinks = list(sinks)
+        self.defect_px = defect_px
+        self.processed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            tid = self.trigger.wait(0.05)
+            if tid is None:
+                continue
+            item = make_item(n, defect_px=self.defect_px, trigger_id=tid)
+            for sink in self.sinks:
+                sink.write(item)
+            self.processed.append(tid)
+            self.trigger.done(tid, item.record)
+            n += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

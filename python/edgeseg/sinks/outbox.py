@@ -387,8 +387,8 @@ class OutboxSink(Sink):
         while not self._stop.is_set():
             try:
                 self._deliver(outbox)
-            except SinkError as e:  # an outbox that cannot be read: report, retry later
-                self._count(None, error=str(e))
+            except Exception as e:  # noqa: BLE001 - the thread must outlive any one failure
+                self._count(None, error=f"delivery: {type(e).__name__}: {e}")
                 self._stop.wait(1.0)
 
     def _count(self, key: Optional[str], n: int = 1, error: Optional[str] = None) -> None:
