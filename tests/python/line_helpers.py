@@ -3,6 +3,7 @@ and an MQTT subscriber that collects what arrives."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import socket
@@ -79,6 +80,9 @@ class Broker:
     def start(self) -> None:
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
+            # mosquitto started as root drops to the user "mosquitto", who cannot read the
+            # test's private folders: stay the current user.
+            f"user {getpass.getuser()}\n"
             f"listener {self.port} 127.0.0.1\n"
             + ("" if "allow_anonymous" in self.extra_conf else "allow_anonymous true\n")
             + f"persistence true\npersistence_location {self.dir}/\n"
@@ -117,7 +121,14 @@ class Subscriber:
     """A paho client with a persistent session (survives a broker restart with the broker's
     persistence) that collects every message on ``topic`` (QoS 1)."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "test-subscriber") -> None:
+    def __init__(
+        self,
+        port: int,
+        topic: str,
+        client_id: str = "test-subscriber",
+        username: Optional[str] = None,
+        password: Optional[str] = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self.topic = topic
@@ -128,6 +139,8 @@ class Subscriber:
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
         )
         self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message

@@ -80,6 +80,11 @@ def parse_mqtt_spec(spec: str, options: dict, extra: tuple = ()) -> tuple[MqttEn
         port = u.port
     except ValueError as e:
         raise SinkError(f"sink {text!r}: {e}; expected {MQTT_FORM}") from None
+    if "#" in text:
+        raise SinkError(
+            f"sink {text!r}: '#' (an MQTT wildcard, or a URL fragment) is not allowed here; "
+            f"expected {MQTT_FORM}"
+        )
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
         raise SinkError(f"sink {text!r}: no broker host; expected {MQTT_FORM}")
     topic = unquote(u.path.lstrip("/"))
@@ -253,8 +258,9 @@ class MqttSink(OutboxSink):
         )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self._connected.is_set()
         self._connected.clear()
-        if not self._stop.is_set():
+        if was_connected and not self._stop.is_set():  # a refusal keeps its own message
             self._count(None, error=f"disconnected from {self.endpoint.address}: {reason_code}")
 
     def _deliver(self, outbox: Outbox) -> None:
