@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import threading
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -100,7 +101,17 @@ class OpcuaServer:
             raise SinkError(
                 f"opcua:{self.endpoint}: needs asyncua; pip install 'edgeseg[line]'"
             ) from None
-        logging.getLogger("asyncua").setLevel(logging.ERROR)
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+        u = urlsplit(self.endpoint)
+        try:  # a busy port fails here in milliseconds, not after the server's slow init
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((u.hostname, u.port))
+        except OSError as e:
+            raise SinkError(
+                f"opcua:{self.endpoint}: cannot start the OPC UA server: {e}; is the port in use "
+                "or the address not on this machine?"
+            ) from None
         self._thread.start()
         try:
             self.call(self._astart(), timeout=_START_TIMEOUT)
@@ -163,19 +174,22 @@ class OpcuaServer:
         await server.start()
         self._server = server
 
-    async def _on_trigger(self, parent, trigger_id) -> list:
+    async def _on_trigger(self, parent, trigger_id) -> Any:
+        # A status code (not an exception) is what asyncua hands back to the caller as is.
         ua = self._ua
         trigger = self.trigger
         if trigger is None:
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState)
+            return ua.StatusCode(ua.StatusCodes.BadInvalidState)  # no trigger mode
         try:
             tid = trigger.fire(str(trigger_id.Value or ""), wait=True)
-        except (ValueError, OverflowError):
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidArgument) from None
+        except ValueError:  # an id used already, or not printable
+            return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+        except OverflowError:  # too many triggers wait already
+            return ua.StatusCode(ua.StatusCodes.BadTooManyOperations)
         loop = asyncio.get_running_loop()
         record = await loop.run_in_executor(None, trigger.result, tid, trigger.timeout)
         if record is None:
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadTimeout)
+            return ua.StatusCode(ua.StatusCodes.BadTimeout)
         return [ua.Variant(json.dumps(record), ua.VariantType.String)]
 
     async def aupdate(self, values: dict, per_class: dict) -> None:
