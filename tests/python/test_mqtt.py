@@ -299,6 +299,13 @@ def test_bad_specs_name_the_spec_and_the_form(spec, message):
     assert spec in str(e.value)
 
 
+def test_passwords_stay_out_of_messages():
+    with pytest.raises(SinkError) as e:
+        open_sink("mqtt://line:hunter2@127.0.0.1/t?password=s3cret&colour=red")
+    assert "hunter2" not in str(e.value) and "s3cret" not in str(e.value)
+    assert "line:***@127.0.0.1" in str(e.value) and "password=***" in str(e.value)
+
+
 def test_mqtt_trigger_answers_with_the_record(tmp_path, broker, subscriber):
     trigger = open_trigger(f"mqtt://127.0.0.1:{broker.port}/line1/trigger")
     assert isinstance(trigger, MqttTrigger)

@@ -170,6 +170,10 @@ def test_bad_webhook_options(tmp_path):
         open_sink("webhook:https://127.0.0.1/x", ca="/no/ca.pem")
     with pytest.raises(SinkError, match="backoff must be > 0"):
         open_sink("webhook:http://127.0.0.1/x", backoff=0)
+    with pytest.raises(SinkError, match="headers must be a dict"):
+        open_sink("webhook:http://127.0.0.1/x", headers="Authorization: x")
+    with pytest.raises(SinkError, match="must be numbers"):
+        open_sink("webhook:http://127.0.0.1/x", timeout="soon")
 
 
 def _post(url: str, body: Optional[dict] = None, method: str = "POST") -> tuple[int, dict]:

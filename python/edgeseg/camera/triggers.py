@@ -249,7 +249,9 @@ class MqttTrigger(QueueTrigger):
             raise SourceError(str(e).replace("sink ", "trigger ", 1)) from None
         if "{" in ep.topic:
             raise SourceError(f"trigger {spec!r}: the trigger topic cannot be a template")
-        super().__init__(spec, float(extra.get("timeout", 10.0)), int(extra.get("max_pending", 64)))
+        super().__init__(
+            ep.spec, float(extra.get("timeout", 10.0)), int(extra.get("max_pending", 64))
+        )
         self.endpoint = ep
         self.reply_topic = str(extra.get("reply") or f"{ep.topic.rstrip('/#+')}/result")
         self._reply_to: dict[str, str] = {}

@@ -31,7 +31,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import register_sink
-from edgeseg.sinks.outbox import Outbox, OutboxSink
+from edgeseg.sinks.outbox import Outbox, OutboxSink, redact_spec
 
 __all__ = ["MqttEndpoint", "MqttSink", "make_client", "parse_mqtt_spec"]
 
@@ -75,39 +75,40 @@ def parse_mqtt_spec(spec: str, options: dict, extra: tuple = ()) -> tuple[MqttEn
     any other key raises SinkError listing the known ones.
     """
     text = str(spec)
+    shown = redact_spec(text)
     try:
         u = urlsplit(text)
         port = u.port
     except ValueError as e:
-        raise SinkError(f"sink {text!r}: {e}; expected {MQTT_FORM}") from None
+        raise SinkError(f"sink {shown!r}: {e}; expected {MQTT_FORM}") from None
     if "#" in text:
         raise SinkError(
-            f"sink {text!r}: '#' (an MQTT wildcard, or a URL fragment) is not allowed here; "
+            f"sink {shown!r}: '#' (an MQTT wildcard, or a URL fragment) is not allowed here; "
             f"expected {MQTT_FORM}"
         )
     if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise SinkError(f"sink {text!r}: no broker host; expected {MQTT_FORM}")
+        raise SinkError(f"sink {shown!r}: no broker host; expected {MQTT_FORM}")
     topic = unquote(u.path.lstrip("/"))
     if not topic:
-        raise SinkError(f"sink {text!r}: no topic after the host; expected {MQTT_FORM}")
+        raise SinkError(f"sink {shown!r}: no topic after the host; expected {MQTT_FORM}")
     merged: dict[str, Any] = dict(parse_qsl(u.query, keep_blank_values=True))
     merged.update({k: v for k, v in options.items() if v is not None})
     unknown = sorted(set(merged) - set(_COMMON) - set(extra))
     if unknown:
         raise SinkError(
-            f"sink {text!r}: unknown option(s) {unknown}; known: {sorted(_COMMON + extra)}"
+            f"sink {shown!r}: unknown option(s) {unknown}; known: {sorted(_COMMON + extra)}"
         )
-    ep = MqttEndpoint(spec=text, host=u.hostname, port=port or 0, topic=topic)
+    ep = MqttEndpoint(spec=shown, host=u.hostname, port=port or 0, topic=topic)
     ep.username = merged.get("username") or (unquote(u.username) if u.username else None)
     ep.password = merged.get("password") or (unquote(u.password) if u.password else None)
     for name in ("ca", "cert", "key"):
         path = merged.get(name)
         if path:
             if not Path(path).is_file():
-                raise SinkError(f"sink {text!r}: {name}={path!r} is not a file; give a PEM file")
+                raise SinkError(f"sink {shown!r}: {name}={path!r} is not a file; give a PEM file")
             setattr(ep, name, str(path))
     if bool(ep.cert) != bool(ep.key):
-        raise SinkError(f"sink {text!r}: a client certificate needs both cert= and key=")
+        raise SinkError(f"sink {shown!r}: a client certificate needs both cert= and key=")
     ep.tls = u.scheme == "mqtts" or str(merged.get("tls", "")).lower() in _TRUE or bool(ep.ca)
     ep.tls = ep.tls or bool(ep.cert)
     ep.insecure = str(merged.get("insecure", "")).lower() in _TRUE
@@ -116,9 +117,9 @@ def parse_mqtt_spec(spec: str, options: dict, extra: tuple = ()) -> tuple[MqttEn
         ep.keepalive = int(merged.get("keepalive", 30))
         ep.qos = int(merged.get("qos", 1))
     except (TypeError, ValueError):
-        raise SinkError(f"sink {text!r}: keepalive and qos must be integers") from None
+        raise SinkError(f"sink {shown!r}: keepalive and qos must be integers") from None
     if ep.qos not in (0, 1, 2):
-        raise SinkError(f"sink {text!r}: qos={ep.qos}; expected 0, 1 or 2")
+        raise SinkError(f"sink {shown!r}: qos={ep.qos}; expected 0, 1 or 2")
     ep.client_id = str(
         merged.get("client_id")
         or f"edgeseg-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -201,7 +202,7 @@ class MqttSink(OutboxSink):
     def __init__(self, spec: str, **options: Any) -> None:
         ep, extra = parse_mqtt_spec(spec, options, self._EXTRA)
         self.endpoint = ep
-        self._topic = _TopicTemplate(ep.topic, spec)
+        self._topic = _TopicTemplate(ep.topic, ep.spec)
         self.status_topic = str(extra.get("status_topic") or f"{self._topic.static_prefix}/status")
         self.retain = str(extra.get("retain", "")).lower() in _TRUE
         try:
@@ -216,7 +217,7 @@ class MqttSink(OutboxSink):
             )
             self._window = max(1, int(extra.get("window", 20)))
         except (TypeError, ValueError) as e:
-            raise SinkError(f"sink {spec!r}: bad option value: {e}") from None
+            raise SinkError(f"sink {ep.spec!r}: bad option value: {e}") from None
         self._client = None
         self._connected = threading.Event()
         self._inflight: collections.deque = collections.deque()
@@ -238,7 +239,7 @@ class MqttSink(OutboxSink):
         try:
             client.connect_async(self.endpoint.host, self.endpoint.port, self.endpoint.keepalive)
         except (OSError, ValueError) as e:
-            raise SinkError(f"sink {self.spec!r}: cannot connect: {e}") from None
+            raise SinkError(f"sink {self.label!r}: cannot connect: {e}") from None
         client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -264,8 +265,16 @@ class MqttSink(OutboxSink):
             self._count(None, error=f"disconnected from {self.endpoint.address}: {reason_code}")
 
     def _deliver(self, outbox: Outbox) -> None:
-        while self._inflight and self._inflight[0][1].is_published():
-            seq, _ = self._inflight.popleft()
+        while self._inflight:
+            seq, info = self._inflight[0]
+            try:
+                if not info.is_published():
+                    break
+            except (RuntimeError, ValueError):  # paho gave up on it: send again from here
+                self._inflight.clear()
+                self._last_sent = seq - 1
+                break
+            self._inflight.popleft()
             self._ack(outbox, seq)
         if self._connected.is_set() and len(self._inflight) < self._window:
             after = self._inflight[-1][0] if self._inflight else self._last_sent
@@ -278,6 +287,8 @@ class MqttSink(OutboxSink):
                     outbox.reject(e.seq, f"topic {e.topic!r}: {err}")
                     self._count("rejected", error=f"rejected record {e.id}: {err}")
                     continue
+                if int(info.rc) not in (0, -1):  # not MQTT_ERR_SUCCESS/AGAIN: the link dropped
+                    break  # the record stays in the outbox; it goes again after reconnecting
                 self._inflight.append((e.seq, info))
                 self._last_sent = e.seq
         self._wake.wait(0.2)

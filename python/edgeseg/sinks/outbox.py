@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -33,7 +34,17 @@ from typing import Optional, Union
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import LoopItem, Sink
 
-__all__ = ["Outbox", "OutboxEntry", "OutboxSink", "default_outbox_dir", "outbox_path", "with_id"]
+__all__ = [
+    "Outbox",
+    "OutboxEntry",
+    "OutboxSink",
+    "default_outbox_dir",
+    "outbox_path",
+    "redact_spec",
+    "with_id",
+]
+
+_log = logging.getLogger("edgeseg.sinks")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -88,6 +99,12 @@ def outbox_path(where: Union[str, Path, None], kind: str, endpoint: str) -> Path
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", endpoint).strip("-")[:60]
     digest = hashlib.sha1(f"{kind}|{endpoint}".encode()).hexdigest()[:10]
     return folder / f"{kind}-{readable}-{digest}.sqlite3"
+
+
+def redact_spec(spec: str) -> str:
+    """``spec`` with passwords hidden (``user:***@``, ``password=***``), for messages and logs."""
+    text = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", str(spec))
+    return re.sub(r"(?<=[?&])(password|token)=[^&]*", r"\1=***", text)
 
 
 def with_id(record: dict) -> dict:
@@ -295,6 +312,11 @@ class OutboxSink(Sink):
         self._counts = {"written": 0, "delivered": 0, "lost": 0, "rejected": 0, "retries": 0}
         self._last_error: Optional[str] = None
 
+    @property
+    def label(self) -> str:
+        """The spec with passwords hidden, as messages and logs show it."""
+        return redact_spec(self.spec)
+
     def open(self) -> None:
         if self._outbox is not None:
             return
@@ -302,7 +324,7 @@ class OutboxSink(Sink):
             self.outbox_path,
             max_bytes=self._outbox_max_bytes,
             sync=self._outbox_sync,
-            owner=f"sink {self.spec!r}",
+            owner=f"sink {self.label!r}",
         )
         self._stop.clear()
         try:
@@ -318,7 +340,7 @@ class OutboxSink(Sink):
 
     def write(self, item: LoopItem) -> None:
         if self._outbox is None:
-            raise SinkError(f"sink {self.spec!r}: write() before open()")
+            raise SinkError(f"sink {self.label!r}: write() before open()")
         try:
             self._outbox.put(item.record, topic=self._topic_for(item.record))
         except SinkError as e:
@@ -396,6 +418,8 @@ class OutboxSink(Sink):
             if key is not None:
                 self._counts[key] = self._counts.get(key, 0) + n
             if error is not None:
+                if error != self._last_error:  # each new problem once, not every retry
+                    _log.warning("sink %s: %s", self.label, error)
                 self._last_error = error
             if key in ("delivered", "rejected"):
                 self._acked.notify_all()

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import register_sink
-from edgeseg.sinks.outbox import Outbox, OutboxSink
+from edgeseg.sinks.outbox import Outbox, OutboxSink, redact_spec
 
 __all__ = ["WebhookSink"]
 
@@ -54,19 +54,26 @@ class WebhookSink(OutboxSink):
         close_timeout: float = 5.0,
     ) -> None:
         spec = f"webhook:{url}"
+        shown = redact_spec(spec)
         try:
             u = urlsplit(str(url))
             port = u.port
         except ValueError as e:
-            raise SinkError(f"sink {spec!r}: {e}; expected {WEBHOOK_FORM}") from None
+            raise SinkError(f"sink {shown!r}: {e}; expected {WEBHOOK_FORM}") from None
         if u.scheme not in ("http", "https") or not u.hostname:
-            raise SinkError(f"sink {spec!r}: expected {WEBHOOK_FORM}")
+            raise SinkError(f"sink {shown!r}: expected {WEBHOOK_FORM}")
+        try:
+            timeout, backoff, max_backoff = float(timeout), float(backoff), float(max_backoff)
+        except (TypeError, ValueError):
+            raise SinkError(f"sink {shown!r}: timeout and backoff must be numbers (s)") from None
+        if headers is not None and not isinstance(headers, dict):
+            raise SinkError(f"sink {shown!r}: headers must be a dict of name -> value")
         if not (timeout > 0 and backoff > 0 and max_backoff >= backoff):
             raise SinkError(
-                f"sink {spec!r}: timeout and backoff must be > 0 and max_backoff >= backoff"
+                f"sink {shown!r}: timeout and backoff must be > 0 and max_backoff >= backoff"
             )
         if ca is not None and not Path(ca).is_file():
-            raise SinkError(f"sink {spec!r}: ca={ca!r} is not a file; give a PEM bundle")
+            raise SinkError(f"sink {shown!r}: ca={ca!r} is not a file; give a PEM bundle")
         endpoint = f"{u.hostname}:{port or (443 if u.scheme == 'https' else 80)}{u.path}"
         super().__init__(
             spec,
