@@ -230,6 +230,15 @@ def test_http_trigger_times_out_and_skips_the_stale_trigger(http_trigger):
     assert http_trigger.stats()["skipped"] == 1 and http_trigger.stats()["timeouts"] == 1
 
 
+def test_answer_that_comes_before_the_caller_waits_is_kept():
+    trigger = HttpTrigger("http://127.0.0.1:0/trigger")  # the queue logic; no server needed
+    tid = trigger.fire("fast", wait=True)
+    assert trigger.wait(1) == tid
+    trigger.done(tid, {"trigger_id": tid, "verdict": "OK"})  # before result() is called
+    assert trigger.result(tid, timeout=1) == {"trigger_id": "fast", "verdict": "OK"}
+    assert trigger.stats()["timeouts"] == 0
+
+
 def test_http_trigger_bad_input(http_trigger):
     req = urllib.request.Request(http_trigger.url, data=b"[1, 2]", method="POST")
     with pytest.raises(urllib.error.HTTPError) as e:

@@ -96,10 +96,10 @@ class QueueTrigger(Trigger):
             waiter = self._waiters.get(trigger_id)
         if waiter is None:
             return None
-        got = waiter.event.wait(self.timeout if timeout is None else timeout)
+        waiter.event.wait(self.timeout if timeout is None else timeout)
         with self._lock:
             self._waiters.pop(trigger_id, None)
-            if not got:
+            if not waiter.event.is_set():
                 if trigger_id in self._seen:
                     self._seen[trigger_id] = "abandoned"
                 self.counts["timeouts"] += 1
@@ -120,12 +120,12 @@ class QueueTrigger(Trigger):
                 self.counts["skipped"] += 1
 
     def done(self, trigger_id: str, record: dict) -> None:
-        with self._lock:
-            waiter = self._waiters.pop(trigger_id, None)
+        with self._lock:  # the waiter stays until result() takes it (done may come first)
+            waiter = self._waiters.get(trigger_id)
             self.counts["answered"] += 1
-        if waiter is not None:
-            waiter.record = record
-            waiter.event.set()
+            if waiter is not None:
+                waiter.record = record
+                waiter.event.set()
         self._answer(trigger_id, record)
 
     def _answer(self, trigger_id: str, record: dict) -> None:

@@ -31,7 +31,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import register_sink
-from edgeseg.sinks.outbox import Outbox, OutboxSink, redact_spec
+from edgeseg.sinks.delivery import OutboxSink
+from edgeseg.sinks.outbox import Outbox, redact_spec
 
 __all__ = ["MqttEndpoint", "MqttSink", "make_client", "parse_mqtt_spec"]
 

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import register_sink
-from edgeseg.sinks.outbox import Outbox, OutboxSink, redact_spec
+from edgeseg.sinks.delivery import OutboxSink
+from edgeseg.sinks.outbox import Outbox, redact_spec
 
 __all__ = ["WebhookSink"]
 
