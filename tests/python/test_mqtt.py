@@ -118,6 +118,7 @@ def test_close_with_pending_then_reopen_delivers(tmp_path):
     for i in range(10):
         sink.write(make_item(i))
     sink.close()
+    assert sink.stats()["pending"] == 10  # reported as left in the outbox
     try:
         broker.start()
         sub = Subscriber(broker.port, "line1/#")

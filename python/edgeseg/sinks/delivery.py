@@ -11,7 +11,7 @@ from typing import Optional, Union
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import LoopItem, Sink
-from edgeseg.sinks.outbox import Outbox, outbox_path, redact_spec
+from edgeseg.sinks.outbox import Outbox, outbox_path, redact_spec, with_id
 
 __all__ = ["OutboxSink"]
 
@@ -52,6 +52,7 @@ class OutboxSink(Sink):
         self._acked = threading.Condition()
         self._counts = {"written": 0, "delivered": 0, "lost": 0, "rejected": 0, "retries": 0}
         self._last_error: Optional[str] = None
+        self._left_at_close = 0  # records left in the outbox by the last close
 
     @property
     def label(self) -> str:
@@ -83,7 +84,8 @@ class OutboxSink(Sink):
         if self._outbox is None:
             raise SinkError(f"sink {self.label!r}: write() before open()")
         try:
-            self._outbox.put(item.record, topic=self._topic_for(item.record))
+            record = with_id(item.record)  # the id first, so a topic template may use {id}
+            self._outbox.put(record, topic=self._topic_for(record))
         except SinkError as e:
             self._count("lost", error=str(e))
             raise
@@ -113,14 +115,26 @@ class OutboxSink(Sink):
         try:
             self._stop_io()
         finally:
-            self._outbox.close()
-            self._outbox = None
+            left = self._outbox.pending()
+            with self._acked:
+                self._outbox.close()
+                self._outbox = None
+                self._left_at_close = left
+        if left:
+            _log.warning(
+                "sink %s: closed with %d record(s) in the outbox %s; they go out at the next "
+                "start with the same outbox",
+                self.label,
+                left,
+                self.outbox_path,
+            )
 
     def stats(self) -> dict:
         with self._acked:
             out: dict = dict(self._counts)
             out["last_error"] = self._last_error
-            out["pending"] = self._outbox.pending() if self._outbox is not None else 0
+            open_ = self._outbox is not None
+            out["pending"] = self._outbox.pending() if open_ else self._left_at_close
         out["outbox"] = str(self.outbox_path)
         return out
 
