@@ -101,6 +101,7 @@ def test_unreachable_broker_at_start_is_reported_not_fatal(tmp_path):
         st = sink.stats()
         assert st["connected"] is False and st["pending"] == 5
         assert f"127.0.0.1:{broker.port}" in st["last_error"]
+        assert st["status"].startswith("not connected (cannot reach the broker at 127.0.0.1:")
         broker.start()
         sub = Subscriber(broker.port, "line1/#")
         wait_for(lambda: len(_frames(sub)) >= 5, 30, "the 5 waiting records")

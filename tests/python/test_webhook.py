@@ -114,9 +114,11 @@ def test_server_down_at_start_then_up(tmp_path, receiver_factory):
         wait_for(lambda: sink.stats()["retries"] > 0, 10, "a failed attempt")
         st = sink.stats()
         assert st["pending"] == 5 and f"127.0.0.1:{port}" in st["last_error"]
+        assert st["status"].startswith("retrying (cannot POST to http://127.0.0.1:")
         rx = receiver_factory(port=port)
         assert sink.flush(30), sink.stats()
         assert [r["frame"] for r in dedupe(rx.records)] == list(range(5))
+        assert sink.stats()["status"] == "ok"
     finally:
         sink.close()
 

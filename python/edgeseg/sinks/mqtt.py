@@ -313,6 +313,10 @@ class MqttSink(OutboxSink):
         out = super().stats()
         out["connected"] = self._connected.is_set()
         out["broker"] = self.endpoint.address
+        if out["connected"]:
+            out["status"] = f"connected to {self.endpoint.address}"
+        else:
+            out["status"] = f"not connected ({out['last_error'] or 'connecting'})"
         return out
 
 

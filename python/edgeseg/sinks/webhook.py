@@ -136,6 +136,11 @@ class WebhookSink(OutboxSink):
             delay = min(self.max_backoff, max(delay, retry_after))
         self._stop.wait(delay)
 
+    def stats(self) -> dict:
+        out = super().stats()
+        out["status"] = f"retrying ({out['last_error']})" if self._failures else "ok"
+        return out
+
 
 def _seconds(value: Optional[str]) -> Optional[float]:
     try:
