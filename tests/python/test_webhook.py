@@ -241,6 +241,20 @@ def test_answer_that_comes_before_the_caller_waits_is_kept():
     assert trigger.stats()["timeouts"] == 0
 
 
+def test_closing_answers_waiting_callers_at_once():
+    trigger = open_trigger("http://127.0.0.1:0/trigger", timeout=60)
+    trigger.open()
+    answer: list = []
+    caller = threading.Thread(target=lambda: answer.append(_post(trigger.url, {"id": "p"})))
+    try:
+        caller.start()
+        wait_for(lambda: trigger.stats()["triggers"] == 1, 10, "the caller's trigger")
+    finally:
+        trigger.close()  # nobody will process it: the caller hears so instead of waiting 60 s
+    caller.join(timeout=10)
+    assert answer == [(503, {"error": "trigger mode stopped", "id": "p"})]
+
+
 def test_http_trigger_bad_input(http_trigger):
     req = urllib.request.Request(http_trigger.url, data=b"[1, 2]", method="POST")
     with pytest.raises(urllib.error.HTTPError) as e:

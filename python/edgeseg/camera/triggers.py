@@ -59,6 +59,7 @@ class QueueTrigger(Trigger):
         self._waiters: dict[str, _Waiter] = {}
         self._seen: collections.OrderedDict = collections.OrderedDict()
         self.counts = {"triggers": 0, "answered": 0, "timeouts": 0, "skipped": 0, "refused": 0}
+        self.closed = False
 
     def fire(self, trigger_id: str = "", wait: bool = False) -> str:
         """Queues a trigger and returns its id (a new UUID when ``trigger_id`` is empty).
@@ -99,7 +100,7 @@ class QueueTrigger(Trigger):
         waiter.event.wait(self.timeout if timeout is None else timeout)
         with self._lock:
             self._waiters.pop(trigger_id, None)
-            if not waiter.event.is_set():
+            if not waiter.event.is_set() or waiter.record is None:
                 if trigger_id in self._seen:
                     self._seen[trigger_id] = "abandoned"
                 self.counts["timeouts"] += 1
@@ -127,6 +128,13 @@ class QueueTrigger(Trigger):
                 waiter.record = record
                 waiter.event.set()
         self._answer(trigger_id, record)
+
+    def _release_waiters(self) -> None:
+        """Closing: callers still waiting get None at once (and ``closed`` is True)."""
+        with self._lock:
+            self.closed = True
+            for waiter in self._waiters.values():
+                waiter.event.set()
 
     def _answer(self, trigger_id: str, record: dict) -> None:
         """Sends the record back where the protocol needs it (MQTT reply topic)."""
@@ -177,6 +185,7 @@ class HttpTrigger(QueueTrigger):
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._release_waiters()
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
@@ -228,6 +237,8 @@ def _handler_for(trigger: HttpTrigger) -> type:
                 code = 409 if "used already" in str(e) else 400
                 return self._reply(code, {"error": str(e)})
             record = trigger.result(tid, timeout)
+            if record is None and trigger.closed:
+                return self._reply(503, {"error": "trigger mode stopped", "id": tid})
             if record is None:
                 return self._reply(504, {"error": f"no result within {timeout} s", "id": tid})
             self._reply(200, record)
@@ -298,6 +309,13 @@ class MqttTrigger(QueueTrigger):
             with self._lock:
                 self._reply_to[tid] = str(reply_to)
 
+    def _release_waiters(self) -> None:
+        """Closing: callers still waiting get None at once (and ``closed`` is True)."""
+        with self._lock:
+            self.closed = True
+            for waiter in self._waiters.values():
+                waiter.event.set()
+
     def _answer(self, trigger_id: str, record: dict) -> None:
         with self._lock:
             topic = self._reply_to.pop(trigger_id, self.reply_topic)
@@ -309,6 +327,7 @@ class MqttTrigger(QueueTrigger):
         client, self._client = self._client, None
         if client is None:
             return
+        self._release_waiters()
         client.disconnect()
         client.loop_stop()
 
@@ -341,6 +360,7 @@ class OpcuaTrigger(QueueTrigger):
     def close(self) -> None:
         server, self._server = self._server, None
         if server is not None:
+            self._release_waiters()
             server.trigger = None
             server.release()
 

@@ -130,6 +130,10 @@ class OpcuaServer:
                 pass
             self._server = None
         if self._thread.is_alive():
+            try:  # the Trigger method's waits run in the loop's default executor
+                self.call(self._loop.shutdown_default_executor(), timeout=_CALL_TIMEOUT)
+            except Exception:  # noqa: BLE001 - stopping anyway
+                pass
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=_CALL_TIMEOUT)
         if not self._thread.is_alive():
@@ -189,7 +193,8 @@ class OpcuaServer:
         loop = asyncio.get_running_loop()
         record = await loop.run_in_executor(None, trigger.result, tid, trigger.timeout)
         if record is None:
-            return ua.StatusCode(ua.StatusCodes.BadTimeout)
+            code = ua.StatusCodes.BadShutdown if trigger.closed else ua.StatusCodes.BadTimeout
+            return ua.StatusCode(code)
         return [ua.Variant(json.dumps(record), ua.VariantType.String)]
 
     async def aupdate(self, values: dict, per_class: dict) -> None:
