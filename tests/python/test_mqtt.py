@@ -335,6 +335,30 @@ def test_mqtt_trigger_answers_with_the_record(tmp_path, broker, subscriber):
         sink.close()
 
 
+def test_mqtt_trigger_waits_for_a_broker_that_is_down_at_start(tmp_path):
+    broker = Broker(tmp_path / "broker")  # not started yet
+    trigger = open_trigger(f"mqtt://127.0.0.1:{broker.port}/line1/trigger")
+    trigger.open()  # not fatal
+    loop = StandInLoop(trigger)
+    sub = None
+    try:
+        wait_for(lambda: trigger.stats()["last_error"] is not None, 10, "a reported error")
+        assert trigger.stats()["connected"] is False
+        assert f"127.0.0.1:{broker.port}" in trigger.stats()["last_error"]
+        broker.start()
+        wait_for(trigger.connected.is_set, 15, "the trigger to connect")
+        sub = Subscriber(broker.port, "line1/#")
+        sub.client.publish("line1/trigger", b"late-part", qos=1)
+        wait_for(lambda: len(sub.records("line1/trigger/result")) >= 1, 10, "the answer")
+        assert sub.records("line1/trigger/result")[0]["trigger_id"] == "late-part"
+    finally:
+        loop.stop()
+        trigger.close()
+        if sub is not None:
+            sub.close()
+        broker.stop()
+
+
 def test_bad_trigger_specs():
     with pytest.raises(SourceError, match="unknown kind 'ftp'.*mqtt://HOST:PORT/TOPIC"):
         open_trigger("ftp://127.0.0.1/trigger")

@@ -167,6 +167,7 @@ class HttpTrigger(QueueTrigger):
     def open(self) -> None:
         if self._httpd is not None:
             return
+        self.closed = False
         try:
             self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         except OSError as e:
@@ -268,17 +269,20 @@ class MqttTrigger(QueueTrigger):
         self._reply_to: dict[str, str] = {}
         self._client = None
         self.connected = threading.Event()
+        self.last_error: Optional[str] = None
 
     def open(self) -> None:
         from edgeseg.sinks.mqtt import make_client
 
         if self._client is not None:
             return
+        self.closed = False
         try:
             client = make_client(self.endpoint)
         except SinkError as e:
             raise SourceError(str(e).replace("sink ", "trigger ", 1)) from None
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = lambda *a: self.connected.clear()
         client.on_message = self._on_message
         client.connect_async(self.endpoint.host, self.endpoint.port, self.endpoint.keepalive)
@@ -286,9 +290,20 @@ class MqttTrigger(QueueTrigger):
         self._client = client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            client.subscribe(self.endpoint.topic, qos=1)
-            self.connected.set()
+        if reason_code.is_failure:
+            self.last_error = f"broker {self.endpoint.address} refused: {reason_code}"
+            return
+        client.subscribe(self.endpoint.topic, qos=1)
+        self.connected.set()
+
+    def stats(self) -> dict:
+        out = super().stats()
+        out["connected"] = self.connected.is_set()
+        out["last_error"] = self.last_error
+        return out
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.last_error = f"cannot reach the broker at {self.endpoint.address}; retrying"
 
     def _on_message(self, client, userdata, msg) -> None:
         text = bytes(msg.payload).decode("utf-8", errors="replace").strip()
@@ -354,6 +369,7 @@ class OpcuaTrigger(QueueTrigger):
         if server.trigger is not None:
             server.release()
             raise SourceError(f"trigger {self.spec!r}: the server has a trigger already")
+        self.closed = False
         server.trigger = self
         self._server = server
 
