@@ -228,35 +228,50 @@ def test_tls_and_password(tmp_path):
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    run("openssl", "req", *ec, "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=camera-1")  # fmt: skip
+    run("openssl", "x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "client.pem", "-days", "2")  # fmt: skip
     run("mosquitto_passwd", "-b", "-c", str(d / "passwd"), "line", "s3cret")
     tls_port = free_port()
-    conf = (
+    conf = (  # the TLS listener wants a client certificate and a password
         f"allow_anonymous false\npassword_file {d}/passwd\n"
         f"listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\n"
-        f"keyfile {d}/server.key\n"
+        f"keyfile {d}/server.key\nrequire_certificate true\n"
     )
     broker = Broker(tmp_path / "broker", extra_conf=conf)
     broker.start()
-    sub = bad = good = None
+    sub = bad = nocert = good = None
     try:
         sub = Subscriber(broker.port, "line1/#", username="line", password="s3cret")
         query = f"?ca={d}/ca.pem&username=line"
+        certs = f"&cert={d}/client.pem&key={d}/client.key"
         bad = _sink(
             tls_port,
             tmp_path / "bad",
-            topic="line1/results" + query + "&password=no",
+            topic="line1/results" + query + certs + "&password=no",
             close_timeout=0.2,
         )
-        good = _sink(tls_port, tmp_path / "good", topic="line1/results" + query, password="s3cret")
+        nocert = _sink(
+            tls_port, tmp_path / "nocert", topic="line1/results" + query + "&password=s3cret",
+            close_timeout=0.2,
+        )  # fmt: skip
+        good = _sink(
+            tls_port, tmp_path / "good", topic="line1/results" + query + certs, password="s3cret"
+        )
         bad.write(make_item(0))
+        nocert.write(make_item(2))
         good.write(make_item(1))
         assert good.flush(20), good.stats()
         wait_for(lambda: bad.stats()["last_error"] is not None, 10, "the refusal")
         assert "refused" in bad.stats()["last_error"] and bad.stats()["pending"] == 1
+        wait_for(lambda: nocert.stats()["last_error"] is not None, 10, "the TLS failure")
+        assert nocert.stats()["connected"] is False and nocert.stats()["pending"] == 1
+        assert "closed the connection before accepting it" in nocert.stats()["last_error"]
         wait_for(lambda: len(_frames(sub)) >= 1, 10, "the record over TLS")
         assert _frames(sub) == [1]
     finally:
-        for s in (bad, good):
+        for s in (bad, nocert, good):
             if s is not None:
                 s.close()
         if sub is not None:

@@ -221,6 +221,7 @@ class MqttSink(OutboxSink):
             raise SinkError(f"sink {ep.spec!r}: bad option value: {e}") from None
         self._client = None
         self._connected = threading.Event()
+        self._refused = False
         self._inflight: collections.deque = collections.deque()
         self._last_sent = 0
 
@@ -245,6 +246,7 @@ class MqttSink(OutboxSink):
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            self._refused = True
             self._count(None, error=f"broker {self.endpoint.address} refused: {reason_code}")
             return
         self._connected.set()
@@ -262,8 +264,18 @@ class MqttSink(OutboxSink):
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         was_connected = self._connected.is_set()
         self._connected.clear()
-        if was_connected and not self._stop.is_set():  # a refusal keeps its own message
+        refused, self._refused = self._refused, False
+        if self._stop.is_set() or refused:  # a refusal keeps its own message
+            return
+        if was_connected:
             self._count(None, error=f"disconnected from {self.endpoint.address}: {reason_code}")
+        else:  # e.g. a TLS listener that wants a client certificate
+            self._count(
+                None,
+                error=f"the broker at {self.endpoint.address} closed the connection before "
+                f"accepting it ({reason_code}); check TLS (ca/cert/key), the port and the "
+                "credentials",
+            )
 
     def _deliver(self, outbox: Outbox) -> None:
         while self._inflight:
