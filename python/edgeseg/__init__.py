@@ -22,6 +22,7 @@ from edgeseg.runtime import Segmenter, SegResult
 __version__: str = build_info()["version"]
 
 __all__ = [
+    "CameraLoop",
     "CudaError",
     "DatasetError",
     "DeviceUnavailableError",
@@ -39,3 +40,12 @@ __all__ = [
     "build_info",
     "kernels",
 ]
+
+
+def __getattr__(name: str):
+    # the camera loop loads on first use: `import edgeseg` stays light (no OpenCV, no sinks)
+    if name == "CameraLoop":
+        from edgeseg.camera.loop import CameraLoop
+
+        return CameraLoop
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")
