@@ -1,0 +1,379 @@
+"""``Rules``: inspection rules (class × zone limits) → an OK/NG :class:`Verdict` per frame.
+
+Evaluation is vectorized: zone masks are rasterized once per frame size (bounding-box crops);
+per zone and confidence threshold one ``cv2.calcHist`` of the class map gives every class's
+area; connected components run only for rules with blob limits, only on the zone's crop, and
+only when the class is present there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from edgeseg.errors import RulesError
+from edgeseg.rules.schema import TOP_KEYS, Rule, check_keys, number, parse_rule, parse_zone
+from edgeseg.rules.verdict import Verdict
+from edgeseg.rules.zones import FRAME_ZONE, Zone, ZoneMask
+
+__all__ = ["Rules"]
+
+_HIST_EXACT = 1 << 24  # calcHist counts in float32: exact below 2^24 pixels per bin
+
+
+class _Check:
+    """One rule compiled: limits in the units they were given, the scale, the class index."""
+
+    def __init__(self, rule: Rule, index: int, scale: Optional[float], source: str) -> None:
+        self.rule = rule
+        self.where = where = f"{source}: rule {index + 1} ({rule.label})"
+        g = {k: getattr(rule, k) for k in _NUMERIC if getattr(rule, k) is not None}
+        for k, v in g.items():
+            g[k] = number(v, k, where, integer=k == "max_blobs")
+        if "px_per_mm" in g:
+            if g["px_per_mm"] <= 0:
+                raise RulesError(f"{where}: px_per_mm must be > 0, got {g['px_per_mm']}")
+            scale = g["px_per_mm"]
+        self.scale = scale
+        self.limits = {k: v for k, v in g.items() if k != "px_per_mm"}
+        if not any(k in g for k in ("min_area_px", "max_area_px", "min_area_mm2", "max_area_mm2")):
+            if "max_blobs" not in g:
+                raise RulesError(
+                    f"{where}: no limit; give one of min_area_px, max_area_px, min_area_mm2, "
+                    "max_area_mm2, max_blobs"
+                )
+        for stem in ("min_area", "max_area", "min_blob_area"):
+            if f"{stem}_px" in g and f"{stem}_mm2" in g:
+                raise RulesError(f"{where}: give {stem}_px or {stem}_mm2, not both")
+            if f"{stem}_mm2" in g and scale is None:
+                raise RulesError(
+                    f"{where}: {stem}_mm2 needs a scale; add 'px_per_mm: <pixels per "
+                    "millimetre>' at the top of the file or to this rule (or use "
+                    f"{stem}_px)"
+                )
+        self.min = self._limit(g, "min_area")
+        self.max = self._limit(g, "max_area")
+        blob = self._limit(g, "min_blob_area")
+        self.min_blob_px = None if blob is None else blob[0] * (blob[2] if blob[1] == "mm²" else 1)
+        if self.min is not None and self.max is not None:
+            lo, hi = self.min[0] * self.min[2], self.max[0] * self.max[2]
+            if lo > hi:
+                raise RulesError(
+                    f"{where}: the minimum area ({_fmt(self.min[0])} {self.min[1]}) is larger "
+                    f"than the maximum ({_fmt(self.max[0])} {self.max[1]}); swap them or fix one"
+                )
+        conf = g.get("min_confidence")
+        if conf is not None and conf > 1:
+            raise RulesError(f"{where}: min_confidence must be in 0..1, got {conf}")
+        self.thr = conf if conf else None
+        self.max_blobs = g.get("max_blobs")
+        self.blobs = self.max_blobs is not None or self.min_blob_px is not None
+        self.index = -1
+
+    def _limit(self, g: dict, stem: str) -> Optional[tuple[float, str, float]]:
+        """(value as given, unit, px per unit) of a limit, or None."""
+        if f"{stem}_px" in g:
+            return g[f"{stem}_px"], "px", 1.0
+        if f"{stem}_mm2" in g:
+            return g[f"{stem}_mm2"], "mm²", float(self.scale) ** 2
+        return None
+
+
+_NUMERIC = (
+    "min_area_px",
+    "max_area_px",
+    "min_area_mm2",
+    "max_area_mm2",
+    "max_blobs",
+    "min_confidence",
+    "min_blob_area_px",
+    "min_blob_area_mm2",
+    "px_per_mm",
+)
+
+
+class Rules:
+    """Inspection rules: per class and zone, limits on area (px or mm²) and blobs.
+
+    Build from a YAML file (:meth:`from_file`), a dict (:meth:`from_dict`, same keys) or
+    objects::
+
+        Rules([Rule("scratch", zone="seal", max_area_mm2=0.5)],
+              zones={"seal": [[420, 180], [860, 180], [860, 540], [420, 540]]},
+              px_per_mm=12.5, classes=segmenter.classes)
+
+    ``zones`` maps names to a vertex list (pixels), ``{"polygon": [...], "normalized": True}``
+    or a :class:`Zone`; ``"frame"`` is the whole frame. ``classes`` (the model's ClassInfo list
+    or names) checks class names now; without it they are checked on the first result.
+    ``frame_size`` ``(width, height)`` checks pixel zones now; otherwise on the first frame.
+    Every problem raises :class:`~edgeseg.errors.RulesError` naming ``source``, the rule and
+    the fix.
+    """
+
+    def __init__(
+        self,
+        rules: list[Union[Rule, dict]],
+        zones: Optional[Union[dict, list[Zone]]] = None,
+        px_per_mm: Optional[float] = None,
+        classes: Optional[list] = None,
+        frame_size: Optional[tuple[int, int]] = None,
+        source: str = "<rules>",
+    ) -> None:
+        self.source = source
+        if px_per_mm is not None:
+            px_per_mm = number(px_per_mm, "px_per_mm", source)
+            if px_per_mm <= 0:
+                raise RulesError(f"{source}: px_per_mm must be > 0, got {px_per_mm}")
+        self.px_per_mm = px_per_mm
+        self.zones: dict[str, Zone] = {FRAME_ZONE: Zone(FRAME_ZONE)}
+        items = zones.items() if isinstance(zones, dict) else [(z.name, z) for z in zones or []]
+        for name, spec in items:
+            if name in self.zones:
+                raise RulesError(f"{source}: zone {name!r} is defined twice")
+            self.zones[name] = parse_zone(name, spec, source)
+        if not isinstance(rules, (list, tuple)) or not rules:
+            raise RulesError(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
+        self._checks: list[_Check] = []
+        for i, spec in enumerate(rules):
+            for rule in parse_rule(spec, i, source):
+                chk = _Check(rule, i, px_per_mm, source)
+                if rule.zone not in self.zones:
+                    raise RulesError(
+                        f"{chk.where}: unknown zone {rule.zone!r}; "
+                        + _suggest(rule.zone, list(self.zones), "the zones are")
+                    )
+                self._checks.append(chk)
+        self._bound: Optional[tuple[str, ...]] = None
+        self._masks: dict[tuple[int, int], dict[str, ZoneMask]] = {}
+        if classes is not None:
+            self.bind_classes(classes)
+        if frame_size is not None:
+            self.check_frame_size(frame_size)
+
+    @classmethod
+    def from_dict(cls, data: dict, classes: Optional[list] = None, source: str = "<dict>") -> Rules:
+        """Rules from the dict form of a rules file (keys ``px_per_mm``, ``frame_size``,
+        ``zones``, ``rules``; see the README's "Inspection rules")."""
+        if not isinstance(data, dict):
+            raise RulesError(
+                f"{source}: expected a mapping with 'zones' and 'rules', got {type(data).__name__}"
+            )
+        check_keys(data, TOP_KEYS, source)
+        if "rules" not in data:
+            raise RulesError(f"{source}: missing 'rules:' (a list of rules)")
+        zones = data.get("zones") or {}
+        if not isinstance(zones, dict):
+            raise RulesError(f"{source}: 'zones' must map zone names to polygons, got {zones!r}")
+        size = data.get("frame_size")
+        if size is not None:
+            ok = isinstance(size, (list, tuple)) and len(size) == 2
+            if not ok or not all(isinstance(v, int) and v > 0 for v in size):
+                raise RulesError(f"{source}: frame_size must be [width, height], got {size!r}")
+        return cls(data["rules"], zones, data.get("px_per_mm"), classes, size, source)
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], classes: Optional[list] = None) -> Rules:
+        """Rules from a YAML (or JSON) file; ``classes``: the model's classes to check names."""
+        import yaml
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise RulesError(f"{p}: cannot read the rules file: {e.strerror or e}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise RulesError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        return cls.from_dict(data, classes, source=str(p))
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules, one per class and zone."""
+        return [c.rule for c in self._checks]
+
+    @property
+    def needs_confidence(self) -> bool:
+        """True when a rule has ``min_confidence`` (create the Segmenter with confidence)."""
+        return any(c.thr is not None for c in self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+    def __repr__(self) -> str:
+        return f"Rules({len(self)} rules, zones={list(self.zones)}, source={self.source!r})"
+
+    def bind_classes(self, classes: list) -> None:
+        """Checks every rule's class against the model's classes (ClassInfo or names)."""
+        names = tuple(getattr(c, "name", c) for c in classes)
+        for chk in self._checks:
+            if chk.rule.class_name not in names:
+                raise RulesError(
+                    f"{chk.where}: unknown class {chk.rule.class_name!r}; "
+                    + _suggest(chk.rule.class_name, list(names), "the model's classes are")
+                )
+            chk.index = names.index(chk.rule.class_name)
+        self._bound = names
+
+    def check_frame_size(self, size: tuple[int, int]) -> None:
+        """Checks that every pixel zone fits a ``(width, height)`` frame (RulesError if not)."""
+        width, height = (int(v) for v in size)
+        for zone in self.zones.values():
+            bad = zone.out_of_frame(height, width)
+            if bad is not None:
+                raise RulesError(
+                    f"{self.source}: zone {zone.name!r}: vertex ({bad[0]:g}, {bad[1]:g}) is "
+                    f"outside the {width}×{height} frame; pixel coordinates go from (0, 0) to "
+                    f"({width}, {height}): fix the polygon, or give it in 0..1 with "
+                    "'normalized: true'"
+                )
+
+    def zone_masks(self, height: int, width: int) -> dict[str, ZoneMask]:
+        """The zones rasterized for a ``height`` × ``width`` frame (cached per size)."""
+        masks = self._masks.get((height, width))
+        if masks is None:
+            self.check_frame_size((width, height))
+            masks = {n: z.rasterize(height, width) for n, z in self.zones.items()}
+            self._masks[(height, width)] = masks
+        return masks
+
+    def evaluate(self, result) -> Verdict:
+        """The verdict on one :class:`~edgeseg.runtime.result.SegResult`: NG with one reason
+        per broken limit, ``details`` with the measured area/blobs of every rule."""
+        names = tuple(c.name for c in result.classes)
+        if names != self._bound:
+            self.bind_classes(result.classes)
+        cmap = result.class_map
+        height, width = cmap.shape
+        masks = self.zone_masks(height, width)
+        conf = result.confidence
+        if conf is None and self.needs_confidence:
+            raise RulesError(
+                f"{self.source}: a rule has min_confidence but the result has no confidence; "
+                "create the Segmenter with confidence=True"
+            )
+        valid: dict[float, np.ndarray] = {}
+        hists: dict[tuple[str, Optional[float]], np.ndarray] = {}
+        reasons: list[str] = []
+        details: list[dict] = []
+        for chk in self._checks:
+            zm = masks[chk.rule.zone]
+            if chk.thr is not None and chk.thr not in valid:
+                valid[chk.thr] = (conf >= chk.thr).view(np.uint8)
+            ok_px = None if chk.thr is None else zm.crop(valid[chk.thr])
+            key = (chk.rule.zone, chk.thr)
+            if key not in hists:
+                hists[key] = _histogram(result, zm, ok_px)
+            area = int(hists[key][chk.index])
+            blobs = None
+            if chk.blobs:
+                area, blobs = _blobs(zm.crop(cmap), chk.index, zm, ok_px, chk) if area else (0, 0)
+            detail, why = _judge(chk, area, blobs)
+            details.append(detail)
+            reasons.extend(why)
+        return Verdict(ok=not reasons, reasons=reasons, details=details)
+
+
+def _histogram(result, zm: ZoneMask, ok_px: Optional[np.ndarray]) -> np.ndarray:
+    """Pixels per class index inside a zone (only pixels with ``ok_px`` when given)."""
+    n = len(result.classes)
+    if zm.mask is None and ok_px is None and len(result.counts_array) == n:
+        return np.asarray(result.counts_array)
+    crop = zm.crop(result.class_map)
+    mask = zm.mask
+    if ok_px is not None:
+        import cv2
+
+        mask = ok_px if mask is None else cv2.bitwise_and(mask, np.ascontiguousarray(ok_px))
+    if crop.size >= _HIST_EXACT:
+        sel = crop if mask is None else crop[mask.view(bool)]
+        return np.bincount(sel.reshape(-1), minlength=max(n, 256))
+    import cv2
+
+    hist = cv2.calcHist([crop], [0], mask, [256], [0, 256])
+    return np.rint(hist.reshape(-1)).astype(np.int64)
+
+
+def _blobs(
+    crop: np.ndarray, index: int, zm: ZoneMask, ok_px: Optional[np.ndarray], chk: _Check
+) -> tuple[int, int]:
+    """(area in px of the blobs kept, number of blobs kept) of one class in one zone."""
+    import cv2
+
+    m = crop == index
+    if zm.mask is not None:
+        m &= zm.mask.view(bool)
+    if ok_px is not None:
+        m &= ok_px.view(bool)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(m.view(np.uint8), connectivity=8)
+    areas = stats[1:n, cv2.CC_STAT_AREA]
+    if chk.min_blob_px is not None:
+        areas = areas[areas >= chk.min_blob_px]
+    return int(areas.sum()), int(len(areas))
+
+
+def _judge(chk: _Check, area: int, blobs: Optional[int]) -> tuple[dict, list[str]]:
+    """The detail record and the reasons (empty when OK) of one rule on one frame."""
+    r = chk.rule
+    mm2 = None if chk.scale is None else area / chk.scale**2
+    why: list[str] = []
+    where = f'in zone "{r.zone}"'
+    tail = f' (rule "{r.name}")' if r.name else ""
+    for lim, op in ((chk.max, ">"), (chk.min, "<")):
+        if lim is None:
+            continue
+        value, unit, _ = lim
+        measured = area if unit == "px" else mm2
+        if (measured > value) if op == ">" else (measured < value):
+            a, b = _pair(measured, value)
+            why.append(f"{r.class_name}: {a} {unit} {where} {op} {b} {unit}{tail}")
+    if chk.max_blobs is not None and blobs is not None and blobs > chk.max_blobs:
+        noun = "blob" if blobs == 1 else "blobs"
+        why.append(f"{r.class_name}: {blobs} {noun} {where} > {chk.max_blobs}{tail}")
+    detail = {
+        "rule": r.label,
+        "class": r.class_name,
+        "zone": r.zone,
+        "ok": not why,
+        "area_px": area,
+        "area_mm2": None if mm2 is None else round(mm2, 6),
+        "blobs": blobs,
+        "limits": dict(chk.limits),
+        "reasons": why,
+    }
+    return detail, why
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    """A number for a reason: ``digits`` significant digits, never in exponent form."""
+    v = float(v)
+    if v == 0 or v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    s = f"{v:.{digits}g}"
+    if "e" in s:
+        decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(v)))))
+        s = f"{v:.{decimals}f}"
+        if "." in s:
+            s = s.rstrip("0").rstrip(".")
+    return s
+
+
+def _pair(measured: float, limit: float) -> tuple[str, str]:
+    """Measured and limit formatted with enough digits that unequal values read unequal."""
+    for digits in range(3, 12):
+        a, b = _fmt(measured, digits), _fmt(limit, digits)
+        if a != b:
+            break
+    return a, b
+
+
+def _suggest(value: str, valid: list[str], what: str) -> str:
+    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}{what} {valid}"
