@@ -132,9 +132,10 @@ class Rules:
         self.zones: dict[str, Zone] = {FRAME_ZONE: Zone(FRAME_ZONE)}
         items = zones.items() if isinstance(zones, dict) else [(z.name, z) for z in zones or []]
         for name, spec in items:
+            zone = parse_zone(name, spec, source)
             if name in self.zones:
                 raise RulesError(f"{source}: zone {name!r} is defined twice")
-            self.zones[name] = parse_zone(name, spec, source)
+            self.zones[name] = zone
         if not isinstance(rules, (list, tuple)) or not rules:
             raise RulesError(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
         self._checks: list[_Check] = []

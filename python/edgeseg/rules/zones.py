@@ -125,8 +125,8 @@ def polygon_problem(points: np.ndarray) -> Optional[str]:
     for i in range(n):
         if np.array_equal(points[i], points[(i + 1) % n]):
             return f"vertex {i} {_pt(points[i])} repeats"
-    x, y = points[:, 0], points[:, 1]
-    if 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))) == 0.0:
+    d = points - points[0]
+    if not np.any(d[1, 0] * d[:, 1] - d[1, 1] * d[:, 0]):
         return "the polygon has no area (all vertices on one line)"
     edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
     for i in range(n):
