@@ -14,6 +14,7 @@ from edgeseg.errors import (
     ModelError,
     TrainingError,
 )
+from edgeseg.rules import Rules
 
 __version__: str = build_info()["version"]
 
@@ -25,6 +26,7 @@ __all__ = [
     "EngineMismatchError",
     "InvalidArgumentError",
     "ModelError",
+    "Rules",
     "TrainingError",
     "__version__",
     "build_info",

@@ -281,11 +281,13 @@ def test_readme_example_loads_and_evaluates(tmp_path):
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     path = tmp_path / "rules.yaml"
     path.write_text(block)
-    names = ["background", "scratch", "dent", "label"]
-    rules = Rules.from_file(path, classes=names)
+    rules = Rules.from_file(path, classes=NAMES)
     cm = np.zeros((720, 1280), np.uint8)
+    cm[450:650, 100:480] = 3  # the label, in its zone
+    cm[300, 500:781] = 1  # a 281 px scratch on the seal: 1.8 mm² at 12.5 px/mm
     res = SegResult(
         cm, np.ones(cm.shape, np.float32), CLASSES, np.bincount(cm.ravel(), minlength=4)
     )
     v = rules.evaluate(res)
-    assert len(v.details) == len(rules) and all(isinstance(r, str) for r in v.reasons)
+    assert v.reasons == ['scratch: 1.8 mm² in zone "seal" > 0.5 mm²']  # as the README shows
+    assert v.details[0]["area_px"] == 281 and v.details[0]["area_mm2"] == 1.7984
