@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("cv2")
 
@@ -291,3 +293,41 @@ def test_readme_example_loads_and_evaluates(tmp_path):
     v = rules.evaluate(res)
     assert v.reasons == ['scratch: 1.8 mm² in zone "seal" > 0.5 mm²']  # as the README shows
     assert v.details[0]["area_px"] == 281 and v.details[0]["area_mm2"] == 1.7984
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 12),
+    w=st.integers(1, 40),
+    n_classes=st.sampled_from([1, 2, 4, 255]),
+    box=st.tuples(*[st.floats(0, 1) for _ in range(4)]),
+    thr=st.sampled_from([0.0, 0.5, 1.0]),
+    min_blob=st.integers(0, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_property_edge_shapes_match_reference(h, w, n_classes, box, thr, min_blob, seed):
+    rng = np.random.default_rng(seed)
+    classes = [ClassInfo(i, i, f"c{i}", (i, i, i)) for i in range(n_classes)]
+    cm = rng.integers(0, n_classes, (h, w)).astype(np.uint8)
+    conf = rng.choice(np.array([0.25, 0.5, 1.0], np.float32), size=(h, w))
+    u0, u1 = sorted(box[:2])
+    v0, v1 = sorted(box[2:])
+    x0, x1 = int(np.floor(u0 * (w - 1) + 0.5)), int(np.floor(u1 * (w - 1) + 0.5))
+    y0, y1 = int(np.floor(v0 * (h - 1) + 0.5)), int(np.floor(v1 * (h - 1) + 0.5))
+    if x0 == x1 or y0 == y1:  # a degenerate rectangle is rejected; use the whole frame
+        zones, ref = {}, np.ones((h, w), bool)
+        zone = "frame"
+    else:
+        zones, zone = {"z": rect(x0, y0, x1, y1)}, "z"
+        ref = np.zeros((h, w), bool)
+        ref[y0 : y1 + 1, x0 : x1 + 1] = True
+    cls = int(rng.integers(0, n_classes))
+    spec = {"class": f"c{cls}", "zone": zone, "max_area_px": h * w, "max_blobs": h * w}
+    spec |= {"min_confidence": thr} if thr else {}
+    spec |= {"min_blob_area_px": min_blob} if min_blob else {}
+    rules = Rules([spec], zones=zones, classes=classes)
+    counts = np.bincount(cm.ravel(), minlength=n_classes)
+    d = rules.evaluate(SegResult(cm, conf, classes, counts)).details[0]
+    m = (cm == cls) & ref & (conf >= thr)
+    sizes = [s for s in flood_blobs(m) if s >= min_blob]
+    assert (d["area_px"], d["blobs"]) == (sum(sizes), len(sizes))

@@ -91,9 +91,9 @@ class ArchiveSink(Sink):
         if item.verdict is None or item.verdict.ok:
             self._counts["skipped_ok"] += 1
             return
-        if not self._opened:
-            self.open()
         try:
+            if not self._opened:
+                self.open()
             name = self._write_entry(item)
         except SinkError as e:
             self._counts["failed"] += 1
