@@ -117,6 +117,12 @@ def test_random_maps_match_reference(seed):
         ref = np.zeros((h, w), bool)
         ref[y0 : y1 + 1, x0 : x1 + 1] = True
         refs[f"z{k}"] = ref
+    # A right triangle (legs along the axes): pixels with dx, dy >= 0 and dx + dy <= L.
+    leg = int(rng.integers(3, min(h, w) - 1))
+    tx, ty = int(rng.integers(0, w - leg)), int(rng.integers(0, h - leg))
+    zones["tri"] = [[tx, ty], [tx + leg, ty], [tx, ty + leg]]
+    yy, xx = np.mgrid[0:h, 0:w]
+    refs["tri"] = (xx >= tx) & (yy >= ty) & ((xx - tx) + (yy - ty) <= leg)
     specs = []
     for zone in refs:
         for cls in (1, 2, 3):

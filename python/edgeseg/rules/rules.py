@@ -219,7 +219,7 @@ class Rules:
 def _histogram(result, zm: ZoneMask, ok_px: Optional[np.ndarray]) -> np.ndarray:
     """Pixels per class index inside a zone (only pixels with ``ok_px`` when given)."""
     n = len(result.classes)
-    if zm.mask is None and ok_px is None and len(result.counts_array) == n:
+    if zm.whole_frame and ok_px is None and len(result.counts_array) == n:
         return np.asarray(result.counts_array)
     crop = zm.crop(result.class_map)
     mask = zm.mask

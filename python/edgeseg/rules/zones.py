@@ -27,8 +27,9 @@ _SHIFT = 8  # fixed-point bits for sub-pixel vertices in cv2.fillPoly
 @dataclass(frozen=True)
 class ZoneMask:
     """A zone rasterized for one frame size: ``mask`` is the uint8 (0/1) crop of the zone's
-    bounding box ``(y0, y1, x0, x1)`` (half-open), ``area`` its pixel count. The whole-frame zone
-    has ``mask`` None."""
+    bounding box ``(y0, y1, x0, x1)`` (half-open), ``area`` its pixel count. A zone that fills
+    its bounding box (a rectangle, the whole frame) has ``mask`` None: its crop is the zone.
+    ``whole_frame`` is True for a zone covering every pixel."""
 
     y0: int
     y1: int
@@ -36,6 +37,7 @@ class ZoneMask:
     x1: int
     mask: Optional[np.ndarray]
     area: int
+    whole_frame: bool = False
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The part of an H×W image under the zone's bounding box."""
@@ -77,7 +79,7 @@ class Zone:
     def rasterize(self, height: int, width: int) -> ZoneMask:
         """The zone's mask for a ``height`` × ``width`` frame (vertices clipped to the frame)."""
         if self.points is None:
-            return ZoneMask(0, height, 0, width, None, height * width)
+            return ZoneMask(0, height, 0, width, None, height * width, True)
         import cv2
 
         pts = self.pixel_points(height, width)
@@ -89,7 +91,11 @@ class Zone:
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         fixed = np.round((pts - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
         cv2.fillPoly(mask, [fixed], 1, lineType=cv2.LINE_8, shift=_SHIFT)
-        return ZoneMask(y0, y1, x0, x1, mask, int(np.count_nonzero(mask)))
+        area = int(np.count_nonzero(mask))
+        if area == mask.size:  # a rectangle: the crop alone is the zone
+            whole = (y0, y1, x0, x1) == (0, height, 0, width)
+            return ZoneMask(y0, y1, x0, x1, None, area, whole)
+        return ZoneMask(y0, y1, x0, x1, mask, area)
 
 
 def _orient(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
