@@ -337,3 +337,26 @@ def test_property_edge_shapes_match_reference(h, w, n_classes, box, thr, min_blo
     m = (cm == cls) & ref & (conf >= thr)
     sizes = [s for s in flood_blobs(m) if s >= min_blob]
     assert (d["area_px"], d["blobs"]) == (sum(sizes), len(sizes))
+
+
+@pytest.mark.parametrize("thr", [None, 0.5])
+def test_zone_with_many_classes_uses_one_histogram_and_agrees(thr):
+    rng = np.random.default_rng(7)
+    cm = rng.integers(0, 4, (50, 70)).astype(np.uint8)
+    conf = rng.random((50, 70), dtype=np.float32)
+    zone = {"polygon": [[5, 5], [60, 8], [40, 45]]}  # a triangle: a masked crop
+    specs = [{"class": n, "zone": "z", "max_area_px": 10**6} for n in NAMES]
+    if thr is not None:
+        specs = [s | {"min_confidence": thr} for s in specs]
+    many = Rules(specs, zones={"z": zone})
+    few = [Rules([s], zones={"z": zone}) for s in specs]  # one class per zone: comparisons
+    assert many._hist_keys and not few[0]._hist_keys  # the two measuring paths
+    res = make_result(cm, conf)
+    got = [d["area_px"] for d in many.evaluate(res).details]
+    assert got == [r.evaluate(res).details[0]["area_px"] for r in few]
+    inside = many.zone_masks(50, 70)["z"]
+    assert sum(got) == (
+        inside.area
+        if thr is None
+        else int((inside.crop(conf) >= thr)[inside.mask.view(bool)].sum())
+    )

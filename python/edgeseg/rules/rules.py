@@ -1,9 +1,8 @@
 """``Rules``: inspection rules (class × zone limits) → an OK/NG :class:`Verdict` per frame.
 
-Evaluation is vectorized: zone masks are rasterized once per frame size (bounding-box crops);
-per zone and confidence threshold one ``cv2.calcHist`` of the class map gives every class's
-area; connected components run only for rules with blob limits, only on the zone's crop, and
-only when the class is present there.
+Evaluation is vectorized: zone masks are rasterized once per frame size (bounding-box crops)
+and every measurement is made once per frame and shared by the rules that need it (see
+:mod:`edgeseg.rules.measure`).
 """
 
 from __future__ import annotations
@@ -12,17 +11,14 @@ import difflib
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
-
 from edgeseg.errors import RulesError
 from edgeseg.rules.check import Check, judge
+from edgeseg.rules.measure import HIST_MIN_CLASSES, FrameMeasure
 from edgeseg.rules.schema import TOP_KEYS, Rule, check_keys, number, parse_rule, parse_zone
 from edgeseg.rules.verdict import Verdict
 from edgeseg.rules.zones import FRAME_ZONE, Zone, ZoneMask
 
 __all__ = ["Rules"]
-
-_HIST_EXACT = 1 << 24  # calcHist counts in float32: exact below 2^24 pixels per bin
 
 
 class Rules:
@@ -77,6 +73,11 @@ class Rules:
                         + _suggest(rule.zone, list(self.zones), "the zones are")
                     )
                 self._checks.append(chk)
+        per_key: dict[tuple[str, Optional[float]], set[str]] = {}
+        for chk in self._checks:
+            if not chk.blobs and (chk.rule.zone, chk.thr) != (FRAME_ZONE, None):
+                per_key.setdefault((chk.rule.zone, chk.thr), set()).add(chk.rule.class_name)
+        self._hist_keys = frozenset(k for k, v in per_key.items() if len(v) >= HIST_MIN_CLASSES)
         self._bound: Optional[tuple[str, ...]] = None
         self._masks: dict[tuple[int, int], dict[str, ZoneMask]] = {}
         if classes is not None:
@@ -188,76 +189,18 @@ class Rules:
                 f"{self.source}: a rule has min_confidence but the result has no confidence; "
                 "create the Segmenter with confidence=True"
             )
-        valid: dict[tuple[str, float], np.ndarray] = {}
-        hists: dict[tuple[str, Optional[float]], np.ndarray] = {}
+        fm = FrameMeasure(cmap, conf, result.counts_array, masks, self._hist_keys)
         reasons: list[str] = []
         details: list[dict] = []
         for chk in self._checks:
-            zone = chk.rule.zone
-            zm = masks[zone]
-            key = (zone, chk.thr)
-            ok_px = None
-            if chk.thr is not None:
-                ok_px = valid.get(key)
-                if ok_px is None:
-                    ok_px = valid[key] = (zm.crop(conf) >= chk.thr).view(np.uint8)
-            if key not in hists:
-                hists[key] = _histogram(result, zm, ok_px)
-            area = int(hists[key][chk.index])
+            area = fm.area(chk)
             blobs = None
             if chk.blobs:
-                if area:
-                    area, blobs = _blobs(zm.crop(cmap), chk.index, zm, ok_px, chk, area)
-                else:
-                    blobs = 0
+                area, blobs = fm.blobs(chk, area) if area else (0, 0)
             detail, why = judge(chk, area, blobs)
             details.append(detail)
             reasons.extend(why)
         return Verdict(ok=not reasons, reasons=reasons, details=details)
-
-
-def _histogram(result, zm: ZoneMask, ok_px: Optional[np.ndarray]) -> np.ndarray:
-    """Pixels per class index inside a zone (only pixels with ``ok_px`` when given)."""
-    n = len(result.classes)
-    if zm.whole_frame and ok_px is None and len(result.counts_array) == n:
-        return np.asarray(result.counts_array)
-    crop = zm.crop(result.class_map)
-    mask = zm.mask
-    if ok_px is not None:
-        import cv2
-
-        mask = ok_px if mask is None else cv2.bitwise_and(mask, ok_px)
-    if crop.size >= _HIST_EXACT:
-        sel = crop if mask is None else crop[mask.view(bool)]
-        return np.bincount(sel.reshape(-1), minlength=max(n, 256))
-    import cv2
-
-    hist = cv2.calcHist([crop], [0], mask, [256], [0, 256])
-    return np.rint(hist.reshape(-1)).astype(np.int64)
-
-
-def _blobs(
-    crop: np.ndarray, index: int, zm: ZoneMask, ok_px: Optional[np.ndarray], chk: Check, area: int
-) -> tuple[int, int]:
-    """(area in px of the blobs kept, number of blobs kept) of one class in one zone, whose
-    pixel count there is ``area``."""
-    import cv2
-
-    m = crop == index
-    if zm.mask is not None:
-        m &= zm.mask.view(bool)
-    if ok_px is not None:
-        m &= ok_px.view(bool)
-    x, y, w, h = cv2.boundingRect(m.view(np.uint8))
-    m = m[y : y + h, x : x + w]
-    # Labels without OpenCV's stats pass plus a bincount of the blob pixels is several times
-    # faster than connectedComponentsWithStats; there are at most area + 1 labels.
-    ltype = cv2.CV_16U if area < 65535 else cv2.CV_32S
-    n, labels = cv2.connectedComponents(m.view(np.uint8), connectivity=8, ltype=ltype)
-    areas = np.bincount(labels[m], minlength=n)[1:]
-    if chk.min_blob_px is not None:
-        areas = areas[areas >= chk.min_blob_px]
-    return int(areas.sum()), int(len(areas))
 
 
 def _suggest(value: str, valid: list[str], what: str) -> str:
