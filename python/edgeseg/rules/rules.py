@@ -189,7 +189,9 @@ class Rules:
                 f"{self.source}: a rule has min_confidence but the result has no confidence; "
                 "create the Segmenter with confidence=True"
             )
-        fm = FrameMeasure(cmap, conf, result.counts_array, masks, self._hist_keys)
+        counts = result.counts_array
+        counts = counts if counts is not None and len(counts) == len(names) else None
+        fm = FrameMeasure(cmap, conf, counts, masks, self._hist_keys)
         reasons: list[str] = []
         details: list[dict] = []
         for chk in self._checks:
