@@ -17,6 +17,7 @@ from edgeseg.errors import (
     SourceError,
     TrainingError,
 )
+from edgeseg.rules import Rules
 from edgeseg.runtime import Segmenter, SegResult
 
 __version__: str = build_info()["version"]
@@ -35,6 +36,7 @@ __all__ = [
     "Segmenter",
     "SinkError",
     "SourceError",
+    "Rules",
     "TrainingError",
     "__version__",
     "build_info",
