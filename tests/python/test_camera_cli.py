@@ -100,3 +100,20 @@ def test_serve_flag_maps_to_the_serve_sink(tiny_onnx):
     assert p.returncode == 0, p.stderr
     stats = json.loads(p.stdout)
     assert stats["sinks"]["serve:127.0.0.1:0"]["written"] == 5
+
+
+def test_rules_file_gives_verdicts_and_a_bad_one_is_a_clear_error(tiny_onnx, tmp_path):
+    pytest.importorskip("edgeseg.rules.rules")
+    rules, out = tmp_path / "rules.yaml", tmp_path / "v.jsonl"
+    rules.write_text("rules:\n  - class: product\n    min_area_px: 1000000\n")  # never met
+    p = _run(
+        ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "4",
+         "--rules", str(rules), "--sink", f"jsonl:{out}"]
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(recs) == 4 and all(r["verdict"] == "NG" for r in recs)
+    assert all(any("product" in why for why in r["reasons"]) for r in recs)
+    rules.write_text("rules:\n  - class: rust\n    max_area_px: 10\n")
+    p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--rules", str(rules)])
+    assert p.returncode == 2 and "rust" in p.stderr and "rules.yaml" in p.stderr
