@@ -1,0 +1,510 @@
+"""``genicam://[DEVICE_ID]?options``: GigE Vision / USB3 Vision cameras through Aravis 0.8.
+
+``DEVICE_ID`` is what ``edgeseg cameras`` lists (Aravis's ``Vendor-Model-Serial`` id, the
+serial number or the IP address); empty means the first camera found. Options (query string or
+keyword arguments to :class:`GenICamSource`):
+
+``exposure`` (µs, turns auto exposure off), ``gain`` (dB, turns auto gain off),
+``pixel_format`` (a PFNC name, see :mod:`edgeseg.camera.genicam_formats`), ``fps``,
+``trigger`` (``off`` = free run; ``software``: one frame per :meth:`GenICamSource.fire_trigger`;
+``line0``/``line1``/...: one frame per edge on that input line, frames queued in order),
+``packet_size`` (bytes, GigE Vision), ``buffers`` (frames Aravis can hold while the reader is
+busy, default 32), ``trigger_timeout`` (s, default 2: a software trigger whose frame has not
+arrived by then counts as missed).
+
+A frame's ``meta`` holds ``camera_timestamp_ns``, ``camera_frame_id``, ``pixel_format`` and,
+for software triggers, ``trigger_id``. Buffers that arrive incomplete (missing packets, ...)
+are counted and raised as :class:`FrameDropped` (kind ``incomplete``); ``read(timeout)``
+raises FrameDropped kind ``timeout`` when no frame came in time and kind ``disconnected``
+while a lost camera is being re-discovered (with backoff, in a background thread).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Optional
+from urllib.parse import parse_qsl, unquote
+
+from edgeseg.camera.aravis import camera_features, load_aravis
+from edgeseg.camera.frame import Frame, FrameDropped, Source, register_source
+from edgeseg.camera.genicam_formats import SUPPORTED_FORMATS, bgr_from_buffer, format_name
+from edgeseg.errors import SourceError
+
+__all__ = ["GenICamSource", "parse_genicam_uri"]
+
+_OPTIONS = {
+    "exposure": float,
+    "gain": float,
+    "pixel_format": str,
+    "fps": float,
+    "trigger": str,
+    "packet_size": int,
+    "buffers": int,
+    "trigger_timeout": float,
+}
+_BACKOFF = (0.5, 10.0)  # first and longest wait between reconnection attempts, seconds
+_POLL = 0.1  # longest single wait, so close() is noticed
+
+
+def parse_genicam_uri(uri: str, **overrides: Any) -> tuple[Optional[str], dict]:
+    """``(device_id or None, options)`` of a ``genicam://`` URI, keyword ``overrides`` on top.
+
+    Options are converted and checked; SourceError names the URI, the option and the fix.
+    """
+    text = str(uri)
+    if not text.lower().startswith("genicam:"):
+        raise SourceError(f"{text!r} is not a genicam: URI (genicam://[DEVICE_ID]?options)")
+    rest = text.split(":", 1)[1].lstrip("/")
+    device, _, query = rest.partition("?")
+    raw: dict[str, Any] = {}
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise SourceError(f"{text}: malformed query string {query!r} ({exc})") from exc
+    raw.update(pairs)
+    raw.update(overrides)
+    opts: dict[str, Any] = {"trigger": "off", "buffers": 32, "trigger_timeout": 2.0}
+    for key, value in raw.items():
+        if key not in _OPTIONS:
+            raise SourceError(
+                f"{text}: unknown option {key!r}; valid options: {', '.join(_OPTIONS)}"
+            )
+        try:
+            opts[key] = _OPTIONS[key](value)
+        except (TypeError, ValueError):
+            raise SourceError(
+                f"{text}: option {key}={value!r} is not a {_OPTIONS[key].__name__}"
+            ) from None
+    for key in ("exposure", "fps", "packet_size", "trigger_timeout"):
+        if key in opts and opts[key] <= 0:
+            raise SourceError(f"{text}: option {key} must be > 0, got {opts[key]}")
+    if opts["buffers"] < 2:
+        raise SourceError(f"{text}: option buffers must be >= 2, got {opts['buffers']}")
+    trig = opts["trigger"].strip().lower()
+    if trig not in ("off", "software") and not (trig.startswith("line") and trig[4:].isdigit()):
+        raise SourceError(
+            f"{text}: trigger={opts['trigger']!r}; use off, software or lineN (line0, line1, ...)"
+        )
+    opts["trigger"] = trig
+    if "pixel_format" in opts and opts["pixel_format"] not in SUPPORTED_FORMATS:
+        raise SourceError(
+            f"{text}: pixel_format={opts['pixel_format']!r} is not supported; "
+            f"supported: {', '.join(SUPPORTED_FORMATS)}"
+        )
+    return (unquote(device) or None), opts
+
+
+def _frames_lost(prev: Optional[int], cur: int) -> int:
+    """Frames the camera sent between ids ``prev`` and ``cur`` that never arrived.
+
+    GigE Vision 1.x block ids are 16 bits and skip 0 when they wrap; a jump backwards or of
+    more than 2**15 is taken as a counter reset (camera restarted), not as loss.
+    """
+    if prev is None:
+        return 0
+    delta = cur - prev
+    if delta <= 0 and prev <= 0xFFFF and cur <= 0xFFFF:
+        delta = (0xFFFF - prev) + cur
+    return delta - 1 if 0 < delta <= 2**15 else 0
+
+
+class GenICamSource(Source):
+    """A GenICam camera (GigE Vision / USB3 Vision) read through Aravis; see the module doc."""
+
+    def __init__(self, uri: str = "genicam://", **options: Any) -> None:
+        self.uri = str(uri)
+        self.device_id, self.options = parse_genicam_uri(self.uri, **options)
+        trig = self.options["trigger"]
+        self.supports_trigger = trig == "software"
+        #: True for a hardware line trigger: every frame counts, a loop should not drop any.
+        self.hardware_trigger = trig.startswith("line")
+        self._aravis: Any = None
+        self._glib: Any = None
+        self._cam: Any = None
+        self._stream: Any = None
+        self._lock = threading.RLock()
+        self._cv = threading.Condition(self._lock)
+        self._closed = True
+        self._reconnecting: Optional[threading.Thread] = None
+        self._pending: collections.deque = collections.deque()  # software trigger ids
+        self._index = 0
+        self._in_pop = 0  # readers inside timeout_pop_buffer
+        self._generation = 0  # connection count; control-lost of an older one is ignored
+        self._last_frame_id: Optional[int] = None
+        self._last_error = ""
+        self._stream_base: collections.Counter = collections.Counter()
+        self._counts: collections.Counter = collections.Counter()
+        self.device_info: dict = {}
+
+    # -- connection --------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Finds and opens the camera, applies the options, starts acquisition.
+
+        SourceError when Aravis is not installed, no camera matches or an option is rejected.
+        """
+        self._aravis, self._glib = load_aravis(self.uri)
+        with self._lock:
+            if not self._closed:
+                return
+            self._closed = False
+        try:
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self) -> None:
+        aravis, glib = self._aravis, self._glib
+        aravis.update_device_list()  # the stream's interface address comes from discovery
+        try:
+            cam = aravis.Camera.new(self.device_id)
+        except glib.Error as exc:
+            found = [aravis.get_device_id(i) for i in range(aravis.get_n_devices())]
+            raise SourceError(
+                f"{self.uri}: cannot open camera {self.device_id or '(first found)'}: "
+                f"{exc.message}; devices found: {found or 'none'} — check power, cable and "
+                "subnet, and run `edgeseg cameras`"
+            ) from exc
+        self._configure(cam)
+        try:
+            stream = cam.create_stream(None, None)
+            if stream is None:
+                raise SourceError(f"{self.uri}: Aravis could not create a stream")
+            payload = cam.get_payload()
+            for _ in range(self.options["buffers"]):
+                stream.push_buffer(aravis.Buffer.new_allocate(payload))
+            generation = self._generation + 1
+            cam.get_device().connect("control-lost", self._on_control_lost, generation)
+            cam.start_acquisition()
+        except glib.Error as exc:
+            raise SourceError(f"{self.uri}: cannot start acquisition: {exc.message}") from exc
+        with self._cv:
+            self._cam, self._stream = cam, stream
+            self._generation = generation
+            self._last_frame_id = None
+            self.device_info = camera_features(cam)
+            self._cv.notify_all()
+
+    def _configure(self, cam) -> None:
+        """Applies the options in an order that keeps each one (frame rate before triggers:
+        Aravis's set_frame_rate switches FrameStart triggering off)."""
+        opts, glib = self.options, self._glib
+
+        def apply(name: str, value, fn, *args) -> None:
+            try:
+                fn(*args)
+            except glib.Error as exc:
+                raise SourceError(f"{self.uri}: cannot set {name}={value}: {exc.message}") from exc
+
+        if "packet_size" in opts:
+            if not cam.is_gv_device():
+                raise SourceError(f"{self.uri}: packet_size applies to GigE Vision cameras only")
+            apply("packet_size", opts["packet_size"], cam.gv_set_packet_size, opts["packet_size"])
+        if "pixel_format" in opts:
+            fmt = opts["pixel_format"]
+            available = list(cam.dup_available_pixel_formats_as_strings() or [])
+            if fmt not in available:
+                usable = [f for f in available if f in SUPPORTED_FORMATS]
+                raise SourceError(
+                    f"{self.uri}: the camera has no pixel_format {fmt}; it offers {available}, "
+                    f"of which edgeseg converts {usable}"
+                )
+            apply("pixel_format", fmt, cam.set_pixel_format_from_string, fmt)
+        else:
+            current = cam.get_pixel_format_as_string()
+            if current not in SUPPORTED_FORMATS:
+                usable = [
+                    f
+                    for f in cam.dup_available_pixel_formats_as_strings() or []
+                    if f in SUPPORTED_FORMATS
+                ]
+                raise SourceError(
+                    f"{self.uri}: the camera sends {current}, which edgeseg cannot convert; "
+                    f"choose one with ?pixel_format= from {usable}"
+                )
+        apply("trigger", "off", cam.clear_triggers)
+        for name, setter, auto in (
+            ("fps", cam.set_frame_rate, None),
+            ("exposure", cam.set_exposure_time, cam.set_exposure_time_auto),
+            ("gain", cam.set_gain, cam.set_gain_auto),
+        ):
+            if name not in opts:
+                continue
+            if auto is not None and _is_true(cam, f"is_{name}_auto_available"):
+                apply(name, "manual", auto, self._aravis.Auto.OFF)
+            apply(name, opts[name], setter, opts[name])
+        trig = opts["trigger"]
+        if trig != "off":
+            sources = list(cam.dup_available_enumerations_as_strings("TriggerSource") or [])
+            wanted = "Software" if trig == "software" else f"Line{trig[4:]}"
+            match = next((s for s in sources if s.lower() == wanted.lower()), None)
+            if match is None:
+                raise SourceError(
+                    f"{self.uri}: trigger={trig}: the camera has no trigger source {wanted}; "
+                    f"it offers {sources}"
+                )
+            apply("trigger", trig, cam.set_trigger, match)
+
+    def _on_control_lost(self, device, generation: int) -> None:
+        """Aravis's heartbeat thread lost the camera: re-discover it in the background."""
+        stamp = time.strftime("%H:%M:%S")
+        self._lost(f"control of the camera lost (no heartbeat reply) at {stamp}", generation)
+
+    def _lost(self, reason: str, generation: Optional[int] = None) -> None:
+        with self._cv:
+            if self._closed or self._cam is None:
+                return
+            if generation is not None and generation != self._generation:
+                return
+            self._counts["disconnects"] += 1
+            self._last_error = reason
+            old = [self._cam, self._stream]
+            self._add_stream_counters()
+            self._cam = self._stream = None
+            self._counts["triggers_lost"] += len(self._pending)
+            self._pending.clear()
+            self._cv.notify_all()
+            self._reconnecting = threading.Thread(
+                target=self._reconnect, args=(old,), name=f"genicam-reconnect {self.uri}"
+            )
+            self._reconnecting.daemon = True
+            self._reconnecting.start()
+
+    def _reconnect(self, old: list) -> None:
+        """Drops the lost camera (Aravis waits out its control-channel timeouts, seconds), then
+        retries discovery + open with exponential backoff until it works or the source closes."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._in_pop == 0, timeout=5 * _POLL + 1)
+        old.clear()  # the last references: Aravis releases the dead device here, in this thread
+        wait = _BACKOFF[0]
+        while True:
+            with self._cv:
+                if self._closed:
+                    return
+            try:
+                self._connect()
+            except Exception as exc:  # SourceError, or a GLib.Error of a half-booted camera
+                with self._cv:
+                    self._last_error = str(exc)
+                    self._counts["reconnect_attempts"] += 1
+                    self._cv.wait_for(lambda: self._closed, timeout=wait)
+                wait = min(wait * 2, _BACKOFF[1])
+                continue
+            with self._cv:
+                self._counts["reconnects"] += 1
+                if self._closed:  # closed while connecting: release what _connect opened
+                    self._release()
+            return
+
+    def _release(self) -> None:
+        cam, stream = self._cam, self._stream
+        self._add_stream_counters()
+        self._cam = self._stream = None
+        if cam is not None:
+            try:
+                cam.stop_acquisition()
+            except self._glib.Error:
+                pass
+        del cam, stream
+
+    def close(self) -> None:
+        """Stops acquisition and releases the camera; safe to call twice."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+            self._release()
+            thread = self._reconnecting
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=30)
+
+    # -- frames ------------------------------------------------------------------------------
+
+    def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
+        """The next frame in the camera's order; None once closed. FrameDropped (kind
+        ``timeout``/``disconnected``/``incomplete``/``corrupt``) for no or a bad frame."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cv:
+                if self._closed:
+                    return None
+                stream = self._stream
+                if stream is None:
+                    left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                    if left <= 0:
+                        raise FrameDropped(
+                            f"{self.uri}: camera disconnected, re-discovering it "
+                            f"({self._counts['reconnect_attempts']} attempts; last: "
+                            f"{self._last_error})",
+                            kind="disconnected",
+                        )
+                    self._cv.wait(left)
+                    continue
+                self._in_pop += 1
+            frame = None
+            try:
+                left = _POLL if deadline is None else min(_POLL, deadline - time.monotonic())
+                if left > 0:
+                    buf = stream.timeout_pop_buffer(max(1, int(left * 1e6)))
+                    if buf is not None:
+                        try:
+                            frame = self._frame(buf)
+                        finally:
+                            stream.push_buffer(buf)
+            finally:
+                # The reconnect thread drops a lost camera only once no reader holds its
+                # stream, so the seconds Aravis spends releasing a dead device never land here.
+                stream = None
+                with self._cv:
+                    self._in_pop -= 1
+                    self._cv.notify_all()
+            if frame is not None:
+                return frame
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FrameDropped(f"{self.uri}: no frame within {timeout} s", kind="timeout")
+
+    def _frame(self, buf) -> Frame:
+        t_capture = time.time()
+        aravis = self._aravis
+        frame_id = buf.get_frame_id()
+        with self._cv:
+            lost = _frames_lost(self._last_frame_id, frame_id)
+            self._last_frame_id = frame_id
+            self._counts["lost_frames"] += lost
+            index = self._index + lost
+            self._index = index + 1
+            trigger_id = self._pending.popleft() if self._pending else None
+            self._cv.notify_all()
+        status = buf.get_status()
+        tag = f" (trigger {trigger_id})" if trigger_id else ""
+        if status != aravis.BufferStatus.SUCCESS:
+            nick = status.value_nick.replace("-", "_")
+            self._counts["incomplete"] += 1
+            self._counts[f"status_{nick}"] += 1
+            raise FrameDropped(
+                f"{self.uri}: frame {frame_id}{tag} arrived {nick}", kind="incomplete"
+            )
+        if buf.get_payload_type() not in (
+            aravis.BufferPayloadType.IMAGE,
+            aravis.BufferPayloadType.EXTENDED_CHUNK_DATA,
+        ):
+            self._counts["corrupt"] += 1
+            raise FrameDropped(f"{self.uri}: frame {frame_id}{tag} carries no image", "corrupt")
+        try:
+            fmt = format_name(buf.get_image_pixel_format())
+            image = bgr_from_buffer(
+                buf.get_image_data(), fmt, buf.get_image_width(), buf.get_image_height()
+            )
+        except ValueError as exc:
+            self._counts["corrupt"] += 1
+            raise FrameDropped(f"{self.uri}: frame {frame_id}{tag}: {exc}", "corrupt") from exc
+        self._counts["frames"] += 1
+        meta = {
+            "camera_timestamp_ns": buf.get_timestamp(),
+            "camera_frame_id": frame_id,
+            "host_timestamp_ns": buf.get_system_timestamp(),
+            "pixel_format": fmt,
+        }
+        if trigger_id is not None:
+            meta["trigger_id"] = trigger_id
+        return Frame(image=image, index=index, t_capture=t_capture, source=self.uri, meta=meta)
+
+    def fire_trigger(self, trigger_id: str) -> None:
+        """Fires the camera's software trigger; the frame it produces carries ``trigger_id``.
+
+        One trigger is in flight at a time: while the previous one's frame has not been read,
+        this waits for it up to ``trigger_timeout`` s and then counts it as missed (cameras
+        ignore a trigger that comes while they are busy). SourceError without
+        ``trigger=software`` or while the camera is disconnected.
+        """
+        if not self.supports_trigger:
+            raise SourceError(
+                f"{self.uri}: software trigger needs trigger=software "
+                f"(now trigger={self.options['trigger']})"
+            )
+        with self._cv:
+            if self._pending:
+                self._cv.wait_for(
+                    lambda: not self._pending or self._closed, self.options["trigger_timeout"]
+                )
+            if self._pending:
+                self._counts["triggers_missed"] += len(self._pending)
+                self._pending.clear()
+            cam = self._cam
+            if cam is None:
+                self._counts["triggers_lost"] += 1
+                raise SourceError(
+                    f"{self.uri}: trigger {trigger_id} not fired: camera "
+                    + ("closed" if self._closed else "disconnected, reconnecting")
+                )
+            self._pending.append(trigger_id)
+            self._counts["triggers"] += 1
+        try:
+            cam.software_trigger()
+        except self._glib.Error as exc:
+            with self._cv:
+                if trigger_id in self._pending:
+                    self._pending.remove(trigger_id)
+                self._counts["triggers_lost"] += 1
+            self._lost(f"software trigger failed: {exc.message}")
+            raise SourceError(f"{self.uri}: trigger {trigger_id} failed: {exc.message}") from exc
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def _add_stream_counters(self) -> None:
+        if self._stream is not None:
+            self._stream_base.update(_stream_counters(self._stream))
+
+    def stats(self) -> dict:
+        """Counters: ``frames``, ``incomplete``, ``corrupt``, ``lost_frames`` (frame-id gaps),
+        ``underruns`` (no free buffer), ``missing_packets``, ``resent_packets``,
+        ``disconnects``, ``reconnects``, ``reconnect_attempts``, ``triggers``,
+        ``triggers_missed``, ``triggers_lost``, ``status_<aravis status>``, ``connected``."""
+        with self._cv:
+            out = collections.Counter(
+                {
+                    k: 0
+                    for k in (
+                        "frames incomplete corrupt lost_frames disconnects reconnects "
+                        "reconnect_attempts triggers triggers_missed triggers_lost"
+                    ).split()
+                }
+            )
+            out.update(self._counts)
+            out.update(self._stream_base)
+            if self._stream is not None:
+                out.update(_stream_counters(self._stream))
+            result: dict = dict(out)
+            result["connected"] = self._cam is not None
+            result["last_error"] = self._last_error
+            return result
+
+
+_STREAM_INFOS = {
+    "underruns": "n_underruns",
+    "missing_packets": "n_missing_packets",
+    "resent_packets": "n_resent_packets",
+    "stream_failures": "n_failures",
+}
+
+
+def _stream_counters(stream) -> dict:
+    out = dict.fromkeys(_STREAM_INFOS, 0)
+    for key, name in _STREAM_INFOS.items():
+        try:
+            out[key] = int(stream.get_info_uint64_by_name(name))
+        except Exception:  # an info this Aravis build lacks
+            pass
+    return out
+
+
+def _is_true(cam, method: str) -> bool:
+    try:
+        return bool(getattr(cam, method)())
+    except Exception:  # GLib.Error: feature absent
+        return False
+
+
+register_source("genicam", GenICamSource)
