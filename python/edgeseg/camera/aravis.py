@@ -162,6 +162,8 @@ def camera_features(cam) -> dict:
         "fps": _try(cam.get_frame_rate),
         "fps_bounds": _bounds(_try(cam.get_frame_rate_bounds)),
         "trigger_sources": _try(cam.dup_available_enumerations_as_strings, "TriggerSource"),
+        "trigger_mode": _try(cam.get_string, "TriggerMode"),
+        "trigger_source": _try(cam.get_string, "TriggerSource"),
         "software_trigger": bool(_try(cam.is_software_trigger_supported)),
         "timestamp_tick_hz": _try(dev.get_timestamp_tick_frequency),
         "packet_size": _try(cam.gv_get_packet_size) if cam.is_gv_device() else None,

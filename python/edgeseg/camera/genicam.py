@@ -173,6 +173,10 @@ class GenICamSource(Source):
             stream = cam.create_stream(None, None)
             if stream is None:
                 raise SourceError(f"{self.uri}: Aravis could not create a stream")
+            if cam.is_gv_device():
+                # A kernel receive buffer sized for a whole frame: a GigE camera sends each
+                # frame as one burst at line rate, and the default buffer drops packets of it.
+                stream.set_property("socket-buffer", aravis.GvStreamSocketBuffer.AUTO)
             payload = cam.get_payload()
             for _ in range(self.options["buffers"]):
                 stream.push_buffer(aravis.Buffer.new_allocate(payload))
