@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from edgeseg.camera import genicam_formats as gf
 from edgeseg.camera.frame import FrameDropped, open_source
-from edgeseg.camera.genicam import GenICamSource, _frames_lost, parse_genicam_uri
+from edgeseg.camera.genicam import GenICamSource
+from edgeseg.camera.genicam_uri import frames_lost, parse_genicam_uri
 from edgeseg.errors import SourceError
 
 cv2 = pytest.importorskip("cv2")
@@ -186,13 +187,13 @@ def test_uri_options_are_parsed_and_checked():
 
 
 def test_frame_id_gaps_follow_gige_wraparound():
-    assert _frames_lost(None, 7) == 0
-    assert _frames_lost(10, 11) == 0
-    assert _frames_lost(10, 14) == 3
-    assert _frames_lost(65535, 1) == 0  # 16-bit block ids skip 0
-    assert _frames_lost(65533, 2) == 3  # 65534, 65535, 1
-    assert _frames_lost(30000, 1) == 0  # backwards, too far for a wrap: counter reset
-    assert _frames_lost(2**40, 5) == 0  # 64-bit ids (GigE Vision 2) never wrap
+    assert frames_lost(None, 7) == 0
+    assert frames_lost(10, 11) == 0
+    assert frames_lost(10, 14) == 3
+    assert frames_lost(65535, 1) == 0  # 16-bit block ids skip 0
+    assert frames_lost(65533, 2) == 3  # 65534, 65535, 1
+    assert frames_lost(30000, 1) == 0  # backwards, too far for a wrap: counter reset
+    assert frames_lost(2**40, 5) == 0  # 64-bit ids (GigE Vision 2) never wrap
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +326,7 @@ def test_streams_frames_with_camera_timestamps(camera, fmt):
             assert (f.image[..., 0] == f.image[..., 2]).all()
     assert [f.index for f in frames] == [0, 1, 2, 3]
     ids = [f.meta["camera_frame_id"] for f in frames]
-    assert all(_frames_lost(a, b) == 0 and a != b for a, b in zip(ids, ids[1:]))
+    assert all(frames_lost(a, b) == 0 and a != b for a, b in zip(ids, ids[1:]))
     stamps = [f.meta["camera_timestamp_ns"] for f in frames]
     assert stamps == sorted(stamps) and len(set(stamps)) == 4
     assert stats["frames"] == 4 and stats["incomplete"] == 0 and stats["connected"] is True
@@ -347,7 +348,7 @@ def test_software_trigger_gives_one_frame_per_trigger(camera):
         stats = src.stats()
     assert [f.meta["trigger_id"] for f in frames] == [f"part-{k}" for k in range(4)]
     ids = [f.meta["camera_frame_id"] for f in frames]
-    assert all(_frames_lost(a, b) == 0 for a, b in zip(ids, ids[1:]))
+    assert all(frames_lost(a, b) == 0 for a, b in zip(ids, ids[1:]))
     assert (stats["triggers"], stats["triggers_missed"], stats["frames"]) == (4, 0, 4)
 
 
@@ -380,7 +381,7 @@ def test_frames_queue_in_order_while_the_reader_lags(camera):
         frames = _read_frames(src, 150)
         stats = src.stats()
     ids = [first.meta["camera_frame_id"]] + [f.meta["camera_frame_id"] for f in frames]
-    assert sum(_frames_lost(a, b) for a, b in zip(ids, ids[1:])) == 0
+    assert sum(frames_lost(a, b) for a, b in zip(ids, ids[1:])) == 0
     assert 1 in ids  # wrapped: 65535 -> 1
     assert [f.index for f in frames] == list(range(1, 151))
     assert (stats["lost_frames"], stats["underruns"], stats["frames"]) == (0, 0, 151)

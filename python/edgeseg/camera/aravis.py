@@ -18,9 +18,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
+from edgeseg.camera.genicam_formats import SUPPORTED_FORMATS
 from edgeseg.errors import SourceError
 
-__all__ = ["device_features", "list_devices", "load_aravis", "INSTALL_HINT"]
+__all__ = [
+    "INSTALL_HINT",
+    "camera_features",
+    "configure_camera",
+    "device_features",
+    "list_devices",
+    "load_aravis",
+    "stream_counters",
+]
 
 #: What to install, for error messages.
 INSTALL_HINT = (
@@ -188,3 +197,93 @@ def device_features(device_id: Optional[str], context: str = "edgeseg cameras") 
         return camera_features(cam)
     finally:
         del cam
+
+
+def configure_camera(cam, opts: dict, uri: str) -> None:
+    """Applies :func:`~edgeseg.camera.genicam_uri.parse_genicam_uri`'s options to an open
+    ``Aravis.Camera`` in an order that keeps each one (frame rate before triggers:
+    Aravis's set_frame_rate switches FrameStart triggering off). SourceError naming ``uri``,
+    the option and what the camera offers when one is rejected."""
+    aravis, glib = load_aravis(uri)
+
+    def apply(name: str, value, fn, *args) -> None:
+        try:
+            fn(*args)
+        except glib.Error as exc:
+            raise SourceError(f"{uri}: cannot set {name}={value}: {exc.message}") from exc
+
+    if "packet_size" in opts:
+        if not cam.is_gv_device():
+            raise SourceError(f"{uri}: packet_size applies to GigE Vision cameras only")
+        apply("packet_size", opts["packet_size"], cam.gv_set_packet_size, opts["packet_size"])
+    if "pixel_format" in opts:
+        fmt = opts["pixel_format"]
+        available = list(cam.dup_available_pixel_formats_as_strings() or [])
+        if fmt not in available:
+            usable = [f for f in available if f in SUPPORTED_FORMATS]
+            raise SourceError(
+                f"{uri}: the camera has no pixel_format {fmt}; it offers {available}, "
+                f"of which edgeseg converts {usable}"
+            )
+        apply("pixel_format", fmt, cam.set_pixel_format_from_string, fmt)
+    else:
+        current = cam.get_pixel_format_as_string()
+        if current not in SUPPORTED_FORMATS:
+            usable = [
+                f
+                for f in cam.dup_available_pixel_formats_as_strings() or []
+                if f in SUPPORTED_FORMATS
+            ]
+            raise SourceError(
+                f"{uri}: the camera sends {current}, which edgeseg cannot convert; "
+                f"choose one with ?pixel_format= from {usable}"
+            )
+    apply("trigger", "off", cam.clear_triggers)
+    for name, setter, auto in (
+        ("fps", cam.set_frame_rate, None),
+        ("exposure", cam.set_exposure_time, cam.set_exposure_time_auto),
+        ("gain", cam.set_gain, cam.set_gain_auto),
+    ):
+        if name not in opts:
+            continue
+        if auto is not None and _is_true(cam, f"is_{name}_auto_available"):
+            apply(name, "manual", auto, aravis.Auto.OFF)
+        apply(name, opts[name], setter, opts[name])
+    trig = opts["trigger"]
+    if trig != "off":
+        sources = list(cam.dup_available_enumerations_as_strings("TriggerSource") or [])
+        wanted = "Software" if trig == "software" else f"Line{trig[4:]}"
+        match = next((s for s in sources if s.lower() == wanted.lower()), None)
+        if match is None:
+            raise SourceError(
+                f"{uri}: trigger={trig}: the camera has no trigger source {wanted}; "
+                f"it offers {sources}"
+            )
+        apply("trigger", trig, cam.set_trigger, match)
+
+
+_STREAM_INFOS = {
+    "underruns": "n_underruns",
+    "missing_packets": "n_missing_packets",
+    "resent_packets": "n_resent_packets",
+    "stream_failures": "n_failures",
+}
+
+
+def stream_counters(stream) -> dict:
+    """Aravis's counters of one stream (``underruns``: frames that found no free buffer,
+    ``missing_packets``, ``resent_packets``, ``stream_failures``: buffers not completed)."""
+    out = dict.fromkeys(_STREAM_INFOS, 0)
+    for key, name in _STREAM_INFOS.items():
+        try:
+            out[key] = int(stream.get_info_uint64_by_name(name))
+        except Exception:  # an info this Aravis build lacks
+            pass
+    return out
+
+
+def _is_true(cam, method: str) -> bool:
+    try:
+        return bool(getattr(cam, method)())
+    except Exception:  # GLib.Error: feature absent
+        return False

@@ -25,89 +25,17 @@ import collections
 import threading
 import time
 from typing import Any, Optional
-from urllib.parse import parse_qsl, unquote
 
-from edgeseg.camera.aravis import camera_features, load_aravis
+from edgeseg.camera.aravis import camera_features, configure_camera, load_aravis, stream_counters
 from edgeseg.camera.frame import Frame, FrameDropped, Source, register_source
-from edgeseg.camera.genicam_formats import SUPPORTED_FORMATS, bgr_from_buffer, format_name
+from edgeseg.camera.genicam_formats import bgr_from_buffer, format_name
+from edgeseg.camera.genicam_uri import frames_lost, parse_genicam_uri
 from edgeseg.errors import SourceError
 
 __all__ = ["GenICamSource", "parse_genicam_uri"]
 
-_OPTIONS = {
-    "exposure": float,
-    "gain": float,
-    "pixel_format": str,
-    "fps": float,
-    "trigger": str,
-    "packet_size": int,
-    "buffers": int,
-    "trigger_timeout": float,
-}
 _BACKOFF = (0.5, 10.0)  # first and longest wait between reconnection attempts, seconds
 _POLL = 0.1  # longest single wait, so close() is noticed
-
-
-def parse_genicam_uri(uri: str, **overrides: Any) -> tuple[Optional[str], dict]:
-    """``(device_id or None, options)`` of a ``genicam://`` URI, keyword ``overrides`` on top.
-
-    Options are converted and checked; SourceError names the URI, the option and the fix.
-    """
-    text = str(uri)
-    if not text.lower().startswith("genicam:"):
-        raise SourceError(f"{text!r} is not a genicam: URI (genicam://[DEVICE_ID]?options)")
-    rest = text.split(":", 1)[1].lstrip("/")
-    device, _, query = rest.partition("?")
-    raw: dict[str, Any] = {}
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError as exc:
-        raise SourceError(f"{text}: malformed query string {query!r} ({exc})") from exc
-    raw.update(pairs)
-    raw.update(overrides)
-    opts: dict[str, Any] = {"trigger": "off", "buffers": 32, "trigger_timeout": 2.0}
-    for key, value in raw.items():
-        if key not in _OPTIONS:
-            raise SourceError(
-                f"{text}: unknown option {key!r}; valid options: {', '.join(_OPTIONS)}"
-            )
-        try:
-            opts[key] = _OPTIONS[key](value)
-        except (TypeError, ValueError):
-            raise SourceError(
-                f"{text}: option {key}={value!r} is not a {_OPTIONS[key].__name__}"
-            ) from None
-    for key in ("exposure", "fps", "packet_size", "trigger_timeout"):
-        if key in opts and opts[key] <= 0:
-            raise SourceError(f"{text}: option {key} must be > 0, got {opts[key]}")
-    if opts["buffers"] < 2:
-        raise SourceError(f"{text}: option buffers must be >= 2, got {opts['buffers']}")
-    trig = opts["trigger"].strip().lower()
-    if trig not in ("off", "software") and not (trig.startswith("line") and trig[4:].isdigit()):
-        raise SourceError(
-            f"{text}: trigger={opts['trigger']!r}; use off, software or lineN (line0, line1, ...)"
-        )
-    opts["trigger"] = trig
-    if "pixel_format" in opts and opts["pixel_format"] not in SUPPORTED_FORMATS:
-        raise SourceError(
-            f"{text}: pixel_format={opts['pixel_format']!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED_FORMATS)}"
-        )
-    return (unquote(device) or None), opts
-
-
-def _frames_lost(prev: Optional[int], cur: int) -> int:
-    """Frames the camera sent between ids ``prev`` and ``cur`` that never arrived.
-
-    GigE Vision 1.x block ids are 16 bits and skip 0 when they wrap; a jump backwards or of
-    more than 2**15 is taken as a counter reset (camera restarted), not as loss.
-    """
-    if prev is None:
-        return 0
-    delta = cur - prev
-    if delta <= 0 and prev <= 0xFFFF and cur <= 0xFFFF:
-        delta = (0xFFFF - prev) + cur
-    return delta - 1 if 0 < delta <= 2**15 else 0
 
 
 class GenICamSource(Source):
@@ -145,6 +73,13 @@ class GenICamSource(Source):
 
         SourceError when Aravis is not installed, no camera matches or an option is rejected.
         """
+        try:
+            import cv2  # noqa: F401 - pixel-format conversion (demosaicing)
+        except ImportError as exc:
+            raise SourceError(
+                f"{self.uri}: converting camera frames needs OpenCV: "
+                "pip install opencv-python-headless"
+            ) from exc
         self._aravis, self._glib = load_aravis(self.uri)
         with self._lock:
             if not self._closed:
@@ -168,7 +103,7 @@ class GenICamSource(Source):
                 f"{exc.message}; devices found: {found or 'none'} — check power, cable and "
                 "subnet, and run `edgeseg cameras`"
             ) from exc
-        self._configure(cam)
+        configure_camera(cam, self.options, self.uri)
         try:
             stream = cam.create_stream(None, None)
             if stream is None:
@@ -191,66 +126,6 @@ class GenICamSource(Source):
             self._last_frame_id = None
             self.device_info = camera_features(cam)
             self._cv.notify_all()
-
-    def _configure(self, cam) -> None:
-        """Applies the options in an order that keeps each one (frame rate before triggers:
-        Aravis's set_frame_rate switches FrameStart triggering off)."""
-        opts, glib = self.options, self._glib
-
-        def apply(name: str, value, fn, *args) -> None:
-            try:
-                fn(*args)
-            except glib.Error as exc:
-                raise SourceError(f"{self.uri}: cannot set {name}={value}: {exc.message}") from exc
-
-        if "packet_size" in opts:
-            if not cam.is_gv_device():
-                raise SourceError(f"{self.uri}: packet_size applies to GigE Vision cameras only")
-            apply("packet_size", opts["packet_size"], cam.gv_set_packet_size, opts["packet_size"])
-        if "pixel_format" in opts:
-            fmt = opts["pixel_format"]
-            available = list(cam.dup_available_pixel_formats_as_strings() or [])
-            if fmt not in available:
-                usable = [f for f in available if f in SUPPORTED_FORMATS]
-                raise SourceError(
-                    f"{self.uri}: the camera has no pixel_format {fmt}; it offers {available}, "
-                    f"of which edgeseg converts {usable}"
-                )
-            apply("pixel_format", fmt, cam.set_pixel_format_from_string, fmt)
-        else:
-            current = cam.get_pixel_format_as_string()
-            if current not in SUPPORTED_FORMATS:
-                usable = [
-                    f
-                    for f in cam.dup_available_pixel_formats_as_strings() or []
-                    if f in SUPPORTED_FORMATS
-                ]
-                raise SourceError(
-                    f"{self.uri}: the camera sends {current}, which edgeseg cannot convert; "
-                    f"choose one with ?pixel_format= from {usable}"
-                )
-        apply("trigger", "off", cam.clear_triggers)
-        for name, setter, auto in (
-            ("fps", cam.set_frame_rate, None),
-            ("exposure", cam.set_exposure_time, cam.set_exposure_time_auto),
-            ("gain", cam.set_gain, cam.set_gain_auto),
-        ):
-            if name not in opts:
-                continue
-            if auto is not None and _is_true(cam, f"is_{name}_auto_available"):
-                apply(name, "manual", auto, self._aravis.Auto.OFF)
-            apply(name, opts[name], setter, opts[name])
-        trig = opts["trigger"]
-        if trig != "off":
-            sources = list(cam.dup_available_enumerations_as_strings("TriggerSource") or [])
-            wanted = "Software" if trig == "software" else f"Line{trig[4:]}"
-            match = next((s for s in sources if s.lower() == wanted.lower()), None)
-            if match is None:
-                raise SourceError(
-                    f"{self.uri}: trigger={trig}: the camera has no trigger source {wanted}; "
-                    f"it offers {sources}"
-                )
-            apply("trigger", trig, cam.set_trigger, match)
 
     def _on_control_lost(self, device, generation: int) -> None:
         """Aravis's heartbeat thread lost the camera: re-discover it in the background."""
@@ -374,7 +249,7 @@ class GenICamSource(Source):
         aravis = self._aravis
         frame_id = buf.get_frame_id()
         with self._cv:
-            lost = _frames_lost(self._last_frame_id, frame_id)
+            lost = frames_lost(self._last_frame_id, frame_id)
             self._last_frame_id = frame_id
             self._counts["lost_frames"] += lost
             index = self._index + lost
@@ -459,7 +334,7 @@ class GenICamSource(Source):
 
     def _add_stream_counters(self) -> None:
         if self._stream is not None:
-            self._stream_base.update(_stream_counters(self._stream))
+            self._stream_base.update(stream_counters(self._stream))
 
     def stats(self) -> dict:
         """Counters: ``frames``, ``incomplete``, ``corrupt``, ``lost_frames`` (frame-id gaps),
@@ -479,36 +354,11 @@ class GenICamSource(Source):
             out.update(self._counts)
             out.update(self._stream_base)
             if self._stream is not None:
-                out.update(_stream_counters(self._stream))
+                out.update(stream_counters(self._stream))
             result: dict = dict(out)
             result["connected"] = self._cam is not None
             result["last_error"] = self._last_error
             return result
-
-
-_STREAM_INFOS = {
-    "underruns": "n_underruns",
-    "missing_packets": "n_missing_packets",
-    "resent_packets": "n_resent_packets",
-    "stream_failures": "n_failures",
-}
-
-
-def _stream_counters(stream) -> dict:
-    out = dict.fromkeys(_STREAM_INFOS, 0)
-    for key, name in _STREAM_INFOS.items():
-        try:
-            out[key] = int(stream.get_info_uint64_by_name(name))
-        except Exception:  # an info this Aravis build lacks
-            pass
-    return out
-
-
-def _is_true(cam, method: str) -> bool:
-    try:
-        return bool(getattr(cam, method)())
-    except Exception:  # GLib.Error: feature absent
-        return False
 
 
 register_source("genicam", GenICamSource)
