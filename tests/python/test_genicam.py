@@ -446,7 +446,12 @@ def test_reconnects_after_the_camera_is_killed_and_restarted(camera):
             except FrameDropped as exc:
                 kinds.append(exc.kind)
         assert "disconnected" in kinds  # the heartbeat noticed the camera is gone
-        assert src.stats()["connected"] is False
+        while src.stats()["reconnect_attempts"] < 1 and time.monotonic() < deadline:
+            with pytest.raises(FrameDropped, match="camera disconnected, re-discovering it"):
+                src.read(timeout=0.5)
+        gone = src.stats()
+        assert gone["connected"] is False and gone["reconnect_attempts"] >= 1
+        assert f"cannot open camera {camera.device_id}" in gone["last_error"]
         camera.start()
         while time.monotonic() < deadline:
             try:
