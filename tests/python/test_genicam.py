@@ -353,6 +353,21 @@ def test_software_trigger_gives_one_frame_per_trigger(camera):
 
 
 @needs_fake
+def test_a_late_frame_never_takes_the_next_triggers_id(camera):
+    """Trigger A's frame sits unread past trigger_timeout, so A counts as missed and B fires;
+    the frame read first is A's: it comes without an id, and B's frame gets B."""
+    with GenICamSource(f"genicam://{camera.device_id}?trigger=software&trigger_timeout=0.3") as src:
+        src.fire_trigger("A")
+        time.sleep(0.2)  # A's frame arrives, nobody reads it
+        src.fire_trigger("B")  # waits 0.3 s for A's frame to be read, then gives A up
+        late, b = src.read(timeout=5), src.read(timeout=5)
+        stats = src.stats()
+    assert "trigger_id" not in late.meta and b.meta["trigger_id"] == "B"
+    assert late.meta["host_timestamp_ns"] < b.meta["host_timestamp_ns"]
+    assert (stats["triggers_missed"], stats["untriggered_frames"]) == (1, 1)
+
+
+@needs_fake
 def test_line_trigger_is_configured_and_free_run_has_no_software_trigger(camera):
     with GenICamSource(f"genicam://{camera.device_id}?trigger=line0") as src:
         assert src.hardware_trigger and not src.supports_trigger

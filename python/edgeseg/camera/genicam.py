@@ -36,6 +36,7 @@ __all__ = ["GenICamSource", "parse_genicam_uri"]
 
 _BACKOFF = (0.5, 10.0)  # first and longest wait between reconnection attempts, seconds
 _POLL = 0.1  # longest single wait, so close() is noticed
+_CLOCK_SLACK_NS = 1_000_000  # Aravis stamps arrivals in µs; a stale frame is >= trigger_timeout old
 
 
 class GenICamSource(Source):
@@ -56,7 +57,8 @@ class GenICamSource(Source):
         self._cv = threading.Condition(self._lock)
         self._closed = True
         self._reconnecting: Optional[threading.Thread] = None
-        self._pending: collections.deque = collections.deque()  # software trigger ids
+        # software triggers fired and not yet matched to a frame: (trigger id, host time ns)
+        self._pending: collections.deque = collections.deque()
         self._index = 0
         self._in_pop = 0  # readers inside timeout_pop_buffer
         self._generation = 0  # connection count; control-lost of an older one is ignored
@@ -248,13 +250,18 @@ class GenICamSource(Source):
         t_capture = time.time()
         aravis = self._aravis
         frame_id = buf.get_frame_id()
+        host_ns = buf.get_system_timestamp()  # when the frame began to arrive (wall clock)
         with self._cv:
             lost = frames_lost(self._last_frame_id, frame_id)
             self._last_frame_id = frame_id
             self._counts["lost_frames"] += lost
             index = self._index + lost
             self._index = index + 1
-            trigger_id = self._pending.popleft() if self._pending else None
+            trigger_id = None
+            if self._pending and host_ns >= self._pending[0][1] - _CLOCK_SLACK_NS:
+                trigger_id = self._pending.popleft()[0]
+            elif self._pending:  # it began arriving before the trigger: not that trigger's
+                self._counts["untriggered_frames"] += 1
             self._cv.notify_all()
         status = buf.get_status()
         tag = f" (trigger {trigger_id})" if trigger_id else ""
@@ -283,7 +290,7 @@ class GenICamSource(Source):
         meta = {
             "camera_timestamp_ns": buf.get_timestamp(),
             "camera_frame_id": frame_id,
-            "host_timestamp_ns": buf.get_system_timestamp(),
+            "host_timestamp_ns": host_ns,
             "pixel_format": fmt,
         }
         if trigger_id is not None:
@@ -294,9 +301,11 @@ class GenICamSource(Source):
         """Fires the camera's software trigger; the frame it produces carries ``trigger_id``.
 
         One trigger is in flight at a time: while the previous one's frame has not been read,
-        this waits for it up to ``trigger_timeout`` s and then counts it as missed (cameras
-        ignore a trigger that comes while they are busy). SourceError without
-        ``trigger=software`` or while the camera is disconnected.
+        this waits for it up to ``trigger_timeout`` s and then counts it as missed (a busy
+        camera may ignore a trigger). A frame that began arriving before the pending trigger
+        was fired (a missed trigger's frame read late) is delivered without a ``trigger_id``
+        and counted as ``untriggered_frames``, so no frame carries another trigger's id.
+        SourceError without ``trigger=software`` or while the camera is disconnected.
         """
         if not self.supports_trigger:
             raise SourceError(
@@ -318,14 +327,13 @@ class GenICamSource(Source):
                     f"{self.uri}: trigger {trigger_id} not fired: camera "
                     + ("closed" if self._closed else "disconnected, reconnecting")
                 )
-            self._pending.append(trigger_id)
+            self._pending.append((trigger_id, time.time_ns()))
             self._counts["triggers"] += 1
         try:
             cam.software_trigger()
         except self._glib.Error as exc:
             with self._cv:
-                if trigger_id in self._pending:
-                    self._pending.remove(trigger_id)
+                self._pending = collections.deque(p for p in self._pending if p[0] != trigger_id)
                 self._counts["triggers_lost"] += 1
             self._lost(f"software trigger failed: {exc.message}")
             raise SourceError(f"{self.uri}: trigger {trigger_id} failed: {exc.message}") from exc
@@ -340,14 +348,16 @@ class GenICamSource(Source):
         """Counters: ``frames``, ``incomplete``, ``corrupt``, ``lost_frames`` (frame-id gaps),
         ``underruns`` (no free buffer), ``missing_packets``, ``resent_packets``,
         ``disconnects``, ``reconnects``, ``reconnect_attempts``, ``triggers``,
-        ``triggers_missed``, ``triggers_lost``, ``status_<aravis status>``, ``connected``."""
+        ``triggers_missed``, ``triggers_lost``, ``untriggered_frames``,
+        ``status_<aravis status>``, ``connected``, ``last_error``."""
         with self._cv:
             out = collections.Counter(
                 {
                     k: 0
                     for k in (
                         "frames incomplete corrupt lost_frames disconnects reconnects "
-                        "reconnect_attempts triggers triggers_missed triggers_lost"
+                        "reconnect_attempts triggers triggers_missed triggers_lost "
+                        "untriggered_frames"
                     ).split()
                 }
             )
