@@ -122,11 +122,12 @@ class GenICamSource(Source):
             cam.start_acquisition()
         except glib.Error as exc:
             raise SourceError(f"{self.uri}: cannot start acquisition: {exc.message}") from exc
+        info = camera_features(cam)
         with self._cv:
             self._cam, self._stream = cam, stream
             self._generation = generation
             self._last_frame_id = None
-            self.device_info = camera_features(cam)
+            self.device_info = info
             self._cv.notify_all()
 
     def _on_control_lost(self, device, generation: int) -> None:
@@ -142,9 +143,7 @@ class GenICamSource(Source):
                 return
             self._counts["disconnects"] += 1
             self._last_error = reason
-            old = [self._cam, self._stream]
-            self._add_stream_counters()
-            self._cam = self._stream = None
+            old = self._detach()
             self._counts["triggers_lost"] += len(self._pending)
             self._pending.clear()
             self._cv.notify_all()
@@ -176,28 +175,34 @@ class GenICamSource(Source):
                 continue
             with self._cv:
                 self._counts["reconnects"] += 1
-                if self._closed:  # closed while connecting: release what _connect opened
-                    self._release()
+                held = self._detach() if self._closed else []  # closed while connecting
+            self._stop(held)
             return
 
-    def _release(self) -> None:
-        cam, stream = self._cam, self._stream
+    def _detach(self) -> list:
+        """Takes the camera and stream out of the source (under the lock); :meth:`_stop` them
+        outside it — releasing a camera that stopped answering takes Aravis seconds."""
         self._add_stream_counters()
+        held = [self._cam, self._stream]
         self._cam = self._stream = None
-        if cam is not None:
+        return held
+
+    def _stop(self, held: list) -> None:
+        if held and held[0] is not None:
             try:
-                cam.stop_acquisition()
+                held[0].stop_acquisition()
             except self._glib.Error:
                 pass
-        del cam, stream
+        held.clear()
 
     def close(self) -> None:
         """Stops acquisition and releases the camera; safe to call twice."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-            self._release()
+            held = self._detach()
             thread = self._reconnecting
+        self._stop(held)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=30)
 
