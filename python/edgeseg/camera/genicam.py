@@ -15,8 +15,9 @@ arrived by then counts as missed).
 A frame's ``meta`` holds ``camera_timestamp_ns``, ``camera_frame_id``, ``pixel_format`` and,
 for software triggers, ``trigger_id``. Buffers that arrive incomplete (missing packets, ...)
 are counted and raised as :class:`FrameDropped` (kind ``incomplete``); ``read(timeout)``
-raises FrameDropped kind ``timeout`` when no frame came in time and kind ``disconnected``
-while a lost camera is being re-discovered (with backoff, in a background thread).
+raises FrameDropped kind ``timeout`` when no frame came in time — also while a lost camera is
+being re-discovered (with backoff, in a background thread; the message and ``stats()`` say so):
+like the other live sources, a loop just asks again.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class GenICamSource(Source):
         self.supports_trigger = trig == "software"
         #: True for a hardware line trigger: every frame counts, a loop should not drop any.
         self.hardware_trigger = trig.startswith("line")
+        self.live = True  # a camera: frames keep coming, the loop may drop to stay current
         self._aravis: Any = None
         self._glib: Any = None
         self._cam: Any = None
@@ -210,7 +212,7 @@ class GenICamSource(Source):
 
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame in the camera's order; None once closed. FrameDropped (kind
-        ``timeout``/``disconnected``/``incomplete``/``corrupt``) for no or a bad frame."""
+        ``timeout``/``incomplete``/``corrupt``) for no or a bad frame."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             with self._cv:
@@ -224,7 +226,7 @@ class GenICamSource(Source):
                             f"{self.uri}: camera disconnected, re-discovering it "
                             f"({self._counts['reconnect_attempts']} attempts; last: "
                             f"{self._last_error})",
-                            kind="disconnected",
+                            kind="timeout",
                         )
                     self._cv.wait(left)
                     continue
