@@ -43,6 +43,8 @@ void registerErrors(py::module_& m) {
             PyErr_SetString(gInvalidArgument, e.what());
         } catch (const edgeseg::CudaError& e) {
             PyErr_SetString(gCudaError, e.what());
+        } catch (const edgeseg::TensorRTError& e) {
+            PyErr_SetString(gRootError, e.what());
         }
     });
 }
@@ -79,4 +81,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("n"), "Sets the number of threads the CPU kernels use (>= 1).");
 
     edgeseg::bindings::bindKernels(m);
+#ifdef EDGESEG_HAS_TENSORRT
+    edgeseg::bindings::bindEngine(m);
+#endif
 }

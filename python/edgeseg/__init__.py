@@ -12,8 +12,12 @@ from edgeseg.errors import (
     EngineMismatchError,
     InvalidArgumentError,
     ModelError,
+    RulesError,
+    SinkError,
+    SourceError,
     TrainingError,
 )
+from edgeseg.runtime import Segmenter, SegResult
 
 __version__: str = build_info()["version"]
 
@@ -25,6 +29,11 @@ __all__ = [
     "EngineMismatchError",
     "InvalidArgumentError",
     "ModelError",
+    "RulesError",
+    "SegResult",
+    "Segmenter",
+    "SinkError",
+    "SourceError",
     "TrainingError",
     "__version__",
     "build_info",

@@ -63,6 +63,7 @@ DELEGATED = {
     ),
     "build": ("edgeseg.engine.cli", "build a TensorRT engine (+ manifest) from an ONNX model"),
     "cameras": ("edgeseg.camera.cameras_cli", "list GenICam (GigE/USB3 Vision) cameras, features"),
+    "predict": ("edgeseg.runtime.cli", "segment image files: masks, overlays, confidence, JSON"),
 }
 
 

@@ -1,11 +1,10 @@
-"""``edgeseg demo``: the main job on an embedded default (CPU, synthetic data).
+"""``edgeseg demo``: the whole product on an embedded default (CPU, synthetic data).
 
-For now it synthesizes a labelled inspection dataset and checks its labels (the data layer), then
-shows the fused kernels end to end on a synthetic inspection frame: a metal part on a conveyor
-with a scratch and a dent. Logits are simulated at 1/8 resolution from the known
-ground truth (no model is trained yet); the fused postprocess turns them into a class map,
-per-pixel confidence, an overlay and class counts. Then the kernel benchmark table is printed.
-Later stages (dataset, training, export, quantization, camera loop) extend this command.
+Synthesizes the inspection dataset and checks its labels, trains the default model, exports
+ONNX, quantizes INT8 behind the accuracy gate, builds a TensorRT engine where TensorRT
+exists (otherwise says why not), then runs the camera loop with inspection rules on a
+synthesized inspection video (defective surfaces moving past the camera) into an overlay
+video, a JSON-lines verdict log and an NG archive, and writes ``report.html``.
 """
 
 from __future__ import annotations
@@ -15,193 +14,387 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from edgeseg import kernels
 from edgeseg.errors import EdgesegError
 
-CLASSES = [
-    ("background", (40, 40, 40)),
-    ("part", (200, 160, 60)),
-    ("scratch", (0, 0, 255)),
-    ("dent", (255, 0, 255)),
-]
+__all__ = ["DEMO_RULES", "DemoConfig", "main", "run_demo"]
 
-
-def synth_scene(height: int = 720, width: int = 1280, seed: int = 7):
-    """A BGR frame and its ground-truth class map (0 bg, 1 part, 2 scratch, 3 dent)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    belt = 60 + 25 * np.sin(xx / 9.0) * (np.sin(yy / 37.0) > 0.6)
-    frame = np.repeat(belt[..., None], 3, axis=2)
-    gt = np.zeros((height, width), np.uint8)
-
-    part = np.zeros((height, width), np.uint8)
-    x0, y0, x1, y1 = int(width * 0.22), int(height * 0.2), int(width * 0.78), int(height * 0.8)
-    cv2.rectangle(part, (x0, y0), (x1, y1), 1, -1)
-    cv2.circle(part, (int(width * 0.5), int(height * 0.5)), int(height * 0.12), 0, -1)  # bore
-    metal = 150 + 60 * (xx - x0) / max(1, x1 - x0) + 10 * np.sin(yy / 3.0)
-    frame[part == 1] = np.stack([metal, metal * 0.97, metal * 0.92], axis=-1)[part == 1]
-    gt[part == 1] = 1
-
-    scratch = np.zeros_like(part)
-    cv2.line(
-        scratch, (int(width * 0.3), int(height * 0.3)), (int(width * 0.45), int(height * 0.7)), 1, 5
-    )
-    scratch &= part
-    frame[scratch == 1] = (70, 70, 75)
-    gt[scratch == 1] = 2
-
-    dent = np.zeros_like(part)
-    cv2.ellipse(dent, (int(width * 0.66), int(height * 0.62)), (38, 22), 30, 0, 360, 1, -1)
-    dent &= part
-    frame[dent == 1] = frame[dent == 1] * 0.55
-    gt[dent == 1] = 3
-
-    frame += rng.normal(0, 6, frame.shape)
-    return np.clip(frame, 0, 255).astype(np.uint8), gt
-
-
-def simulated_logits(gt: np.ndarray, num_classes: int, stride: int = 8, seed: int = 3):
-    """Logits a segmentation network might emit at 1/stride resolution: a blurred one-hot of
-    the ground truth scaled to logit range, plus noise."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    h, w = gt.shape[0] // stride, gt.shape[1] // stride
-    onehot = (gt[None] == np.arange(num_classes)[:, None, None]).astype(np.float32)
-    small = np.stack([cv2.resize(ch, (w, h), interpolation=cv2.INTER_AREA) for ch in onehot])
-    return (8.0 * small - 4.0 + rng.normal(0, 0.8, small.shape)).astype(np.float32)
-
-
-def confidence_heatmap(confidence: np.ndarray) -> np.ndarray:
-    import cv2
-
-    return cv2.applyColorMap((confidence * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
-
-
-def run_dataset_step(out_dir: Path, n: int) -> dict:
-    """Synthesizes a defect dataset under out_dir/dataset and runs label QA on it."""
-    from edgeseg import data
-
-    ds_dir = data.synth(out_dir / "dataset", task="defects", n=n, size=256, seed=0, overwrite=True)
-    report = data.check(ds_dir, workers=1, progress=False)
-    (out_dir / "qa.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"      {report['num_images']} images, classes "
-        f"{', '.join(c['name'] for c in report['classes'])}; "
-        f"QA: {len(report['errors'])} errors, {len(report['warnings'])} warnings",
-        flush=True,
-    )
-    return report
-
-
-def run_demo(
-    out_dir: Path, bench: bool = True, quick: bool = False, dataset_size: int = 40
-) -> dict:
-    try:
-        import cv2
-    except ImportError as e:  # pragma: no cover - cv2 is in the dev extra
-        raise EdgesegError(
-            "edgeseg demo needs OpenCV for image files: pip install opencv-python-headless "
-            "(on a Jetson, use JetPack's python3-opencv)"
-        ) from e
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    steps = 5 if bench else 4
-    print(
-        f"[1/{steps}] synthesizing a labelled defect dataset ({dataset_size} images) and "
-        "checking its labels ...",
-        flush=True,
-    )
-    qa = run_dataset_step(out_dir, dataset_size)
-    print(f"[2/{steps}] synthesizing an inspection frame (part, scratch, dent) ...", flush=True)
-    frame, gt = synth_scene()
-    palette = np.array([c for _, c in CLASSES], np.uint8)  # BGR, like the frame
-    names = [n for n, _ in CLASSES]
-
-    print(
-        f"[3/{steps}] fused preprocess (1280x720 BGR -> 1x3x512x512 RGB, letterbox) ...", flush=True
-    )
-    t0 = time.perf_counter()
-    blob = kernels.preprocess(frame, (512, 512), letterbox=True)
-    pre_ms = (time.perf_counter() - t0) * 1e3
-
-    print(
-        f"[4/{steps}] fused postprocess (logits 4x90x160 -> 720x1280 class map, confidence, "
-        "overlay, counts) ...",
-        flush=True,
-    )
-    logits = simulated_logits(gt, len(CLASSES))
-    kernels.postprocess(logits, frame=frame, palette=palette)  # warm-up
-    t0 = time.perf_counter()
-    res = kernels.postprocess(logits, frame=frame, palette=palette, alpha=0.5, ignore=[0])
-    post_ms = (time.perf_counter() - t0) * 1e3
-    accuracy = float((res.class_map == gt).mean())
-
-    cv2.imwrite(str(out_dir / "frame.png"), frame)
-    cv2.imwrite(str(out_dir / "overlay.png"), res.overlay)
-    cv2.imwrite(str(out_dir / "confidence.png"), confidence_heatmap(res.confidence))
-    total = int(res.counts.sum())
-    summary = {
-        "frame": list(frame.shape),
-        "blob": list(blob.shape),
-        "letterbox": repr(blob.letterbox),
-        "preprocess_ms": round(pre_ms, 3),
-        "postprocess_ms": round(post_ms, 3),
-        "pixel_accuracy_vs_ground_truth": round(accuracy, 4),
-        "mean_confidence": round(float(res.confidence.mean()), 4),
-        "classes": {
-            n: {"pixels": int(c), "area_fraction": round(int(c) / total, 5)}
-            for n, c in zip(names, res.counts)
+#: The line's inspection rules (written to demo_out/rules.yaml): no scratch or crack larger
+#: than a speck anywhere in the inspected area, stains up to 2 % of it.
+DEMO_RULES = {
+    "zones": {
+        "inspected": {
+            "polygon": [[0.03, 0.03], [0.97, 0.03], [0.97, 0.97], [0.03, 0.97]],
+            "normalized": True,
+        }
+    },
+    "rules": [
+        {
+            "class": "scratch",
+            "zone": "inspected",
+            "max_blobs": 0,
+            "min_blob_area_px": 40,
+            "min_confidence": 0.5,
         },
-        "dataset": {
-            "path": "dataset",
-            "num_images": qa["num_images"],
-            "qa_errors": len(qa["errors"]),
-            "qa_warnings": len(qa["warnings"]),
+        {
+            "class": "crack",
+            "zone": "inspected",
+            "max_blobs": 0,
+            "min_blob_area_px": 40,
+            "min_confidence": 0.5,
         },
-        "files": ["dataset/", "qa.json", "frame.png", "overlay.png", "confidence.png"],
-    }
-    for n, v in summary["classes"].items():
-        print(f"      {n:<11} {v['pixels']:>8} px  {100 * v['area_fraction']:6.2f} %")
-    print(
-        f"      pixel accuracy vs ground truth {accuracy:.4f}; preprocess {pre_ms:.2f} ms, "
-        f"postprocess {post_ms:.2f} ms",
-        flush=True,
-    )
+        {"class": "stain", "zone": "inspected", "max_area_px": 1300, "min_confidence": 0.5},
+    ],
+}
 
-    if bench:
-        from edgeseg import bench as bench_mod
 
-        print(
-            f"[5/{steps}] benchmarking the fused kernels against numpy+OpenCV and torch ...",
-            flush=True,
+@dataclass
+class DemoConfig:
+    """Sizes of the demo; ``quick()`` is the seconds-long variant the tests run."""
+
+    dataset_size: int = 160
+    image_size: int = 256
+    train_minutes: float = 3.0
+    model_kwargs: Optional[dict] = None
+    calib_images: int = 64
+    video_frames: int = 150
+    fps: float = 15.0
+    speed: int = 8
+    threads: int = 2
+    build_engine: bool = True
+
+    @classmethod
+    def quick(cls) -> DemoConfig:
+        return cls(
+            dataset_size=16,
+            image_size=64,
+            train_minutes=0.25,
+            model_kwargs={"width": 0.25, "depth": 3},
+            calib_images=8,
+            video_frames=24,
+            speed=4,
+            build_engine=False,
         )
-        report, _ = bench_mod.run(["--quick"] if quick else [])
-        table = bench_mod.format_table(report)
-        (out_dir / "bench.md").write_text(table + "\n")
-        summary["files"].append("bench.md")
-        print(table)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"wrote {', '.join(summary['files'])} and summary.json to {out_dir}/")
+
+
+class _Steps:
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+        self.times: dict[str, float] = {}
+        self._t = self.t0
+        self._name = ""
+
+    def __call__(self, text: str) -> None:
+        self._close()
+        self.n += 1
+        self._name = text
+        print(f"[{self.n}/{self.total}] {text} ...", flush=True)
+
+    def _close(self) -> None:
+        now = time.perf_counter()
+        if self._name:
+            self.times[self._name] = round(now - self._t, 1)
+        self._t = now
+
+    def done(self) -> float:
+        self._close()
+        return time.perf_counter() - self.t0
+
+
+def say(text: str) -> None:
+    print(f"      {text}", flush=True)
+
+
+def _train(ds: Path, run: Path, cfg: DemoConfig) -> dict:
+    from edgeseg.train import TrainConfig, train
+
+    tc = TrainConfig(
+        data=str(ds),
+        out=str(run),
+        size=cfg.image_size,
+        time_limit=cfg.train_minutes,
+        workers=0,
+        progress=sys.stderr.isatty(),
+    )
+    if cfg.model_kwargs:
+        tc.model_kwargs = dict(cfg.model_kwargs)
+    return train(tc, log=say)
+
+
+def _quantize(fp32: Path, ds: Path, out: Path, cfg: DemoConfig) -> dict:
+    from edgeseg.quant import quantize
+
+    return quantize(
+        fp32,
+        ds,
+        out,
+        precision="int8",
+        target="cpu",
+        calib_images=cfg.calib_images,
+        threads=cfg.threads,
+        latency_runs=10,
+        log=say,
+    )
+
+
+def _engine(onnx_path: Path, out: Path) -> tuple[Optional[dict], str]:
+    try:
+        from edgeseg.engine import build_engine, load_tensorrt
+
+        load_tensorrt()
+    except EdgesegError as e:
+        return None, f"TensorRT engine skipped: {e}"
+    try:
+        m = build_engine(onnx_path, out, precision="fp16", log=say)
+    except EdgesegError as e:
+        return None, f"TensorRT engine build failed: {e}"
+    return m, (
+        f"TensorRT engine built with {m['tensorrt']['module']} {m['tensorrt']['version']} "
+        f"({m['precision']}); on this machine without a GPU it is not run — the camera loop "
+        "uses ONNX Runtime"
+    )
+
+
+class _Collector:
+    """on_result callback: scores the loop's class maps against the video's ground truth and
+    keeps a few NG results for the report's examples."""
+
+    def __init__(self, gt: np.ndarray, num_classes: int, keep: int = 4) -> None:
+        from edgeseg.metrics import ConfusionMatrix
+
+        self.gt, self.cm, self.keep = gt, ConfusionMatrix(num_classes), keep
+        self.examples: list = []
+        self.timings: dict[str, list] = {}
+
+    def __call__(self, item) -> None:
+        i = item.frame.index
+        if 0 <= i < len(self.gt):
+            self.cm.update(item.result.class_map, self.gt[i])
+        for k, v in item.result.timings.items():
+            self.timings.setdefault(k, []).append(v)
+        ng = item.verdict is not None and not item.verdict.ok
+        if ng and len(self.examples) < self.keep and i % 10 == 0:
+            self.examples.append(item)
+
+
+def _write_examples(out: Path, items) -> list[tuple[str, str]]:
+    import cv2
+
+    figs = []
+    for it in items:
+        name = f"example_{it.frame.index:05d}"
+        both = np.concatenate(
+            [it.result.overlay(0.5), it.result.overlay(0.6, show_confidence="heatmap")], axis=1
+        )
+        cv2.imwrite(str(out / "report_assets" / f"{name}.png"), both)
+        figs.append(
+            (
+                f"frame {it.frame.index}: {'; '.join(it.verdict.reasons)} — left: classes, "
+                "right: confidence (blue unsure … red sure)",
+                f"report_assets/{name}.png",
+            )
+        )
+    return figs
+
+
+def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
+    """Runs every step into ``out_dir``; returns the summary (also ``summary.json``)."""
+    import yaml
+
+    from edgeseg import data
+    from edgeseg.camera import CameraLoop
+    from edgeseg.data.video import synth_inspection_video
+    from edgeseg.export import export_onnx
+    from edgeseg.report import load_jsonl, write_report
+    from edgeseg.rules import Rules
+    from edgeseg.runtime import Segmenter
+
+    cfg = cfg or DemoConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report_assets").mkdir(exist_ok=True)
+    notes: list[str] = []
+    step = _Steps(8)
+
+    step(
+        f"synthesizing the defect dataset ({cfg.dataset_size} images, {cfg.image_size}²) "
+        "and checking its labels"
+    )
+    ds = data.synth(
+        out / "dataset",
+        task="defects",
+        n=cfg.dataset_size,
+        size=cfg.image_size,
+        seed=0,
+        overwrite=True,
+        progress=False,
+    )
+    qa = data.check(ds, workers=1, progress=False)
+    (out / "qa.json").write_text(json.dumps(qa, indent=2) + "\n")
+    say(
+        f"{qa['num_images']} images; QA: {len(qa['errors'])} errors, {len(qa['warnings'])} warnings"
+    )
+
+    step(f"training the default model for {cfg.train_minutes:g} min on the CPU")
+    run = out / "run"
+    metrics = _train(ds, run, cfg)
+    say(f"best val mIoU {metrics.get('best_miou', 0):.3f} after {metrics.get('epochs_run')} epochs")
+
+    step("exporting ONNX (parity-checked against torch)")
+    models = out / "models"
+    fp32 = models / "model.onnx"
+    exp = export_onnx(run, fp32, log=None)
+    say(
+        f"{fp32} ({exp['bytes'] / 1e6:.1f} MB), max |Δlogit| vs torch "
+        f"{exp['parity']['max_abs_diff']:.2e}"
+    )
+
+    step("quantizing INT8 (calibrated on the training images, gated on validation mIoU)")
+    int8 = models / "model.int8.onnx"
+    try:
+        q = _quantize(fp32, ds, int8, cfg)
+    except EdgesegError as e:
+        q = None
+        notes.append(f"INT8 quantization failed: {e}")
+    model_for_loop = int8 if q and q.get("passed") else fp32
+    if q and not q.get("passed"):
+        notes.append(f"INT8 gate failed ({q.get('reason')}); the loop runs the FP32 model")
+
+    step("building a TensorRT engine")
+    if cfg.build_engine:
+        _, note = _engine(fp32, models / "model.engine")
+    else:
+        note = "TensorRT engine skipped (quick demo)"
+    say(note)
+    notes.append(note)
+
+    step(f"synthesizing the inspection video ({cfg.video_frames} frames)")
+    video = synth_inspection_video(
+        out / "inspection.mp4",
+        frames=cfg.video_frames,
+        height=cfg.image_size,
+        width=cfg.image_size,
+        speed=cfg.speed,
+        fps=cfg.fps,
+        seed=2024,
+    )
+    gt = np.load(video["ground_truth"])["masks"]
+
+    step(
+        f"camera loop: {model_for_loop.name} on the video, rules, overlay video, verdict log, "
+        "NG archive"
+    )
+    (out / "rules.yaml").write_text(yaml.safe_dump(DEMO_RULES, sort_keys=False))
+    seg = Segmenter(model_for_loop, threads=cfg.threads, overlay_alpha=0.5)
+    rules = Rules.from_file(out / "rules.yaml", classes=seg.classes)
+    collect = _Collector(gt, len(seg.classes))
+    results = out / "results.jsonl"
+    for stale in (results, out / "overlay.mp4"):
+        stale.unlink(missing_ok=True)
+    loop = CameraLoop(
+        video["path"],
+        seg,
+        rules=rules,
+        drop="none",
+        on_result=collect,
+        sinks=[f"video:{out / 'overlay.mp4'}", f"jsonl:{results}", f"archive:{out / 'archive'}"],
+    )
+    stats = loop.run()
+    records = load_jsonl(results)
+    from edgeseg.metrics import summarize
+
+    video_scores = summarize(collect.cm, seg.class_names)
+    n_ng = sum(r["verdict"] == "NG" for r in records)
+    say(
+        f"{stats['frames']} frames at {stats['fps_mean']:.1f} FPS; {n_ng} NG; video mIoU vs "
+        f"ground truth {video_scores['miou']:.3f}"
+    )
+
+    step("writing report.html")
+    seg_stages = {
+        k: {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99))}
+        for k, v in collect.timings.items()
+    }
+    examples = _write_examples(out, collect.examples)
+    elapsed = step.done()
+    artifacts = [
+        ("overlay video of the camera loop", "overlay.mp4"),
+        ("one JSON record per frame: counts, area fractions, verdict, reasons", "results.jsonl"),
+        ("NG archive: original, overlay, mask, JSON per NG frame", "archive"),
+        ("the inspection rules", "rules.yaml"),
+        ("the synthesized inspection video", "inspection.mp4"),
+        ("FP32 ONNX model with its metadata", "models/model.onnx"),
+        ("training run: checkpoints, metrics, config", "run"),
+        ("dataset QA report", "qa.json"),
+    ]
+    if model_for_loop == int8:
+        artifacts.append(("INT8 model", "models/model.int8.onnx"))
+    if q:
+        artifacts.append(("quantization report", "models/quant_report.json"))
+    if (models / "model.engine").exists():
+        artifacts.append(("TensorRT engine manifest", "models/model.engine.json"))
+    summary_lines = [
+        f"Demo of {time.strftime('%Y-%m-%d %H:%M')}: {elapsed:.0f} s on this machine. "
+        f"Steps (s): " + ", ".join(f"{k.split(' (')[0]} {v}" for k, v in step.times.items()),
+        f"Camera loop on {model_for_loop.name}: {stats['frames']} frames, "
+        f"{stats['fps_mean']:.1f} FPS, {n_ng} NG; segmentation of the video vs its ground "
+        f"truth: mIoU {video_scores['miou']:.3f} ("
+        + ", ".join(
+            f"{k} {v:.2f}" for k, v in video_scores["per_class_iou"].items() if v is not None
+        )
+        + ").",
+    ]
+    report = write_report(
+        out,
+        summary=summary_lines,
+        dataset_qa=qa,
+        training_metrics=metrics,
+        quant_report=q,
+        loop_stats={**stats, "segmenter_ms": seg_stages},
+        examples=examples,
+        records=records,
+        artifacts=artifacts,
+        notes=notes,
+    )
+    summary = {
+        "seconds": round(elapsed, 1),
+        "steps_s": step.times,
+        "train_best_miou": metrics.get("best_miou"),
+        "int8": None if not q else {"passed": q.get("passed"), "drop": q.get("miou_drop_points")},
+        "loop": {"frames": stats["frames"], "fps": stats["fps_mean"], "ng": n_ng},
+        "video_miou": video_scores["miou"],
+        "report": str(report),
+        "notes": notes,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"done in {elapsed:.0f} s: open {report}", flush=True)
     return summary
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="edgeseg demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--no-bench", action="store_true", help="skip the benchmark table")
-    parser.add_argument("--quick", action="store_true", help="fewer benchmark repeats")
-    args = parser.parse_args(argv)
+    ap = argparse.ArgumentParser(prog="edgeseg demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    ap.add_argument("--quick", action="store_true", help="a seconds-long run (tiny sizes)")
+    ap.add_argument("--train-minutes", type=float, help="training budget (default 3)")
+    ap.add_argument("--frames", type=int, help="video frames (default 150)")
+    args = ap.parse_args(argv)
+    cfg = DemoConfig.quick() if args.quick else DemoConfig()
+    if args.train_minutes is not None:
+        cfg.train_minutes = args.train_minutes
+    if args.frames is not None:
+        cfg.video_frames = args.frames
     try:
-        run_demo(Path(args.out), bench=not args.no_bench, quick=args.quick)
+        run_demo(Path(args.out), cfg)
     except EdgesegError as e:
         print(f"edgeseg demo: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,3 +79,16 @@ def tiny_run(tmp_path_factory):
     cfg = TrainConfig(data=str(ds), out=str(base / "run"), **copy.deepcopy(TINY_TRAIN))
     train(cfg, log=lambda *a: None)
     return ds, base / "run"
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_run, tmp_path_factory):
+    """Path of the shared tiny run exported to ONNX (64², dynamic batch): the model the
+    runtime, camera-loop and line-integration tests run."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from edgeseg.export import export_onnx
+
+    out = tmp_path_factory.mktemp("tiny_onnx") / "tiny.onnx"
+    export_onnx(tiny_run[1], out, dynamic_batch=True, log=None)
+    return out

@@ -1,14 +1,13 @@
-"""The benchmark harness and the demo produce sane, checkable output."""
+"""The benchmark harness produces sane, checkable output (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgeseg import bench, demo, kernels
+from edgeseg import bench, kernels
 
 
 def test_bench_json_rows_and_ratios(capsys):
@@ -40,22 +39,3 @@ def test_numpy_opencv_peer_agrees_with_kernel():
     np.testing.assert_allclose(ours.confidence, conf, atol=1e-4)
     assert np.abs(ours.overlay.astype(int) - ov).max() <= 1 or (ours.class_map != cm).any()
     assert np.abs(ours.counts - counts).sum() <= 2 * (ours.class_map != cm).sum()
-
-
-def test_demo_writes_overlay_and_summary(tmp_path: Path):
-    cv2 = pytest.importorskip("cv2")
-    summary = demo.run_demo(tmp_path, bench=False, dataset_size=8)
-    frame = cv2.imread(str(tmp_path / "frame.png"))
-    overlay = cv2.imread(str(tmp_path / "overlay.png"))
-    assert frame.shape == overlay.shape == (720, 1280, 3)
-    assert (frame != overlay).any(axis=2).mean() > 0.2  # the part and defects are tinted
-    assert summary["pixel_accuracy_vs_ground_truth"] > 0.97
-    classes = summary["classes"]
-    assert sum(v["pixels"] for v in classes.values()) == 720 * 1280
-    assert classes["scratch"]["pixels"] > 0 and classes["dent"]["pixels"] > 0
-    qa = json.loads((tmp_path / "qa.json").read_text())
-    assert qa["num_images"] == summary["dataset"]["num_images"] == 8
-    assert qa["errors"] == []
-    assert len(list((tmp_path / "dataset" / "images").rglob("*.png"))) == 8
-    saved = json.loads((tmp_path / "summary.json").read_text())
-    assert saved["classes"] == classes

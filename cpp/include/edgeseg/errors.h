@@ -12,6 +12,12 @@ public:
     using std::runtime_error::runtime_error;
 };
 
+/// A TensorRT call failed; the message carries TensorRT's logged errors.
+class TensorRTError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 /// Throws std::invalid_argument with `message` unless `condition` holds.
 inline void require(bool condition, const std::string& message) {
     if (!condition) {

@@ -1,0 +1,194 @@
+"""Inference backends behind one small interface, and the one function that picks one.
+
+``Backend.infer(blob) -> logits``: ``blob`` is the ``(N, 3, H, W)`` float32 input from the
+fused preprocess, the result the ``(N, C, h, w)`` float32 logits for the fused postprocess.
+The returned array is the backend's reused output buffer: consume it before the next call.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from edgeseg.errors import DeviceUnavailableError, InvalidArgumentError, ModelError
+from edgeseg.runtime.model_info import ModelInfo
+
+__all__ = ["BACKENDS", "Backend", "OrtBackend", "create_backend", "tensorrt_available"]
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+
+
+class Backend:
+    """One loaded model on one device."""
+
+    name = "backend"
+    #: Largest batch one ``infer`` call takes (None: any).
+    max_batch: Optional[int] = None
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        """Releases the model; safe to call twice."""
+
+
+def _batch_dim(shape) -> Optional[int]:
+    d = shape[0] if shape else None
+    return d if isinstance(d, int) and d > 0 else None
+
+
+class OrtBackend(Backend):
+    """ONNX Runtime: the CPU execution provider (``threads`` intra-op threads), or CUDA /
+    TensorRT execution providers when the installed onnxruntime has them and ``device`` is a
+    GPU index. Inputs and outputs go through I/O binding into a reused output buffer."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        threads: Optional[int] = None,
+        device: Optional[int] = 0,
+        providers: Optional[list] = None,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(
+                f"{info.path}: the ONNX Runtime backend needs onnxruntime "
+                "(pip install onnxruntime, or onnxruntime-gpu on a CUDA machine)"
+            ) from None
+        self._ort = ort
+        opts = ort.SessionOptions()
+        if threads is not None:
+            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                raise InvalidArgumentError(f"threads: expected an int >= 1, got {threads!r}")
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = []
+            if device is not None and "CUDAExecutionProvider" in available:
+                providers.append(("CUDAExecutionProvider", {"device_id": int(device)}))
+            providers.append("CPUExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(info.path), opts, providers=providers)
+        except Exception as e:
+            raise ModelError(
+                f"{info.path}: onnxruntime cannot load the model ({type(e).__name__}: "
+                f"{str(e).strip()[:300]}); is the file truncated? Re-export it with "
+                "`edgeseg export`"
+            ) from None
+        self.providers = self.session.get_providers()
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) < 1:
+            raise ModelError(
+                f"{info.path}: expected one input (images) and a logits output, got inputs "
+                f"{[i.name for i in inputs]} and outputs {[o.name for o in outputs]}"
+            )
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.max_batch = _batch_dim(inputs[0].shape)
+        out_shape = outputs[0].shape
+        if len(out_shape) != 4:
+            raise ModelError(f"{info.path}: logits must be N×C×h×w, the model gives {out_shape}")
+        c = out_shape[1]
+        if isinstance(c, int) and c != info.num_classes:
+            raise ModelError(
+                f"{info.path}: the network outputs {c} classes but its metadata lists "
+                f"{info.num_classes} ({info.class_names}); the metadata does not belong to "
+                "this graph — re-export the model with `edgeseg export`"
+            )
+        self._on_cpu = self.providers[0] == "CPUExecutionProvider"
+        self._out_shape = out_shape
+        self._buffers: dict[tuple, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def _output_buffer(self, blob: np.ndarray) -> Optional[np.ndarray]:
+        n = blob.shape[0]
+        dims = list(self._out_shape)
+        dims[0] = n
+        if not all(isinstance(d, int) and d > 0 for d in dims):
+            return None  # symbolic output size: let ONNX Runtime allocate
+        key = tuple(dims)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = np.empty(key, np.float32)
+        return buf
+
+    def infer(self, blob: np.ndarray) -> np.ndarray:
+        blob = np.ascontiguousarray(blob, dtype=np.float32)
+        with self._lock:
+            if not self._on_cpu:
+                return self.session.run([self.output_name], {self.input_name: blob})[0]
+            binding = self.session.io_binding()
+            binding.bind_cpu_input(self.input_name, blob)
+            out = self._output_buffer(blob)
+            if out is None:
+                binding.bind_output(self.output_name, "cpu")
+                self.session.run_with_iobinding(binding)
+                return binding.copy_outputs_to_cpu()[0]
+            binding.bind_output(
+                self.output_name, "cpu", 0, np.float32, list(out.shape), out.ctypes.data
+            )
+            self.session.run_with_iobinding(binding)
+            return out
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "providers": list(self.providers)}
+
+    def close(self) -> None:
+        self.session = None
+        self._buffers.clear()
+
+
+def tensorrt_available() -> tuple[bool, str]:
+    """Whether the C++ TensorRT backend was compiled into this core, and why not."""
+    from edgeseg import _core
+
+    info = _core.build_info()
+    if not info.get("tensorrt"):
+        return False, (
+            "the native core was built without TensorRT (TensorRT headers/libraries not found "
+            "at build time; on Jetson install JetPack's TensorRT and rebuild with "
+            "EDGESEG_ENABLE_TENSORRT=ON)"
+        )
+    ok, reason = _core.cuda_available()
+    if not ok:
+        return False, f"CUDA is unusable here: {reason}"
+    return True, ""
+
+
+def create_backend(
+    info: ModelInfo, backend: str = "auto", device: Optional[int] = 0, threads=None
+) -> Backend:
+    """The backend for ``info``: ``auto`` takes TensorRT for an ``.engine`` and ONNX Runtime
+    for an ``.onnx``; an explicit choice that cannot run here raises with the reason."""
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        backend = "tensorrt" if info.kind == "engine" else "onnxruntime"
+    if backend == "onnxruntime":
+        if info.kind != "onnx":
+            raise InvalidArgumentError(
+                f"{info.path}: backend='onnxruntime' needs the .onnx model, not a TensorRT "
+                "engine; pass the ONNX file (or backend='tensorrt')"
+            )
+        return OrtBackend(info, threads=threads, device=device)
+    if info.kind != "engine":
+        raise InvalidArgumentError(
+            f"{info.path}: backend='tensorrt' runs a TensorRT engine; build one with `edgeseg "
+            f"build {Path(info.path).name} -o {Path(info.path).stem}.engine`"
+        )
+    ok, reason = tensorrt_available()
+    if not ok:
+        raise DeviceUnavailableError(f"{info.path}: cannot run a TensorRT engine here: {reason}")
+    from edgeseg.runtime.trt_backend import TensorRTBackend
+
+    return TensorRTBackend(info, device=0 if device is None else int(device))
