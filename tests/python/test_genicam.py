@@ -371,6 +371,7 @@ def test_a_late_frame_never_takes_the_next_triggers_id(camera):
 def test_line_trigger_is_configured_and_free_run_has_no_software_trigger(camera):
     with GenICamSource(f"genicam://{camera.device_id}?trigger=line0") as src:
         assert src.hardware_trigger and not src.supports_trigger
+        assert not src.live  # so the camera loop takes every frame instead of the newest
         assert (src.device_info["trigger_mode"], src.device_info["trigger_source"]) == (
             "On",
             "Line0",

@@ -34,7 +34,7 @@ __all__ = [
 #: What to install, for error messages.
 INSTALL_HINT = (
     "on Debian/Ubuntu: sudo apt-get install python3-gi gir1.2-aravis-0.8 "
-    "(+ aravis-tools for arv-fake-gv-camera-0.8 and arv-tool-0.8); elsewhere: Aravis 0.8 with "
+    "(+ aravis-tools for the arv-fake-gv-camera-0.8 simulator); elsewhere: Aravis 0.8 with "
     "its introspection data and `pip install PyGObject`"
 )
 

@@ -48,9 +48,12 @@ class GenICamSource(Source):
         self.device_id, self.options = parse_genicam_uri(self.uri, **options)
         trig = self.options["trigger"]
         self.supports_trigger = trig == "software"
-        #: True for a hardware line trigger: every frame counts, a loop should not drop any.
+        #: True for a hardware line trigger: every frame is a part, none may be dropped.
         self.hardware_trigger = trig.startswith("line")
-        self.live = True  # a camera: frames keep coming, the loop may drop to stay current
+        #: The camera loop drops frames of live sources to stay current (drop="latest"); a
+        #: line-triggered camera is not "live" in that sense: the loop waits for every frame,
+        #: which stays queued in Aravis's buffers meanwhile, and processes them in order.
+        self.live = not self.hardware_trigger
         self._aravis: Any = None
         self._glib: Any = None
         self._cam: Any = None
