@@ -62,7 +62,8 @@ class GenICamSource(Source):
         self._cv = threading.Condition(self._lock)
         self._closed = True
         self._reconnecting: Optional[threading.Thread] = None
-        # software triggers fired and not yet matched to a frame: (trigger id, host time ns)
+        # software triggers not yet matched to a frame:
+        # (trigger id, host time ns when fired, frames the stream had received by then)
         self._pending: collections.deque = collections.deque()
         self._index = 0
         self._in_pop = 0  # readers inside timeout_pop_buffer
@@ -267,6 +268,9 @@ class GenICamSource(Source):
             self._counts["lost_frames"] += lost
             index = self._index + lost
             self._index = index + 1
+            for _ in range(min(lost, len(self._pending))):  # one trigger per lost frame
+                self._pending.popleft()
+                self._counts["triggers_lost"] += 1
             trigger_id = None
             if self._pending and host_ns >= self._pending[0][1] - _CLOCK_SLACK_NS:
                 trigger_id = self._pending.popleft()[0]
@@ -310,11 +314,13 @@ class GenICamSource(Source):
     def fire_trigger(self, trigger_id: str) -> None:
         """Fires the camera's software trigger; the frame it produces carries ``trigger_id``.
 
-        One trigger is in flight at a time: while the previous one's frame has not been read,
-        this waits for it up to ``trigger_timeout`` s and then counts it as missed (a busy
-        camera may ignore a trigger). A frame that began arriving before the pending trigger
-        was fired (a missed trigger's frame read late) is delivered without a ``trigger_id``
-        and counted as ``untriggered_frames``, so no frame carries another trigger's id.
+        Triggers may come faster than frames are read (the frames wait in Aravis's buffers, in
+        order, each tagged with its own trigger), but one is in flight at a time: a camera busy
+        with a frame may ignore a trigger, so this first waits until the previous trigger's
+        frame has arrived (up to ``trigger_timeout`` s; after that it counts it as missed —
+        keep the timeout above exposure + readout + transfer). A frame that began arriving
+        before the oldest pending trigger was fired (a missed trigger's late frame) comes
+        without a ``trigger_id`` and counts as ``untriggered_frames``.
         SourceError without ``trigger=software`` or while the camera is disconnected.
         """
         if not self.supports_trigger:
@@ -323,13 +329,7 @@ class GenICamSource(Source):
                 f"(now trigger={self.options['trigger']})"
             )
         with self._cv:
-            if self._pending:
-                self._cv.wait_for(
-                    lambda: not self._pending or self._closed, self.options["trigger_timeout"]
-                )
-            if self._pending:
-                self._counts["triggers_missed"] += len(self._pending)
-                self._pending.clear()
+            self._await_previous_frame()
             cam = self._cam
             if cam is None:
                 self._counts["triggers_lost"] += 1
@@ -337,7 +337,7 @@ class GenICamSource(Source):
                     f"{self.uri}: trigger {trigger_id} not fired: camera "
                     + ("closed" if self._closed else "disconnected, reconnecting")
                 )
-            self._pending.append((trigger_id, time.time_ns()))
+            self._pending.append((trigger_id, time.time_ns(), self._arrivals()))
             self._counts["triggers"] += 1
         try:
             cam.software_trigger()
@@ -347,6 +347,33 @@ class GenICamSource(Source):
                 self._counts["triggers_lost"] += 1
             self._lost(f"software trigger failed: {exc.message}")
             raise SourceError(f"{self.uri}: trigger {trigger_id} failed: {exc.message}") from exc
+
+    def _await_previous_frame(self) -> None:
+        """(Lock held.) Waits until the newest pending trigger's frame has arrived."""
+        if not self._pending or self._pending[-1][2] is None:
+            return
+        prev = self._pending[-1]
+        end = time.monotonic() + self.options["trigger_timeout"]
+        while not self._closed and self._pending and self._pending[-1] is prev:
+            got = self._arrivals()
+            if got is None or got > prev[2]:
+                return
+            left = end - time.monotonic()
+            if left <= 0:
+                self._pending.pop()
+                self._counts["triggers_missed"] += 1
+                return
+            self._cv.wait(min(left, 0.005))  # Aravis's counters change without a signal
+
+    def _arrivals(self) -> Optional[int]:
+        """(Lock held.) Frames the current stream has received, complete or failed."""
+        if self._stream is None:
+            return None
+        get = self._stream.get_info_uint64_by_name
+        try:
+            return int(get("n_completed_buffers")) + int(get("n_failures"))
+        except Exception:  # an Aravis without these infos: no pacing, mapping by order only
+            return None
 
     # -- statistics --------------------------------------------------------------------------
 
