@@ -17,11 +17,13 @@ from edgeseg.errors import (
     SourceError,
     TrainingError,
 )
+from edgeseg.rules import Rules
 from edgeseg.runtime import Segmenter, SegResult
 
 __version__: str = build_info()["version"]
 
 __all__ = [
+    "CameraLoop",
     "CudaError",
     "DatasetError",
     "DeviceUnavailableError",
@@ -34,8 +36,18 @@ __all__ = [
     "Segmenter",
     "SinkError",
     "SourceError",
+    "Rules",
     "TrainingError",
     "__version__",
     "build_info",
     "kernels",
 ]
+
+
+def __getattr__(name: str):
+    # the camera loop loads on first use: `import edgeseg` stays light (no OpenCV, no sinks)
+    if name == "CameraLoop":
+        from edgeseg.camera.loop import CameraLoop
+
+        return CameraLoop
+    raise AttributeError(f"module 'edgeseg' has no attribute {name!r}")

@@ -64,6 +64,7 @@ DELEGATED = {
     "build": ("edgeseg.engine.cli", "build a TensorRT engine (+ manifest) from an ONNX model"),
     "cameras": ("edgeseg.camera.cameras_cli", "list GenICam (GigE/USB3 Vision) cameras, features"),
     "predict": ("edgeseg.runtime.cli", "segment image files: masks, overlays, confidence, JSON"),
+    "run": ("edgeseg.camera.cli", "run a model on a camera/stream/video, results to sinks"),
 }
 
 

@@ -12,6 +12,12 @@ Contract shared by every source (files, V4L2, streams, synthetic, GenICam) and b
   that the loop merges into its own stats.
 - A source that supports a software trigger sets ``supports_trigger = True`` and implements
   ``fire_trigger(trigger_id)``: the next frame it delivers carries ``meta["trigger_id"]``.
+- ``live`` (default True): a camera or stream whose frames go stale; the loop's
+  ``drop="latest"`` skips to the newest frame of live sources only (files, folders and unpaced
+  synthetic scenes set it False and are never skipped).
+- ``FrameDropped(kind="timeout")`` from ``read(timeout)`` means "no frame within the timeout"
+  (e.g. while reconnecting): the loop asks again and counts nothing; other kinds
+  (``corrupt``, ``incomplete``, ...) are counted as bad frames.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class Source:
 
     uri: str = ""
     supports_trigger: bool = False
+    live: bool = True
 
     def open(self) -> None:
         """Opens the device/stream/file; raises SourceError naming the URI and the fix."""

@@ -1,10 +1,22 @@
-"""Sinks: where each processed frame of the camera loop goes (see :mod:`edgeseg.sinks.base`).
+"""Sinks: where each processed frame goes. ``open_sink("jsonl:out.jsonl")``.
 
-Importing this package registers the built-in sink kinds with :func:`open_sink` (paho-mqtt
-and asyncua are imported only when an MQTT or OPC UA sink opens).
+Every module of this package registers its sink kinds on import; importing the package
+imports them all (a module whose optional dependency is missing is skipped here and says
+what to install when its sink is asked for).
 """
 
-from edgeseg.sinks import mqtt, opcua, serve, webhook  # noqa: F401 - register their kinds
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
 from edgeseg.sinks.base import LoopItem, Sink, make_record, open_sink, register_sink, sink_kinds
 
 __all__ = ["LoopItem", "Sink", "make_record", "open_sink", "register_sink", "sink_kinds"]
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "base" and not _mod.name.startswith("_"):
+        try:
+            importlib.import_module(f"{__name__}.{_mod.name}")
+        except ImportError:
+            pass

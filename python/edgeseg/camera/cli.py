@@ -1,0 +1,155 @@
+"""``edgeseg run``: a model on a camera, stream, video or folder, results to sinks."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Optional
+
+from edgeseg.errors import EdgesegError
+
+EPILOG = """\
+sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., http(s)://..., tcp://...,
+  gst:<pipeline ! appsink>, a video file, an image folder or glob ('shots/*.png'),
+  synthetic://?fps=30 (moving test scene)
+sinks: jsonl:FILE or jsonl:- (one JSON record per frame), video:out.mp4,
+  images:DIR[?what=overlay,mask,confidence&every=N&only=ng], window,
+  and those of the line integration (mqtt://, webhook:, opcua:, archive:) when installed
+
+examples:
+  edgeseg run --model model.onnx --source rtsp://cam/stream --sink jsonl:- --serve 127.0.0.1:8080
+  edgeseg run --model model.onnx --source line.mp4 --sink video:out.mp4 --max-frames 500 --json
+Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed and the final stats printed.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edgeseg run",
+        description="Run a segmentation model on a live source and send every result to sinks.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", required=True, help="model file (.onnx, or a TensorRT .engine)")
+    p.add_argument("--source", required=True, help="camera/stream URI, video file or folder")
+    p.add_argument(
+        "--sink", action="append", default=[], metavar="SPEC", help="a sink spec (repeatable)"
+    )
+    p.add_argument("--serve", metavar="ADDR", help="browser live view at ADDR (127.0.0.1:8080)")
+    p.add_argument("--token", help="access token the live view requires")
+    p.add_argument("--rules", metavar="FILE", help="inspection rules (YAML) for OK/NG verdicts")
+    p.add_argument("--max-frames", type=int, help="stop after N processed frames")
+    p.add_argument("--max-fps", type=float, help="process at most this many frames per second")
+    p.add_argument(
+        "--drop",
+        choices=("latest", "none"),
+        default="latest",
+        help="live sources: skip to the newest frame when busy (latest) or queue (none)",
+    )
+    p.add_argument("--loop", action="store_true", help="restart a video file or folder at its end")
+    p.add_argument("--backend", default="auto", help="inference backend (auto, ort, tensorrt)")
+    p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument("--stats-every", type=float, default=5.0, help="live stats period (s), 0=off")
+    p.add_argument("--json", action="store_true", help="final stats as JSON on stdout")
+    return p
+
+
+def _sinks(args: argparse.Namespace) -> list:
+    from edgeseg.sinks import open_sink
+
+    sinks = [open_sink(s) for s in args.sink]
+    if args.serve:
+        if importlib.util.find_spec("edgeseg.sinks.serve") is None:
+            raise EdgesegError(
+                "--serve: the browser live view (edgeseg.sinks.serve) is not part of this "
+                "installation; use --sink images:DIR or --sink video:FILE meanwhile"
+            )
+        sinks.append(open_sink(f"serve:{args.serve}", token=args.token))
+    elif args.token:
+        raise EdgesegError("--token protects the live view: give --serve ADDR with it")
+    return sinks
+
+
+def _rules(path: Optional[str], segmenter):
+    if not path:
+        return None
+    try:
+        from edgeseg.rules import Rules  # type: ignore[attr-defined]
+    except ImportError:
+        raise EdgesegError(
+            f"--rules {path}: inspection rules (edgeseg.rules.Rules) are not part of this "
+            "installation"
+        ) from None
+    return Rules.from_file(path, segmenter.classes)
+
+
+def _source(args: argparse.Namespace):
+    from edgeseg.camera import open_source
+
+    return open_source(args.source, loop=True) if args.loop else open_source(args.source)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from edgeseg.camera import CameraLoop
+    from edgeseg.camera.stats import format_stats
+
+    try:
+        from edgeseg.runtime import Segmenter
+
+        source = _source(args)
+        segmenter = Segmenter(args.model, backend=args.backend, threads=args.threads)
+        loop = CameraLoop(
+            source,
+            segmenter,
+            sinks=_sinks(args),
+            rules=_rules(args.rules, segmenter),
+            drop=args.drop,
+            max_fps=args.max_fps,
+            max_frames=args.max_frames,
+        )
+    except (EdgesegError, ImportError) as e:
+        print(f"edgeseg run: {e}", file=sys.stderr)
+        return 2
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    status = 0
+    try:
+        loop.start()
+        print(f"edgeseg run: {args.source} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
+        waited = 0.0
+        while not loop.join(0.2) and not stop.is_set():
+            waited += 0.2
+            if args.stats_every and waited >= args.stats_every:
+                waited = 0.0
+                print(format_stats(loop.stats.snapshot()), file=sys.stderr)
+        final = loop.stop()
+        if loop.error is not None:
+            print(f"edgeseg run: stopped by an error: {loop.error}", file=sys.stderr)
+            status = 1
+    except EdgesegError as e:
+        print(f"edgeseg run: {e}", file=sys.stderr)
+        loop.stop()
+        return 1
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    final["stopped_by"] = "signal" if stop.is_set() else ("error" if status else "end")
+    print(format_stats(final), file=sys.stderr)
+    if args.json:
+        print(json.dumps(final, indent=2, default=str))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

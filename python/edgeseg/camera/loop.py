@@ -1,0 +1,445 @@
+"""``CameraLoop``: capture → inference (+ rules) → sinks, each in its own thread.
+
+::
+
+    from edgeseg import CameraLoop, Segmenter
+    seg = Segmenter("model.onnx")
+    with CameraLoop("rtsp://cam/stream", seg, sinks=["jsonl:out.jsonl"]) as loop:
+        for item in loop:                       # LoopItem: frame, result, verdict, record, stats
+            print(item.record["counts"], item.stats["fps"])
+
+The three stages hand frames on through bounded queues. With ``drop="latest"`` (default)
+a live source's capture thread keeps only the newest frame when inference is busy, so the
+result is never older than one inference; every skipped frame counts in ``dropped``. With
+``drop="none"`` (and always for files, folders and unpaced synthetic scenes) capture waits.
+The inference thread runs ``segmenter.predict`` and ``rules.evaluate``; the sink thread
+writes every sink, calls ``on_result`` and feeds the iterator. A failing sink or callback
+is counted per sink (``stats["sinks"]``) and reported, and the loop goes on.
+
+Trigger mode (``trigger=``): one frame per trigger id (see :mod:`edgeseg.camera.trigger`);
+the frame carries ``meta["trigger_id"]`` and ``trigger.done(id, record)`` follows its sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from typing import Callable, Optional, Union
+
+from edgeseg.camera._queues import _END, _POLL, BlockingSlot, LatestSlot
+from edgeseg.camera.frame import Frame, FrameDropped, Source, open_source
+from edgeseg.camera.stats import LoopStats
+from edgeseg.camera.trigger import Trigger
+from edgeseg.errors import InvalidArgumentError, SinkError, SourceError
+from edgeseg.sinks.base import LoopItem, Sink, make_record, open_sink
+
+__all__ = ["CameraLoop"]
+
+log = logging.getLogger("edgeseg.camera")
+
+_JOIN = 10.0  # s: the longest stop() waits for one thread
+
+
+class CameraLoop:
+    """Runs a segmenter on a source and hands every result to sinks (module docstring).
+
+    ``source``: a URI or a :class:`~edgeseg.camera.frame.Source`; ``segmenter``: anything
+    with ``predict(frame_bgr) -> SegResult`` (an :class:`edgeseg.Segmenter`); ``sinks``:
+    specs (``"jsonl:out.jsonl"``) or :class:`~edgeseg.sinks.base.Sink` objects; ``rules``:
+    anything with ``evaluate(result) -> Verdict``; ``on_result(item)``: a callback from the
+    sink thread; ``max_fps``: cap on processed frames per second; ``trigger``: a
+    :class:`~edgeseg.camera.trigger.Trigger`; ``max_frames``: stop after that many results.
+    """
+
+    def __init__(
+        self,
+        source: Union[str, int, Source],
+        segmenter,
+        sinks: Sequence[Union[str, Sink]] = (),
+        rules=None,
+        on_result: Optional[Callable[[LoopItem], None]] = None,
+        drop: str = "latest",
+        max_fps: Optional[float] = None,
+        trigger: Optional[Trigger] = None,
+        max_frames: Optional[int] = None,
+        queue_size: int = 4,
+    ) -> None:
+        if drop not in ("latest", "none"):
+            raise InvalidArgumentError(f"drop: expected 'latest' or 'none', got {drop!r}")
+        if max_fps is not None and not max_fps > 0:
+            raise InvalidArgumentError(f"max_fps: expected a positive number, got {max_fps!r}")
+        if not hasattr(segmenter, "predict"):
+            raise InvalidArgumentError(
+                f"segmenter: expected an edgeseg.Segmenter (an object with predict(frame)), "
+                f"got {type(segmenter).__name__}"
+            )
+        if rules is not None and not hasattr(rules, "evaluate"):
+            raise InvalidArgumentError(
+                f"rules: expected an edgeseg.Rules (an object with evaluate(result)), "
+                f"got {type(rules).__name__}"
+            )
+        import edgeseg.camera.sources  # noqa: F401 - registers the URI schemes
+        import edgeseg.sinks  # noqa: F401 - registers the sink kinds
+
+        self.source = open_source(source)
+        self.segmenter = segmenter
+        self.sinks = [open_sink(s) for s in sinks]
+        self.rules = rules
+        self.on_result = on_result
+        self.drop = drop
+        self.max_fps = max_fps
+        self.trigger = trigger
+        self.max_frames = max_frames
+        self.queue_size = int(queue_size)
+        self.stats = LoopStats()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._threads: dict[str, threading.Thread] = {}
+        # items for the iterator: the last few are kept until iteration begins, then it waits
+        self._out: queue.Queue = queue.Queue(maxsize=max(8, self.queue_size))
+        self._consuming = False
+        self._started = False
+        self._closed = False
+        self._finished = threading.Event()
+        self._fatal: Optional[BaseException] = None
+        self._pending: deque = deque()  # (trigger_id, t) waiting for a frame
+        self._pending_cv = threading.Condition()
+
+    # ---- public control ---------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        return bool(getattr(self.source, "live", True))
+
+    @property
+    def error(self) -> Optional[BaseException]:
+        """The error that ended the run early (None while running or after a clean end)."""
+        return self._fatal
+
+    def start(self) -> CameraLoop:
+        """Opens the source, the sinks and the trigger and starts the threads."""
+        if self._started:
+            return self
+        self.source.open()
+        opened: list[Sink] = []
+        try:
+            for s in self.sinks:
+                s.open()
+                opened.append(s)
+            if self.trigger is not None:
+                self.trigger.open()
+        except BaseException:
+            for s in opened:
+                _quiet(s.close)
+            _quiet(self.source.close)
+            raise
+        self._started = True
+        self.stats = LoopStats()  # the clock starts once everything is open
+        dropping = self.drop == "latest" and self.live and self.trigger is None
+        self._q1 = LatestSlot() if dropping else BlockingSlot(self.queue_size)
+        self._q2 = BlockingSlot(self.queue_size)
+        stages = [("capture", self._capture), ("inference", self._infer), ("sinks", self._sink)]
+        if self.trigger is not None:
+            stages.append(("trigger", self._trigger_thread))
+        for name, fn in stages:
+            t = threading.Thread(
+                target=self._guard, args=(fn,), name=f"edgeseg-{name}", daemon=True
+            )
+            self._threads[name] = t
+        for t in self._threads.values():
+            t.start()
+        return self
+
+    def stop(self, timeout: float = _JOIN) -> dict:
+        """Stops capturing, lets the frames in flight through, flushes and closes every sink;
+        returns the final stats. Threads that do not end within ``timeout`` are abandoned
+        (they are daemons) and the sinks are closed anyway."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for t in self._threads.values():
+            if t is not threading.current_thread():
+                t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads.values()):
+            self._abort.set()
+            log.warning("camera loop: a stage did not stop within %.0f s; closing anyway", timeout)
+        self._close_all()
+        return self.stats.snapshot()
+
+    def join(self, timeout: Optional[float] = None) -> bool:
+        """Waits for the end of the source (or ``max_frames``); True when it has ended."""
+        return self._finished.wait(timeout)
+
+    def run(self) -> dict:
+        """Runs until the source ends, ``max_frames`` or ``stop()``; returns the final stats.
+
+        Re-raises the error that ended a run early (e.g. a SourceError from a source that
+        could not be reopened within its ``reconnect_timeout``)."""
+        self.start()
+        try:
+            while not self._finished.wait(_POLL):
+                pass
+        finally:
+            final = self.stop()
+        if self._fatal is not None:
+            raise self._fatal
+        return final
+
+    def __enter__(self) -> CameraLoop:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __iter__(self) -> Iterator[LoopItem]:
+        """Yields every LoopItem (starting the loop if needed) until the loop ends.
+
+        While someone iterates, the sink thread waits for them; the few items produced
+        before iteration begins (``with loop: for item in loop:``) are kept for it."""
+        self._consuming = True
+        self.start()
+        try:
+            while True:
+                try:
+                    item = self._out.get(timeout=_POLL)
+                except queue.Empty:
+                    if self._finished.is_set() or self._abort.is_set():
+                        break
+                    continue
+                if item is _END:
+                    break
+                yield item
+        finally:
+            self._consuming = False
+        if self._fatal is not None:
+            raise self._fatal
+
+    # ---- threads ----------------------------------------------------------------------
+    def _alive(self, name: str) -> Callable[[], bool]:
+        t = self._threads.get(name)
+        return lambda: t is not None and t.is_alive() and not self._abort.is_set()
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except BaseException as e:  # a stage died: end the run, keep the reason
+            log.error("camera loop %s stopped: %s", threading.current_thread().name, e)
+            if self._fatal is None:
+                self._fatal = e
+            self.stats.error("source" if isinstance(e, SourceError) else "inference", str(e))
+            self._stop.set()
+            self._abort.set()
+            self._finished.set()
+
+    def _capture(self) -> None:
+        src = self.source
+        software = bool(getattr(src, "supports_trigger", False))
+        by_trigger = self.trigger is not None and not software  # the loop picks the frames
+        consumer = self._alive("inference")
+        held: Optional[str] = None  # trigger id waiting for its frame (non-live sources)
+        while not self._stop.is_set():
+            if by_trigger and not self.live and held is None:
+                held = self._next_trigger(None)
+                if held is None:
+                    continue
+            t0 = time.time()
+            try:
+                frame = src.read(_POLL * 2)
+            except FrameDropped as e:
+                if e.kind != "timeout":
+                    self.stats.count("corrupt")
+                    self.stats.error("source", str(e))
+                self.stats.set_source_stats(src.stats())
+                continue
+            t1 = time.time()
+            self.stats.set_source_stats(src.stats())
+            if frame is None:
+                break
+            if not _valid(frame):
+                self.stats.count("corrupt")
+                self.stats.error("source", f"frame {frame.index}: not an H×W×3 uint8 image")
+                continue
+            self.stats.count("captured")
+            self.stats.add_latency("capture", (t1 - t0) * 1000)
+            if by_trigger:
+                tid = held if not self.live else self._next_trigger(frame.t_capture)
+                held = None
+                if tid is None:
+                    continue  # a live camera's frame that no trigger asked for
+                frame.meta["trigger_id"] = tid
+            if self._q1.put((frame, t1), consumer):
+                self.stats.count("dropped")
+        self._q1.put(_END, consumer)
+
+    def _next_trigger(self, t_frame: Optional[float]) -> Optional[str]:
+        """A pending trigger id: the oldest (waiting a moment for one when ``t_frame`` is
+        None), or for a live camera the oldest one fired before that frame was captured."""
+        with self._pending_cv:
+            if t_frame is None:
+                if not self._pending:
+                    self._pending_cv.wait(_POLL)
+                return self._pending.popleft()[0] if self._pending else None
+            if self._pending and self._pending[0][1] <= t_frame:
+                return self._pending.popleft()[0]
+            return None
+
+    def _trigger_thread(self) -> None:
+        src, trig = self.source, self.trigger
+        software = bool(getattr(src, "supports_trigger", False))
+        while not self._stop.is_set():
+            try:
+                tid = trig.wait(_POLL)
+            except Exception as e:  # a broken trigger channel is reported; keep listening
+                self.stats.error("trigger", str(e))
+                self._stop.wait(_POLL)
+                continue
+            if not tid:
+                continue
+            if software:
+                try:
+                    src.fire_trigger(tid)
+                except Exception as e:
+                    self.stats.error("trigger", f"{tid}: {e}")
+                continue
+            with self._pending_cv:
+                self._pending.append((tid, time.time()))
+                self._pending_cv.notify()
+
+    def _infer(self) -> None:
+        min_dt = 1.0 / self.max_fps if self.max_fps else 0.0
+        next_t = 0.0
+        producer, consumer = self._alive("capture"), self._alive("sinks")
+        while not self._abort.is_set():
+            if min_dt:
+                now = time.monotonic()
+                if now < next_t and self._abort.wait(next_t - now):
+                    break
+                next_t = max(next_t + min_dt, time.monotonic())
+            try:
+                got = self._q1.get(_POLL)
+            except queue.Empty:
+                if not producer():
+                    break
+                continue
+            if got is _END:
+                break
+            frame, t_read = got
+            t0 = time.time()
+            self.stats.add_latency("queue", (t0 - t_read) * 1000)
+            try:
+                result = self.segmenter.predict(frame.image)
+            except Exception as e:
+                # one frame the model cannot take: count it and go on
+                self.stats.error("inference", f"frame {frame.index}: {type(e).__name__}: {e}")
+                continue
+            t1 = time.time()
+            self.stats.add_latency("inference", (t1 - t0) * 1000)
+            verdict = None
+            if self.rules is not None:
+                try:
+                    verdict = self.rules.evaluate(result)
+                except Exception as e:
+                    self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
+                self.stats.add_latency("rules", (time.time() - t1) * 1000)
+            t_done = time.time()
+            record = make_record(frame, result, verdict, t_done)
+            self.stats.add_latency("total", (t_done - frame.t_capture) * 1000)
+            self.stats.frame_done(t_done)
+            self._q2.put(LoopItem(frame, result, verdict, record), consumer)
+            if self.max_frames is not None and self.stats.frames >= self.max_frames:
+                self._stop.set()
+                break
+        self._q2.put(_END, consumer)
+
+    def _sink(self) -> None:
+        producer = self._alive("inference")
+        while not self._abort.is_set():
+            try:
+                item = self._q2.get(_POLL)
+            except queue.Empty:
+                if not producer():
+                    break
+                continue
+            if item is _END:
+                break
+            self._deliver(item)
+        self._finished.set()
+        self._offer(_END)
+
+    def _deliver(self, item: LoopItem) -> None:
+        t0 = time.time()
+        item.stats = self.stats.snapshot(max_age=0.1)
+        for s in self.sinks:
+            try:
+                s.write(item)
+                self.stats.sink_result(s.spec, True)
+            except Exception as e:  # counted and reported; the loop goes on
+                msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
+                self.stats.sink_result(s.spec, False, msg)
+                log.warning("sink %s failed on frame %d: %s", s.spec, item.frame.index, msg)
+        if self.on_result is not None:
+            try:
+                self.on_result(item)
+                self.stats.sink_result("on_result", True)
+            except Exception as e:
+                self.stats.sink_result("on_result", False, f"{type(e).__name__}: {e}")
+        tid = item.frame.meta.get("trigger_id")
+        if self.trigger is not None and tid is not None:
+            try:
+                self.trigger.done(tid, item.record)
+            except Exception as e:
+                self.stats.error("trigger", f"done({tid}): {e}")
+        self.stats.add_latency("sinks", (time.time() - t0) * 1000)
+        self._offer(item)
+
+    def _offer(self, item) -> None:
+        """Hands an item to the iterator: waits while one is iterating, else keeps the newest."""
+        while not self._abort.is_set():
+            try:
+                self._out.put(item, timeout=_POLL if self._consuming else 0)
+                return
+            except queue.Full:
+                if not self._consuming:
+                    try:
+                        self._out.get_nowait()  # nobody iterates (yet): drop the oldest
+                    except queue.Empty:
+                        pass
+
+    def _close_all(self) -> None:
+        if self._closed or not self._started:
+            return
+        self._closed = True
+        for s in self.sinks:
+            try:
+                s.close()
+            except Exception as e:
+                msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
+                self.stats.sink_result(s.spec, False, f"close: {msg}")
+            self.stats.set_sink_extra(s.spec, _quiet(s.stats) or {})
+        if self.trigger is not None:
+            _quiet(self.trigger.close)
+        _quiet(self.source.close)
+        self.stats.set_source_stats(_quiet(self.source.stats) or {})
+        self.stats.finish()
+        self._finished.set()
+
+
+def _valid(frame: Frame) -> bool:
+    img = frame.image
+    return (
+        img is not None
+        and getattr(img, "ndim", 0) == 3
+        and img.shape[2] == 3
+        and img.dtype.name == "uint8"
+        and img.size > 0
+    )
+
+
+def _quiet(fn):
+    try:
+        return fn()
+    except Exception as e:
+        log.warning("while closing: %s", e)
+        return None

@@ -1,0 +1,211 @@
+"""``Rules``: inspection rules (class × zone limits) → an OK/NG :class:`Verdict` per frame.
+
+Evaluation is vectorized: zone masks are rasterized once per frame size (bounding-box crops)
+and every measurement is made once per frame and shared by the rules that need it (see
+:mod:`edgeseg.rules.measure`).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Optional, Union
+
+from edgeseg.errors import RulesError
+from edgeseg.rules.check import Check, judge
+from edgeseg.rules.measure import HIST_MIN_CLASSES, FrameMeasure
+from edgeseg.rules.schema import TOP_KEYS, Rule, check_keys, number, parse_rule, parse_zone
+from edgeseg.rules.verdict import Verdict
+from edgeseg.rules.zones import FRAME_ZONE, Zone, ZoneMask
+
+__all__ = ["Rules"]
+
+
+class Rules:
+    """Inspection rules: per class and zone, limits on area (px or mm²) and blobs.
+
+    Build from a YAML file (:meth:`from_file`), a dict (:meth:`from_dict`, same keys) or
+    objects::
+
+        Rules([Rule("scratch", zone="seal", max_area_mm2=0.5)],
+              zones={"seal": [[420, 180], [860, 180], [860, 540], [420, 540]]},
+              px_per_mm=12.5, classes=segmenter.classes)
+
+    ``zones`` maps names to a vertex list (pixels), ``{"polygon": [...], "normalized": True}``
+    or a :class:`Zone`; ``"frame"`` is the whole frame. ``classes`` (the model's ClassInfo list
+    or names) checks class names now; without it they are checked on the first result.
+    ``frame_size`` ``(width, height)`` checks pixel zones now; otherwise on the first frame.
+    Every problem raises :class:`~edgeseg.errors.RulesError` naming ``source``, the rule and
+    the fix.
+    """
+
+    def __init__(
+        self,
+        rules: list[Union[Rule, dict]],
+        zones: Optional[Union[dict, list[Zone]]] = None,
+        px_per_mm: Optional[float] = None,
+        classes: Optional[list] = None,
+        frame_size: Optional[tuple[int, int]] = None,
+        source: str = "<rules>",
+    ) -> None:
+        self.source = source
+        if px_per_mm is not None:
+            px_per_mm = number(px_per_mm, "px_per_mm", source)
+            if px_per_mm <= 0:
+                raise RulesError(f"{source}: px_per_mm must be > 0, got {px_per_mm}")
+        self.px_per_mm = px_per_mm
+        self.zones: dict[str, Zone] = {FRAME_ZONE: Zone(FRAME_ZONE)}
+        items = zones.items() if isinstance(zones, dict) else [(z.name, z) for z in zones or []]
+        for name, spec in items:
+            zone = parse_zone(name, spec, source)
+            if name in self.zones:
+                raise RulesError(f"{source}: zone {name!r} is defined twice")
+            self.zones[name] = zone
+        if not isinstance(rules, (list, tuple)) or not rules:
+            raise RulesError(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
+        self._checks: list[Check] = []
+        for i, spec in enumerate(rules):
+            for rule in parse_rule(spec, i, source):
+                chk = Check(rule, i, px_per_mm, source)
+                if rule.zone not in self.zones:
+                    raise RulesError(
+                        f"{chk.where}: unknown zone {rule.zone!r}; "
+                        + _suggest(rule.zone, list(self.zones), "the zones are")
+                    )
+                self._checks.append(chk)
+        per_key: dict[tuple[str, Optional[float]], set[str]] = {}
+        for chk in self._checks:
+            if not chk.blobs and (chk.rule.zone, chk.thr) != (FRAME_ZONE, None):
+                per_key.setdefault((chk.rule.zone, chk.thr), set()).add(chk.rule.class_name)
+        self._hist_keys = frozenset(k for k, v in per_key.items() if len(v) >= HIST_MIN_CLASSES)
+        self._bound: Optional[tuple[str, ...]] = None
+        self._masks: dict[tuple[int, int], dict[str, ZoneMask]] = {}
+        if classes is not None:
+            self.bind_classes(classes)
+        if frame_size is not None:
+            self.check_frame_size(frame_size)
+
+    @classmethod
+    def from_dict(cls, data: dict, classes: Optional[list] = None, source: str = "<dict>") -> Rules:
+        """Rules from the dict form of a rules file (keys ``px_per_mm``, ``frame_size``,
+        ``zones``, ``rules``; see the README's "Inspection rules")."""
+        if not isinstance(data, dict):
+            raise RulesError(
+                f"{source}: expected a mapping with 'zones' and 'rules', got {type(data).__name__}"
+            )
+        check_keys(data, TOP_KEYS, source)
+        if "rules" not in data:
+            raise RulesError(f"{source}: missing 'rules:' (a list of rules)")
+        zones = data.get("zones") or {}
+        if not isinstance(zones, dict):
+            raise RulesError(f"{source}: 'zones' must map zone names to polygons, got {zones!r}")
+        size = data.get("frame_size")
+        if size is not None:
+            ok = isinstance(size, (list, tuple)) and len(size) == 2
+            if not ok or not all(isinstance(v, int) and v > 0 for v in size):
+                raise RulesError(f"{source}: frame_size must be [width, height], got {size!r}")
+        return cls(data["rules"], zones, data.get("px_per_mm"), classes, size, source)
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], classes: Optional[list] = None) -> Rules:
+        """Rules from a YAML (or JSON) file; ``classes``: the model's classes to check names."""
+        import yaml
+
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as e:
+            raise RulesError(f"{p}: cannot read the rules file: {e.strerror or e}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise RulesError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        return cls.from_dict(data, classes, source=str(p))
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules, one per class and zone."""
+        return [c.rule for c in self._checks]
+
+    @property
+    def needs_confidence(self) -> bool:
+        """True when a rule has ``min_confidence`` (create the Segmenter with confidence)."""
+        return any(c.thr is not None for c in self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+    def __repr__(self) -> str:
+        return f"Rules({len(self)} rules, zones={list(self.zones)}, source={self.source!r})"
+
+    def bind_classes(self, classes: list) -> None:
+        """Checks every rule's class against the model's classes (ClassInfo or names)."""
+        names = tuple(getattr(c, "name", c) for c in classes)
+        for chk in self._checks:
+            if chk.rule.class_name not in names:
+                raise RulesError(
+                    f"{chk.where}: unknown class {chk.rule.class_name!r}; "
+                    + _suggest(chk.rule.class_name, list(names), "the model's classes are")
+                )
+            chk.index = names.index(chk.rule.class_name)
+        self._bound = names
+
+    def check_frame_size(self, size: tuple[int, int]) -> None:
+        """Checks that every pixel zone fits a ``(width, height)`` frame (RulesError if not)."""
+        width, height = (int(v) for v in size)
+        for zone in self.zones.values():
+            bad = zone.out_of_frame(height, width)
+            if bad is not None:
+                raise RulesError(
+                    f"{self.source}: zone {zone.name!r}: vertex ({bad[0]:g}, {bad[1]:g}) is "
+                    f"outside the {width}×{height} frame; pixel coordinates go from (0, 0) to "
+                    f"({width}, {height}): fix the polygon, or give it in 0..1 with "
+                    "'normalized: true'"
+                )
+
+    def zone_masks(self, height: int, width: int) -> dict[str, ZoneMask]:
+        """The zones rasterized for a ``height`` × ``width`` frame (cached per size)."""
+        masks = self._masks.get((height, width))
+        if masks is None:
+            self.check_frame_size((width, height))
+            masks = {n: z.rasterize(height, width) for n, z in self.zones.items()}
+            self._masks[(height, width)] = masks
+        return masks
+
+    def evaluate(self, result) -> Verdict:
+        """The verdict on one :class:`~edgeseg.runtime.result.SegResult`: NG with one reason
+        per broken limit, ``details`` with the measured area/blobs of every rule."""
+        names = tuple(c.name for c in result.classes)
+        if names != self._bound:
+            self.bind_classes(result.classes)
+        cmap = result.class_map
+        height, width = cmap.shape
+        masks = self.zone_masks(height, width)
+        conf = result.confidence
+        if conf is None and self.needs_confidence:
+            raise RulesError(
+                f"{self.source}: a rule has min_confidence but the result has no confidence; "
+                "create the Segmenter with confidence=True"
+            )
+        counts = result.counts_array
+        counts = counts if counts is not None and len(counts) == len(names) else None
+        fm = FrameMeasure(cmap, conf, counts, masks, self._hist_keys)
+        reasons: list[str] = []
+        details: list[dict] = []
+        for chk in self._checks:
+            area = fm.area(chk)
+            blobs = None
+            if chk.blobs:
+                area, blobs = fm.blobs(chk, area) if area else (0, 0)
+            detail, why = judge(chk, area, blobs)
+            details.append(detail)
+            reasons.extend(why)
+        return Verdict(ok=not reasons, reasons=reasons, details=details)
+
+
+def _suggest(value: str, valid: list[str], what: str) -> str:
+    close = difflib.get_close_matches(value, valid, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}{what} {valid}"
