@@ -1,6 +1,7 @@
 """GenICam source: pixel-format converters against numpy references, URI options, and the real
 GigE Vision protocol against Aravis's camera simulator (arv-fake-gv-camera-0.8) on 127.0.0.1:
-discovery, streaming, software and line triggers, buffer accounting, reconnection."""
+discovery, streaming, software and line triggers, buffer accounting; in the camera loop, an
+HTTP line trigger answered with its frame's verdict, and the camera killed and restarted."""
 
 from __future__ import annotations
 
@@ -451,37 +452,6 @@ def test_bad_device_and_format_name_the_fix(camera):
 
 
 @needs_fake
-def test_reconnects_after_the_camera_is_killed_and_restarted(camera):
-    with GenICamSource(f"genicam://{camera.device_id}?fps=20") as src:
-        before = src.read(timeout=5)
-        camera.kill()
-        deadline = time.monotonic() + 40
-        while src.stats()["connected"] and time.monotonic() < deadline:
-            with pytest.raises(FrameDropped) as dropped:
-                src.read(timeout=0.5)
-            assert dropped.value.kind == "timeout"
-        assert src.stats()["disconnects"] == 1  # the heartbeat noticed the camera is gone
-        while src.stats()["reconnect_attempts"] < 1 and time.monotonic() < deadline:
-            with pytest.raises(FrameDropped, match="camera disconnected, re-discovering it"):
-                src.read(timeout=0.5)
-        gone = src.stats()
-        assert gone["connected"] is False and gone["reconnect_attempts"] >= 1
-        assert f"cannot open camera {camera.device_id}" in gone["last_error"]
-        camera.start()
-        while time.monotonic() < deadline:
-            try:
-                after = src.read(timeout=0.5)
-                break
-            except FrameDropped as exc:
-                assert exc.kind == "timeout"
-        else:
-            pytest.fail(f"no frame after restarting the camera: {src.stats()}")
-        stats = src.stats()
-    assert after.index > before.index and after.image.shape == before.image.shape
-    assert (stats["disconnects"], stats["reconnects"], stats["connected"]) == (1, 1, True)
-
-
-@needs_fake
 def test_missing_typelib_names_the_package():
     code = (
         "from edgeseg.camera.aravis import load_aravis\n"
@@ -492,3 +462,118 @@ def test_missing_typelib_names_the_package():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "genicam://cam: Aravis 0.42 introspection data" in out.stdout
     assert "install gir1.2-aravis-0.42" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# In the camera loop (edgeseg.camera.CameraLoop)
+
+
+def _wait_for(cond, timeout: float) -> bool:
+    """Polls ``cond`` until true or ``timeout`` s (a bound against hangs, not a speed claim)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+class _AreaRules:
+    """NG when the segmented product covers more than ``limit`` of the frame."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def evaluate(self, result):
+        from edgeseg.rules.verdict import Verdict
+
+        area = result.area_fraction["product"]
+        if area > self.limit:
+            return Verdict(False, [f"product: {area:.3f} > {self.limit}"])
+        return Verdict(True)
+
+
+def _post(url: str, trigger_id: str) -> tuple[int, dict]:
+    import urllib.request
+
+    req = urllib.request.Request(
+        url,
+        data=json.dumps({"id": trigger_id}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+@needs_fake
+def test_http_trigger_fires_the_camera_and_answers_with_that_frames_verdict(camera):
+    """The factory line POSTs a trigger; the loop fires the camera's software trigger; the
+    answer is the record of exactly that frame — one at a time, then three parts at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from camera_helpers import WarmSegmenter
+
+    from edgeseg.camera import CameraLoop
+    from edgeseg.camera.triggers import open_trigger
+
+    trig = open_trigger("http://127.0.0.1:0/trigger", timeout=20)
+    src = GenICamSource(f"genicam://{camera.device_id}?trigger=software&pixel_format=BayerRG8")
+    seen = []
+    loop = CameraLoop(
+        src, WarmSegmenter(), rules=_AreaRules(0.05), trigger=trig, on_result=seen.append
+    )
+    ids = [f"part-{k}" for k in range(6)]
+    answers = {}
+    with loop:
+        for tid in ids[:3]:
+            answers[tid] = _post(trig.url, tid)
+        with ThreadPoolExecutor(3) as pool:
+            answers.update(zip(ids[3:], pool.map(lambda t: _post(trig.url, t), ids[3:])))
+        assert not loop.join(0.5)  # no trigger, no frame, no result
+    assert [it.frame.meta["trigger_id"] for it in seen[:3]] == ids[:3]
+    assert sorted(it.frame.meta["trigger_id"] for it in seen) == ids  # one frame per trigger
+    by_id = {it.frame.meta["trigger_id"]: it for it in seen}
+    for tid, (status, rec) in answers.items():  # each answer is the record of its own frame
+        item = by_id[tid]
+        assert status == 200 and rec["trigger_id"] == tid
+        assert (rec["frame"], rec["verdict"]) == (item.frame.index, item.verdict.label)
+        assert rec["camera_frame_id"] == item.frame.meta["camera_frame_id"]
+        assert rec["camera_timestamp_ns"] == item.frame.meta["camera_timestamp_ns"]
+    frame_ids = [it.frame.meta["camera_frame_id"] for it in seen]
+    assert all(frames_lost(a, b) == 0 for a, b in zip(frame_ids, frame_ids[1:]))
+    stats = loop.stats.snapshot()
+    assert stats["frames"] == 6 and stats["source"]["triggers"] == 6
+    assert stats["source"]["triggers_missed"] == 0
+
+
+@needs_fake
+def test_loop_survives_the_camera_going_away(camera):
+    """Killed and restarted (power cycle): noticed, re-discovered with backoff, reopened with
+    its options; the loop never stops and frame indices keep counting."""
+    from camera_helpers import WarmSegmenter
+
+    from edgeseg.camera import CameraLoop
+
+    seen = []
+    src = GenICamSource(f"genicam://{camera.device_id}?fps=30")
+    loop = CameraLoop(src, WarmSegmenter(), on_result=seen.append)
+    loop.start()
+    try:
+        assert _wait_for(lambda: loop.stats.frames >= 10, 30), loop.stats.snapshot()
+        camera.kill()
+        assert _wait_for(lambda: src.stats()["disconnects"] == 1, 30), src.stats()
+        # the heartbeat noticed; re-discovery then fails at least once (and backs off)
+        assert _wait_for(lambda: src.stats()["reconnect_attempts"] >= 1, 30), src.stats()
+        gone = src.stats()
+        assert not gone["connected"]
+        assert f"cannot open camera {camera.device_id}" in gone["last_error"]
+        n_down = loop.stats.frames
+        camera.start()
+        assert _wait_for(lambda: loop.stats.frames >= n_down + 10, 40), loop.stats.snapshot()
+        assert loop.error is None and not loop.join(0)  # the loop never stopped
+    finally:
+        final = loop.stop()
+    assert final["source"]["disconnects"] == 1 and final["source"]["reconnects"] == 1
+    idx = [it.frame.index for it in seen]
+    assert len(seen) == final["frames"] and idx == sorted(set(idx))  # indices count on
