@@ -35,7 +35,7 @@ __all__ = [
 INSTALL_HINT = (
     "on Debian/Ubuntu: sudo apt-get install python3-gi gir1.2-aravis-0.8 "
     "(+ aravis-tools for the arv-fake-gv-camera-0.8 simulator); elsewhere: Aravis 0.8 with "
-    "its introspection data and `pip install PyGObject`"
+    "its introspection data and `pip install PyGObject` (`'PyGObject<3.50'` with GLib < 2.80)"
 )
 
 _SYSTEM_SITE_DIRS = (
