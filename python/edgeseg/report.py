@@ -79,7 +79,7 @@ def _training_section(metrics: dict, assets: Path, out: Path) -> str:
     rows = [[_e(k), _fmt(v)] for k, v in (last.get("per_class_iou") or {}).items()]
     return (
         f"<p>model <b>{_e(cfg.get('model', '?'))}</b>, {len(hist)} epochs, best val mIoU "
-        f"<b>{_fmt(metrics.get('best_miou'))}</b> (epoch {_e(metrics.get('best_epoch'))}).</p>"
+        f"<b>{_fmt(metrics.get('best_val_miou'))}</b> (epoch {_e(metrics.get('best_epoch'))}).</p>"
         f'<img src="{png.relative_to(out)}" alt="training curves">'
         + _table(["class", "val IoU (last epoch)"], rows)
     )
