@@ -62,6 +62,7 @@ DELEGATED = {
         "FP16 / INT8 quantization of an ONNX model with an mIoU gate",
     ),
     "build": ("edgeseg.engine.cli", "build a TensorRT engine (+ manifest) from an ONNX model"),
+    "cameras": ("edgeseg.camera.cameras_cli", "list GenICam (GigE/USB3 Vision) cameras, features"),
     "predict": ("edgeseg.runtime.cli", "segment image files: masks, overlays, confidence, JSON"),
     "run": ("edgeseg.camera.cli", "run a model on a camera/stream/video, results to sinks"),
 }
