@@ -94,3 +94,36 @@ def start_rtsp_server(port: int) -> subprocess.Popen:
         stop_process(p)
         raise RuntimeError(f"RTSP test server did not start: {p.stderr.read()}")
     return p
+
+
+def run_bounded(loop, timeout: float = 60.0) -> dict:
+    """``loop.run()`` in a thread joined with a timeout: a stuck loop fails the test instead
+    of hanging it. Re-raises what ``run`` raised."""
+    return _bounded(loop, lambda: loop.run(), timeout)
+
+
+def collect_bounded(loop, timeout: float = 60.0) -> list:
+    """``list(loop)`` (every LoopItem) in a thread joined with a timeout."""
+    return _bounded(loop, lambda: list(loop), timeout)
+
+
+def _bounded(loop, fn, timeout: float):
+    import threading
+
+    box: dict = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the test's thread
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        loop.stop(timeout=5)
+        raise AssertionError(f"the loop did not end within {timeout} s: {loop.stats.snapshot()}")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

@@ -14,7 +14,7 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from camera_helpers import WarmSegmenter  # noqa: E402
+from camera_helpers import WarmSegmenter, collect_bounded, run_bounded  # noqa: E402
 
 from edgeseg.camera import CameraLoop, Frame, Source, Trigger  # noqa: E402
 from edgeseg.errors import InvalidArgumentError, SinkError, SourceError  # noqa: E402
@@ -42,7 +42,7 @@ def test_every_frame_in_order_with_records_and_accuracy(tmp_path):
         on_result=seen.append,
         drop="none",
     )
-    stats = loop.run()
+    stats = run_bounded(loop)
     recs = _lines(out)
     assert [r["frame"] for r in recs] == list(range(25))
     assert stats["frames"] == 25 and stats["captured"] == 25 and stats["dropped"] == 0
@@ -64,7 +64,7 @@ def test_every_frame_in_order_with_records_and_accuracy(tmp_path):
 def test_drop_latest_keeps_the_newest_and_accounts_for_every_frame():
     seg = WarmSegmenter(delay=0.03)  # ~30 fps model on a 200 fps camera
     loop = CameraLoop(f"{SCENE}&fps=200&frames=120", seg, drop="latest")
-    items = list(loop)
+    items = collect_bounded(loop)
     stats = loop.stop()
     idx = [it.frame.index for it in items]
     assert idx == sorted(idx) and idx[-1] == 119  # the last frame is never lost
@@ -76,7 +76,7 @@ def test_drop_latest_keeps_the_newest_and_accounts_for_every_frame():
 
 def test_drop_none_on_a_live_source_processes_every_frame():
     loop = CameraLoop(f"{SCENE}&fps=200&frames=40", WarmSegmenter(delay=0.01), drop="none")
-    stats = loop.run()
+    stats = run_bounded(loop)
     assert stats["frames"] == 40 and stats["dropped"] == 0
 
 
@@ -106,7 +106,7 @@ def test_iterator_with_break_stops_promptly():
 def test_max_frames_and_max_fps():
     loop = CameraLoop(SCENE, WarmSegmenter(), max_frames=12, max_fps=40)
     t0 = time.monotonic()
-    stats = loop.run()
+    stats = run_bounded(loop)
     elapsed = time.monotonic() - t0
     assert stats["frames"] == 12
     assert elapsed >= 11 / 40  # 12 frames at most 40 per second: a lower bound load cannot break
@@ -140,7 +140,7 @@ def test_failing_sinks_are_counted_and_the_loop_goes_on(tmp_path):
         on_result=bad_callback,
         drop="none",
     )
-    stats = loop.run()
+    stats = run_bounded(loop)
     assert len(_lines(good)) == 9
     full = stats["sinks"]["jsonl:/dev/full"]
     assert full["failed"] == 9 and full["written"] == 0
@@ -165,7 +165,7 @@ def test_images_folder_removed_mid_run_is_counted(tmp_path):
         on_result=sabotage,
         drop="none",
     )
-    stats = loop.run()
+    stats = run_bounded(loop)
     s = stats["sinks"][f"images:{shots}"]
     assert s["written"] == 3 and s["failed"] == 3 and "cannot write" in s["last_error"]
 
@@ -189,7 +189,7 @@ def test_corrupt_frames_size_changes_and_model_errors_are_counted(tmp_path):
     seen = []
     vid = tmp_path / "out.avi"
     loop = CameraLoop(str(d), Picky(), sinks=[f"video:{vid}"], on_result=seen.append)
-    stats = loop.run()
+    stats = run_bounded(loop)
     assert [it.result.shape for it in seen] == [(48, 64), (48, 64), (60, 80), (48, 64)]
     assert all(it.record["area_fraction"]["product"] == 0.5 for it in seen)
     assert stats["corrupt"] == 1 and stats["errors"]["inference"] == 1
@@ -224,7 +224,7 @@ def test_rules_verdicts_reach_records_and_only_ng_images(tmp_path):
         rules=_AreaRules(0.076),
         drop="none",
     )
-    loop.run()
+    run_bounded(loop)
     recs = _lines(out)
     n_ng = sum(a > 0.076 for a in areas)
     assert 0 < n_ng < 30
@@ -289,7 +289,7 @@ def test_bad_arguments_and_sources_fail_at_start(tmp_path):
 
         if not display_available()[0]:
             with pytest.raises(SinkError, match="cannot open a window.*--serve"):
-                loop.run()
+                run_bounded(loop)
 
 
 class _HiccupSource(Source):
@@ -311,10 +311,10 @@ class _HiccupSource(Source):
 
 
 def test_source_errors_are_counted_and_a_dead_source_ends_the_run():
-    stats = CameraLoop(_HiccupSource(10), WarmSegmenter()).run()
+    stats = run_bounded(CameraLoop(_HiccupSource(10), WarmSegmenter()))
     assert stats["frames"] == 10 and stats["corrupt"] == 5
     assert "driver hiccup" in stats["last_error"]
     loop = CameraLoop(_HiccupSource(10, always=True), WarmSegmenter())
     with pytest.raises(SourceError, match="hiccup://.*50 reads in a row failed"):
-        loop.run()
+        run_bounded(loop)
     assert loop.stats.snapshot()["frames"] == 0
