@@ -13,6 +13,9 @@ from typing import Optional
 
 from edgeseg.errors import EdgesegError
 
+_PICTURE_SINKS = {"video", "images", "window", "serve", "archive"}
+_SINK_ALPHA = 0.5  # the picture sinks' default overlay opacity (the cached overlay must match)
+
 EPILOG = """\
 sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., http(s)://..., tcp://...,
   gst:<pipeline ! appsink>, a video file, an image folder or glob ('shots/*.png'),
@@ -103,7 +106,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from edgeseg.runtime import Segmenter
 
         source = _source(args)
-        segmenter = Segmenter(args.model, backend=args.backend, threads=args.threads)
+        # sinks that show pictures get the overlay from the fused postprocess (C++, no GIL)
+        # instead of drawing it in numpy on the sink thread
+        pictures = bool(args.serve) or any(
+            s.split(":", 1)[0].lower() in _PICTURE_SINKS for s in args.sink
+        )
+        segmenter = Segmenter(
+            args.model,
+            backend=args.backend,
+            threads=args.threads,
+            overlay_alpha=_SINK_ALPHA if pictures else None,
+        )
         loop = CameraLoop(
             source,
             segmenter,
