@@ -318,3 +318,32 @@ def test_source_errors_are_counted_and_a_dead_source_ends_the_run():
     with pytest.raises(SourceError, match="hiccup://.*50 reads in a row failed"):
         run_bounded(loop)
     assert loop.stats.snapshot()["frames"] == 0
+
+
+def test_iteration_that_starts_the_loop_owns_it(tmp_path):
+    out = tmp_path / "it.jsonl"
+    loop = CameraLoop(f"{SCENE}&frames=6", WarmSegmenter(), sinks=[f"jsonl:{out}"], drop="none")
+    items = collect_bounded(loop)
+    assert [it.frame.index for it in items] == list(range(6))
+    assert loop._closed and len(out.read_text().splitlines()) == 6  # stopped, sinks closed
+    loop = CameraLoop(SCENE, WarmSegmenter())  # endless: leaving the for loop stops it
+
+    def first_three():
+        for item in loop:
+            if item.frame.index == 2:
+                return item.frame.index
+
+    def wait_stopped():
+        first_three()
+        return not any(t.is_alive() for t in loop._threads.values())
+
+    assert _bounded_call(wait_stopped)
+
+
+def _bounded_call(fn, timeout=60):
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("v", fn()), daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "did not finish in time"
+    return box["v"]

@@ -198,7 +198,10 @@ class CameraLoop:
         """Yields every LoopItem (starting the loop if needed) until the loop ends.
 
         While someone iterates, the sink thread waits for them; the few items produced
-        before iteration begins (``with loop: for item in loop:``) are kept for it."""
+        before iteration begins (``with loop: for item in loop:``) are kept for it. An
+        iteration that started the loop also stops it (sinks flushed) when it ends or is left.
+        """
+        owner = not self._started
         self._consuming = True
         self.start()
         try:
@@ -214,6 +217,8 @@ class CameraLoop:
                 yield item
         finally:
             self._consuming = False
+            if owner:
+                self.stop()
         if self._fatal is not None:
             raise self._fatal
 
