@@ -117,3 +117,49 @@ def test_rules_file_gives_verdicts_and_a_bad_one_is_a_clear_error(tiny_onnx, tmp
     rules.write_text("rules:\n  - class: rust\n    max_area_px: 10\n")
     p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--rules", str(rules)])
     assert p.returncode == 2 and "rust" in p.stderr and "rules.yaml" in p.stderr
+
+
+def test_trigger_flag_processes_one_frame_per_http_trigger(tiny_onnx, tmp_path):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "r.jsonl"
+    p = subprocess.Popen(
+        RUN + ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48&fps=30",
+               "--sink", f"jsonl:{out}", "--trigger", f"http://127.0.0.1:{port}/trigger",
+               "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        answers = []
+        for tid in ("part-1", "part-2", "part-3"):
+            body = json.dumps({"id": tid}).encode()
+            end = time.monotonic() + 60
+            while True:
+                try:
+                    req = urllib.request.Request(
+                        f"http://127.0.0.1:{port}/trigger", data=body, method="POST"
+                    )
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        answers.append(json.loads(r.read()))
+                    break
+                except OSError:
+                    if time.monotonic() > end or p.poll() is not None:
+                        raise
+                    time.sleep(0.2)
+            time.sleep(0.3)  # free-running frames in between must not be processed
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert p.returncode == 0, stderr
+    assert [a["trigger_id"] for a in answers] == ["part-1", "part-2", "part-3"]
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["trigger_id"] for r in recs] == ["part-1", "part-2", "part-3"]
+    assert [r["frame"] for r in recs] == [a["frame"] for a in answers]
+    assert json.loads(stdout)["frames"] == 3

@@ -55,7 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="live sources: skip to the newest frame when busy (latest) or queue (none)",
     )
     p.add_argument("--loop", action="store_true", help="restart a video file or folder at its end")
-    p.add_argument("--backend", default="auto", help="inference backend (auto, ort, tensorrt)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnxruntime", "tensorrt"),
+        help="inference backend (default: TensorRT for .engine, ONNX Runtime for .onnx)",
+    )
+    p.add_argument(
+        "--trigger",
+        metavar="SPEC",
+        help="trigger mode: one frame per external trigger — mqtt://HOST:PORT/TOPIC, "
+        "http://127.0.0.1:PORT/trigger or opcua:opc.tcp://127.0.0.1:4840",
+    )
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--stats-every", type=float, default=5.0, help="live stats period (s), 0=off")
     p.add_argument("--json", action="store_true", help="final stats as JSON on stdout")
@@ -97,6 +108,14 @@ def _source(args: argparse.Namespace):
     return open_source(args.source, loop=True) if args.loop else open_source(args.source)
 
 
+def _trigger(spec: Optional[str]):
+    if not spec:
+        return None
+    from edgeseg.camera.triggers import open_trigger
+
+    return open_trigger(spec)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from edgeseg.camera import CameraLoop
@@ -125,6 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             drop=args.drop,
             max_fps=args.max_fps,
             max_frames=args.max_frames,
+            trigger=_trigger(args.trigger),
         )
     except (EdgesegError, ImportError) as e:
         print(f"edgeseg run: {e}", file=sys.stderr)
