@@ -360,3 +360,15 @@ def test_zone_with_many_classes_uses_one_histogram_and_agrees(thr):
         if thr is None
         else int((inside.crop(conf) >= thr)[inside.mask.view(bool)].sum())
     )
+
+
+def test_blobs_separated_by_one_empty_line_stay_apart_and_diagonals_join():
+    cm = np.zeros((200, 300), np.uint8)
+    cm[10, 10] = cm[12, 10] = 1  # one empty row between: 2 blobs
+    cm[50, 100] = cm[50, 102] = 1  # one empty column between: 2 blobs
+    cm[150, 200] = cm[151, 201] = cm[152, 202] = 1  # a diagonal: 1 blob of 3
+    cm[199, 299] = cm[0, 0] = 1  # corners: 2 blobs
+    d = Rules([Rule("scratch", max_blobs=99)]).evaluate(make_result(cm)).details[0]
+    assert (d["area_px"], d["blobs"]) == (9, 7)
+    d = Rules([Rule("scratch", max_blobs=99, min_blob_area_px=3)]).evaluate(make_result(cm))
+    assert (d.details[0]["area_px"], d.details[0]["blobs"]) == (3, 1)
