@@ -36,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8 flavour: cpu = U8S8 for ONNX Runtime (x86, ARM); tensorrt = symmetric int8, "
         "float bias (default cpu)",
     )
+    p.add_argument(
+        "--all-int8",
+        action="store_true",
+        help="with --target cpu: quantize every node ONNX Runtime can run in int8, also the "
+        "convolutions its CPU kernels run slower in int8 than in float32 (by default those, "
+        "e.g. fewer than 16 output channels, stay float32; the report lists them)",
+    )
     p.add_argument("--calib-images", type=int, default=200, help="calibration images (200)")
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax")
     p.add_argument(
@@ -68,6 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_drop=args.max_drop,
             max_float_nodes=args.max_float_nodes,
             threads=args.threads,
+            all_int8=args.all_int8,
             log=None if args.json else print,
         )
     except EdgesegError as e:

@@ -7,8 +7,11 @@
   runtime (stretch to the embedded input size, mean/std from the file's metadata through
   :func:`edgeseg.kernels.preprocess`). Explicit QDQ, per-channel weights.
 
-  - ``target="cpu"``: U8S8 (uint8 activations, int8 weights), the fast path of ONNX Runtime
-    on x86 (VNNI) and ARM (dot-product instructions).
+  - ``target="cpu"``: U8S8 (uint8 activations, int8 weights with zero point 0), the format of
+    ONNX Runtime's fast int8 convolution on x86 and ARM. Only the convolutions that ONNX
+    Runtime runs faster in int8 are quantized, and only the data-movement nodes between two of
+    them; the rest stays float32 (:mod:`edgeseg.quant.cpu_plan`; ``all_int8=True`` quantizes
+    everything it can). Nodes kept float for speed are listed in the report.
   - ``target="tensorrt"``: symmetric int8 activations and weights, bias left float
     (int32 bias DequantizeLinear nodes are rejected by TensorRT's ONNX parser).
 
@@ -28,16 +31,24 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
 
-from edgeseg import kernels
 from edgeseg.data import SegDataset, open_dataset
 from edgeseg.errors import DatasetError, InvalidArgumentError, ModelError
-from edgeseg.export.metadata import read_onnx_metadata, to_props
+from edgeseg.export.metadata import read_onnx_metadata
+from edgeseg.quant.convert import (
+    blobs,
+    calib_reader,
+    convert_fp16,
+    latency_pair_ms,
+    preprocess_model,
+    quantize_int8,
+    set_props,
+    speed_plan,
+)
 
 __all__ = [
     "CALIB_METHODS",
@@ -134,100 +145,6 @@ def _input_spec(path: Path) -> tuple[str, int]:
     return inp.name, int(d0.dim_value) if d0.HasField("dim_value") else 1
 
 
-def _blobs(ds: SegDataset, meta: dict, batch: int):
-    """Preprocessed ``batch``-sized float32 blobs of ``ds`` (the runtime's preprocessing)."""
-    size, mean, std = meta["input_size"], meta["mean"], meta["std"]
-    for i in range(0, len(ds), batch):
-        images = [ds[j][0] for j in range(i, min(i + batch, len(ds)))]
-        if len(images) < batch:  # a static batch dimension takes full batches only
-            break
-        blob = np.asarray(kernels.preprocess(images, size, mean, std, input_order="rgb"))
-        yield np.ascontiguousarray(blob, dtype=np.float32)
-
-
-def _reader(ds: SegDataset, meta: dict, input_name: str, batch: int):
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self):
-            self._it = None
-            self.rewind()
-
-        def get_next(self):
-            x = next(self._it, None)
-            return None if x is None else {input_name: x}
-
-        def rewind(self):
-            self._it = _blobs(ds, meta, batch)
-
-    return _Reader()
-
-
-def _preprocess(src: Path, dst: Path, log) -> Path:
-    """ONNX Runtime's pre-quantization pass (shape inference, basic graph optimization)."""
-    try:
-        from onnxruntime.quantization import quant_pre_process
-
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
-        return dst
-    except Exception as e:  # the plain model quantizes too, only less tidily
-        if log:
-            log(f"quant_pre_process skipped ({type(e).__name__}: {e})")
-        return src
-
-
-def _set_props(path: Path, meta: dict, extra: dict) -> None:
-    import onnx
-
-    model = onnx.load(str(path))
-    del model.metadata_props[:]
-    props = {k: v for k, v in meta.items()}
-    props.update(extra)
-    onnx.helper.set_model_props(model, to_props(props))
-    onnx.save_model(model, str(path), save_as_external_data=False)
-
-
-def _quantize_int8(src, dst, reader, target, calib_method, exclude, cache) -> None:
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[calib_method]
-    if target == "tensorrt":
-        act, extra = (
-            QuantType.QInt8,
-            {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
-        )
-    else:
-        act, extra = QuantType.QUInt8, {}
-    quantize_static(
-        str(src),
-        str(dst),
-        reader,
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=act,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude),
-        calibrate_method=method,
-        extra_options=extra,
-        calibration_cache_path=str(cache),
-    )
-
-
-def _convert_fp16(src, dst, exclude) -> None:
-    import onnx
-    from onnxconverter_common import float16
-
-    model = onnx.load(str(src))
-    half = float16.convert_float_to_float16(
-        model, keep_io_types=True, node_block_list=list(exclude) or None
-    )
-    onnx.save_model(half, str(dst), save_as_external_data=False)
-
-
 def _lowered(path: Path, precision: str) -> list[str]:
     """Names of the nodes that compute in reduced precision: those reading a
     DequantizeLinear output (int8) or writing a half tensor (fp16)."""
@@ -275,33 +192,23 @@ def _error(ref: list[np.ndarray], got: list[np.ndarray]) -> tuple[float, float]:
     return diff / max(pixels, 1), num / max(den, 1e-12)
 
 
-def _rank_nodes(build, exclude: list[str], cand: Path, precision, probe, ref, tmp: Path) -> list:
+def _rank_nodes(
+    build, exclude: list[str], cand: Path, precision, probe, ref, tmp: Path, skip=()
+) -> list:
     """``[(error removed, node)]``, best first: for every node still in reduced precision,
     how much closer to the float model's output (class maps first, logits second) the
-    probe images come when that node alone is also kept float."""
+    probe images come when that node alone is also kept float. ``skip``: nodes already float
+    (kept float for speed) that only read a DequantizeLinear output."""
     base = _error(ref, _logits(cand, probe))
     trial = tmp / "trial.onnx"
     out = []
     for name in _lowered(cand, precision):
+        if name in skip:
+            continue
         build(exclude + [name], trial)
         err = _error(ref, _logits(trial, probe))
         out.append(((base[0] - err[0], base[1] - err[1]), name))
     return sorted(out, reverse=True)
-
-
-def _latency_ms(path: Path, input_name: str, shape, threads: int, runs: int) -> float:
-    from edgeseg.export.runtime_ort import ort_session
-
-    sess = ort_session(path, threads)
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    for _ in range(3):
-        sess.run(None, {input_name: x})
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, {input_name: x})
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(np.median(times))
 
 
 def _gate(fp32: dict, q: dict) -> dict:
@@ -325,6 +232,7 @@ def quantize(
     max_float_nodes: int = 8,
     threads: int = 2,
     latency_runs: int = 20,
+    all_int8: bool = False,
     log: Optional[Callable[[str], None]] = print,
 ) -> dict:
     """Quantize the exported float32 ``model`` to ``out`` behind the mIoU gate.
@@ -334,6 +242,10 @@ def quantize(
     ``passed``, ``fp32`` and ``quantized`` (``miou``, ``per_class_iou``, ``latency_ms``),
     ``miou_drop_points``, ``per_class_iou_delta_points``, ``nodes_kept_float``, ``written``
     and the settings. ``out`` is written only when ``passed``.
+
+    ``target="cpu"`` keeps in float the nodes ONNX Runtime runs slower in int8 on a CPU
+    (``nodes_float_for_speed`` in the report, with the reason for each); ``all_int8=True``
+    quantizes every node it can instead (the accuracy fallback may still keep some float).
     """
     _check_args(precision, target, calib_images, calib_method, max_drop)
     src, dst = Path(model), Path(out)
@@ -358,7 +270,7 @@ def quantize(
     h, w = meta["input_size"]
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".quant-") as tmp_s:
         tmp = Path(tmp_s)
-        work = _preprocess(src, tmp / "pre.onnx", log) if precision == "int8" else src
+        work = preprocess_model(src, tmp / "pre.onnx", log) if precision == "int8" else src
         if log:
             log(f"evaluating the float32 model on {len(val)} validation images")
         ref = evaluate_onnx(src, val, split=None, threads=threads)
@@ -366,19 +278,24 @@ def quantize(
         pool = (
             calib if calib is not None else (ds.split("train") if len(ds.split("train")) else val)
         )
-        probe = list(_blobs(pool.subset(range(min(_PROBE_IMAGES, len(pool)))), meta, batch))
+        probe = list(blobs(pool.subset(range(min(_PROBE_IMAGES, len(pool)))), meta, batch))
         ref_logits = _logits(src, probe)
         exclude: list[str] = []
         attempts = []
         ranking: Optional[list] = None
         cand = tmp / "candidate.onnx"
+        plans: dict[Path, dict[str, str]] = {}  # per output file: nodes float for speed
 
         def build(excl: list[str], path: Path) -> None:
             if precision == "int8":
-                reader = _reader(calib, meta, input_name, batch)
-                _quantize_int8(work, path, reader, target, calib_method, excl, tmp / "calib.json")
+                reader = calib_reader(calib, meta, input_name, batch)
+                plan = {} if all_int8 else speed_plan(work, target, excl)
+                plans[path] = {n: why for n, why in plan.items() if n not in excl}
+                quantize_int8(
+                    work, path, reader, target, calib_method, excl, tmp / "calib.json", plan
+                )
             else:
-                _convert_fp16(work, path, excl)
+                convert_fp16(work, path, excl)
 
         while True:
             if log:
@@ -393,7 +310,7 @@ def quantize(
                     + (f", {len(exclude)} node(s) float" if exclude else "")
                 )
             build(exclude, cand)
-            _set_props(
+            set_props(
                 cand,
                 meta,
                 {
@@ -416,7 +333,9 @@ def quantize(
             if ranking is None:  # measured once, on the first failure
                 if log:
                     log("measuring each node's effect on the output to pick what stays float")
-                ranking = _rank_nodes(build, exclude, cand, precision, probe, ref_logits, tmp)
+                ranking = _rank_nodes(
+                    build, exclude, cand, precision, probe, ref_logits, tmp, plans.get(cand, {})
+                )
             nxt = next((r for r in ranking if r[1] not in exclude), None)
             if nxt is None:
                 break
@@ -428,8 +347,7 @@ def quantize(
                 )
 
         shape = (batch, 3, h, w)
-        lat_fp32 = _latency_ms(src, input_name, shape, threads, latency_runs)
-        lat_q = _latency_ms(cand, input_name, shape, threads, latency_runs)
+        lat_fp32, lat_q = latency_pair_ms([src, cand], input_name, shape, threads, latency_runs)
         if passed:
             os.replace(cand, dst)  # same folder: atomic
     report = {
@@ -464,6 +382,8 @@ def quantize(
         "speedup": lat_fp32 / lat_q if lat_q > 0 else None,
         "per_class_iou_delta_points": gate["per_class_iou_delta_points"],
         "nodes_kept_float": list(exclude),
+        "nodes_float_for_speed": plans.get(cand, {}),
+        "all_int8": bool(all_int8) if precision == "int8" else None,
         "attempts": attempts,
         "latency": {
             "runtime": "onnxruntime CPUExecutionProvider",
