@@ -94,9 +94,54 @@ def test_int8_cpu_is_u8s8_qdq_per_channel(int8_cpu):
     assert md["classes"] == read_onnx_metadata(report["model"])["classes"]
 
 
+def _conv_weight_dtypes(m) -> dict[str, int]:
+    """{Conv node name: data type of its weight initializer, through a DequantizeLinear}."""
+    inits = {t.name: t for t in m.graph.initializer}
+    producer = {o: n for n in m.graph.node for o in n.output}
+    out = {}
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            w = n.input[1]
+            if w in producer and producer[w].op_type == "DequantizeLinear":
+                w = producer[w].input[0]
+            out[n.name] = inits[w].data_type
+    return out
+
+
+def test_int8_cpu_keeps_slow_int8_convs_float(int8_cpu):
+    """The tiny UNet (width 0.25: 8 channels at full resolution) keeps its 8- and 2-channel
+    convolutions float32 (ONNX Runtime's generic int8 path is slower there) and quantizes the
+    rest; every node kept float for speed says why."""
+    report, out = int8_cpu
+    speed = report["nodes_float_for_speed"]
+    dtypes = _conv_weight_dtypes(onnx.load(str(out)))
+    src = onnx.load(report["model"])
+    inits = {t.name: t for t in src.graph.initializer}
+    cout = {n.name: inits[n.input[1]].dims[0] for n in src.graph.node if n.op_type == "Conv"}
+    assert set(dtypes) == set(cout)
+    for name, c in cout.items():
+        if c < 16:
+            assert dtypes[name] == TensorProto.FLOAT, name
+            assert "output channels" in speed[name]
+        else:
+            assert dtypes[name] == TensorProto.INT8, name
+            assert name not in speed
+    assert any(v < 16 for v in cout.values()) and any(v >= 16 for v in cout.values())
+    assert all(isinstance(v, str) and v for v in speed.values())
+    assert report["all_int8"] is False
+
+
+def test_int8_cpu_all_int8_quantizes_every_conv(exported, tmp_path):
+    report, out = _quant(exported, tmp_path, precision="int8", target="cpu", all_int8=True)
+    assert report["nodes_float_for_speed"] == {} and report["all_int8"] is True
+    dtypes = _conv_weight_dtypes(onnx.load(str(out)))
+    assert dtypes and all(d == TensorProto.INT8 for d in dtypes.values())
+
+
 def test_int8_tensorrt_symmetric_float_bias(int8_trt):
     report, out = int8_trt
     assert report["passed"] and report["target"] == "tensorrt"
+    assert report["nodes_float_for_speed"] == {}  # TensorRT picks its own kernels
     m = onnx.load(str(out))
     _io_float32(m)
     dqs, inits = _dq_weights(m)

@@ -1,0 +1,93 @@
+"""edgeseg.quant.cpu_plan: which convolutions ONNX Runtime runs fast in int8 on a CPU, and which
+data-movement nodes follow them (pure graph logic, no calibration)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from edgeseg.quant.cpu_plan import conv_int8_fast, float_for_speed  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("cin", "cout", "group", "fast"),
+    [
+        (16, 16, 1, True),
+        (8, 16, 1, True),
+        (192, 64, 1, True),
+        (4, 24, 1, True),
+        (8, 8, 1, False),  # < 16 output channels
+        (24, 8, 1, False),
+        (16, 4, 1, False),
+        (16, 20, 1, False),  # not a multiple of 8
+        (3, 16, 1, False),  # input channels not a multiple of 4
+        (1, 32, 32, True),  # depthwise, multiple of 16
+        (1, 24, 24, False),  # depthwise, not a multiple of 16
+        (4, 32, 8, False),  # grouped
+    ],
+)
+def test_conv_int8_fast(cin, cout, group, fast):
+    ok, why = conv_int8_fast(cin, cout, group)
+    assert ok is fast
+    assert isinstance(why, str) and why
+
+
+def _unet_like() -> onnx.ModelProto:
+    """images -> a(3->8) -> relu -> pool -> b(8->16) -> relu -> c(16->16) -> relu -> resize
+    -> concat(with a's relu) -> d(24->8) -> relu -> head(8->2): a miniature of the UNet."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def conv(name, x, cin, cout, k=3, relu=True):
+        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"{name}.w"))
+        nodes.append(
+            helper.make_node("Conv", [x, f"{name}.w"], [f"{name}.y"], name=name, pads=[k // 2] * 4)
+        )
+        if not relu:
+            return f"{name}.y"
+        nodes.append(helper.make_node("Relu", [f"{name}.y"], [f"{name}.r"], name=f"{name}_relu"))
+        return f"{name}.r"
+
+    a = conv("a", "images", 3, 8)
+    nodes.append(
+        helper.make_node("MaxPool", [a], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2])
+    )
+    b = conv("b", "p", 8, 16)
+    c = conv("c", b, 16, 16)
+    inits.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+    nodes.append(
+        helper.make_node("Resize", [c, "", "scales"], ["up"], name="resize", mode="linear")
+    )
+    nodes.append(helper.make_node("Concat", ["up", a], ["cat"], name="concat", axis=1))
+    d = conv("d", "cat", 24, 8)
+    conv("head", d, 8, 2, k=1, relu=False)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info("head.y", TensorProto.FLOAT, [1, 2, 32, 32])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_float_for_speed_unet_like():
+    plan = float_for_speed(_unet_like())
+    # 8- and 2-channel convolutions and their activations stay float; so do the nodes that
+    # do not sit between two int8 convolutions (pool after a float conv, resize/concat before
+    # one); b and c (16 channels) are int8 and nothing between them is listed
+    assert set(plan) == {"a", "a_relu", "pool", "resize", "concat", "d", "d_relu", "head"}
+    assert "output channels" in plan["a"] and "output channels" in plan["head"]
+    assert "between two int8" in plan["concat"]
+
+
+def test_float_for_speed_follows_keep_float():
+    """A conv kept float for accuracy pulls the data movement around it out of int8 too."""
+    plan = float_for_speed(_unet_like(), keep_float=["c"])
+    assert "c" not in plan  # the caller's choice, not a speed decision
+    assert {"resize", "concat"} <= set(plan)
