@@ -14,9 +14,9 @@ runs an int8 ``QLinearConv`` on one of two paths:
   a separate requantization pass. It is memory-bound and barely gains from a second thread.
 
 Measured on the default UNet (width 0.25) at 256x256 on a 2-core AVX2 EPYC (no VNNI), per node,
-ONNX Runtime 1.32: convolutions on the symmetric path run 1.5-2.0x faster than float32, while
-the full-resolution ones with 8 output channels (generic path) run 1.5-2.7x *slower* than the
-float32 NCHWc kernels (see README, Quantization).
+2 threads, ONNX Runtime 1.32: convolutions on the symmetric path run 1.7-2.2x faster than
+float32, while the full-resolution ones with 8 output channels (generic path) run 1.2-1.7x
+*slower* than the float32 NCHWc kernels, the 1x1 head 5x (see README, Quantization).
 
 :func:`float_for_speed` therefore keeps in float every convolution that would take the generic
 path, and every data-movement node (Concat, Resize, MaxPool, ...) that does not sit between
