@@ -139,22 +139,26 @@ def convert_fp16(src, dst, exclude) -> None:
 
 
 def latency_pair_ms(
-    paths: list[Path], input_name: str, shape, threads: int, runs: int
+    paths: list[Path], input_name: str, shape, threads: int, runs: int, block: int = 5
 ) -> list[float]:
     """Median latency (ms) of each model in ``paths`` on the same random input, ONNX Runtime
-    CPU with ``threads`` intra-op threads. The models run in turns (one call each per round)
-    so that load from other processes falls on all of them alike."""
+    CPU with ``threads`` intra-op threads. The models take turns in blocks of ``block`` timed
+    runs, so that load from other processes falls on all of them alike; each block starts with
+    one untimed run, so that no model is timed on caches the other one just filled."""
     from edgeseg.export.runtime_ort import ort_session
 
     sessions = [ort_session(p, threads) for p in paths]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     for sess in sessions:
-        for _ in range(3):
+        for _ in range(2):
             sess.run(None, {input_name: x})
     times: list[list[float]] = [[] for _ in sessions]
-    for _ in range(runs):
+    while len(times[0]) < runs:
+        n = min(block, runs - len(times[0]))
         for sess, t_list in zip(sessions, times):
-            t = time.perf_counter()
-            sess.run(None, {input_name: x})
-            t_list.append((time.perf_counter() - t) * 1e3)
+            sess.run(None, {input_name: x})  # untimed: back from the other model
+            for _ in range(n):
+                t = time.perf_counter()
+                sess.run(None, {input_name: x})
+                t_list.append((time.perf_counter() - t) * 1e3)
     return [float(np.median(t)) for t in times]
