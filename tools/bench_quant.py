@@ -5,10 +5,11 @@
 Exports the run (default: trains the default model on the synthetic ``defects`` set, 256²,
 for ``--minutes``) at each size, quantizes it with :func:`edgeseg.quant.quantize` (calibrated
 on the train split, gated on val) and prints median latencies, the speedup and both mIoUs
-(the issue's targets: >= 1.5x faster, <= 1.0 mIoU point lost). FP32 and INT8 run in turns in
-one process (medians), so load from other processes falls on both alike; the load average is
-printed with the table. ``--all-int8`` quantizes every convolution (the pre-plan behaviour)
-for comparison; by default the convolutions ONNX Runtime runs slower in int8 stay float32.
+(the issue's targets: >= 1.5x faster, <= 1.0 mIoU point lost). FP32 and INT8 run in turns
+(alternating blocks of 5 runs) in one process (medians), so load from other processes falls
+on both alike; the load average is printed with the table. ``--all-int8`` quantizes every
+convolution (the pre-plan behaviour) for comparison; by default the convolutions ONNX Runtime
+runs slower in int8 stay float32.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
 
     print(
         f"ONNX Runtime {onnxruntime.__version__} CPU, {args.threads} threads, batch 1, FP32 and "
-        f"INT8 in turns, median of {args.runs} runs each; {_cpu_name()}; load average "
+        f"INT8 in alternating blocks, median of {args.runs} runs each; {_cpu_name()}; load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; data {ds}; run {run}"
         + ("; --all-int8" if args.all_int8 else "")
     )
