@@ -121,3 +121,14 @@ def test_cpu_defaults():
     assert "model_kwargs" not in picked
     with pytest.raises(TrainingError, match="crop_focus"):
         trainer_mod.TrainConfig(data="x", out="y", crop_focus=1.5).validate()
+
+
+def test_lr_follows_the_larger_of_step_and_time_fraction():
+    lr = trainer_mod._lr_at
+    assert lr(0, 100, 10, 1.0) == pytest.approx(0.1)  # warm-up
+    assert lr(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr(100, 100, 10, 1.0) == pytest.approx(0.01)
+    # a time budget half spent at step 10 of 100: the cosine is half way
+    assert lr(10, 100, 10, 1.0, frac=0.5) == pytest.approx(0.505)
+    assert lr(10, 100, 10, 1.0, frac=2.0) == pytest.approx(0.01)
+    assert lr(55, 100, 10, 1.0, frac=0.1) == pytest.approx(0.505)

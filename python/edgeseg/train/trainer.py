@@ -316,10 +316,12 @@ def _seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
+def _lr_at(step: int, total: int, warmup: int, base: float, frac: float = 0.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine to 1 % of ``base`` at ``total``
+    steps or at ``frac`` = 1 (the share of a time budget spent), whichever comes first."""
     if step < warmup:
         return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
+    t = max((step - warmup) / max(1, total - warmup), frac)
     return base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
@@ -555,6 +557,10 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
 
     t0, c0 = time.monotonic(), time.process_time()
     seen = n_steps = 0  # training images (crops) and optimizer steps of this process
+
+    def time_frac() -> float:
+        return (time.monotonic() - t0) / (cfg.time_limit * 60)
+
     stopped = "completed"
     epoch = start_epoch
     bad_epochs = 0
@@ -585,7 +591,11 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 if step >= steps_per_epoch:
                     break
                 gstep = epoch * steps_per_epoch + step
-                lr = _lr_at(gstep, total_steps, warmup, cfg.lr)
+                # under --time-limit the cosine runs on the larger of the step and the time
+                # fraction: a load spike on a shared CPU cannot leave the run cut off at a
+                # high learning rate, and a quiet machine still gets its full step budget
+                frac = time_frac() if cfg.time_limit else 0.0
+                lr = _lr_at(gstep, total_steps, warmup, cfg.lr, frac)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 try:
@@ -671,20 +681,6 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val mIoU "
                 f"{miou:.4f}{' *' if improved else ''} ({pcs}) {row['time_s']:.0f}s"
             )
-            if cfg.time_limit:
-                # fit the cosine schedule into the time budget, re-measured every epoch
-                spent = time.monotonic() - t0
-                per_epoch = spent / (epoch + 1 - start_epoch)
-                fit = epoch + 1 + int((cfg.time_limit * 60 - spent) / per_epoch)
-                fit = max(epoch + 1, min(max_epochs, fit))
-                if fit != cfg.epochs:
-                    if epoch == start_epoch:
-                        say(f"--time-limit {cfg.time_limit:g} min: about {fit} epochs fit")
-                    cfg.epochs = fit
-                    total_steps = steps_per_epoch * cfg.epochs
-                if epoch + 1 >= cfg.epochs:
-                    stopped = "time_limit"
-                    break
             if bad_epochs >= cfg.patience:
                 stopped = "early_stopping"
                 say(f"early stopping: no val mIoU gain in {cfg.patience} epochs")
