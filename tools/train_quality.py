@@ -75,7 +75,7 @@ def main() -> int:
         f"max {max(loads):.2f} over {len(loads)} samples on {cores} cores"
     )
     print(
-        "epoch  time_s  cpu_s  steps  images  img/s  train_loss  val_mIoU  "
+        "epoch  time_s  cpu_s  steps  crops  crops/s  train_loss  val_mIoU  "
         + "  ".join(m["class_names"])
     )
     for h in m["history"]:
@@ -83,7 +83,7 @@ def main() -> int:
         ips = h.get("images", 0) / max(h["time_s"], 1e-9)
         print(
             f"{h['epoch']:5d}  {h['time_s']:6.0f}  {h.get('cpu_s', 0):5.0f}  "
-            f"{h.get('steps', 0):5d}  {h.get('images', 0):6d}  {ips:5.1f}  "
+            f"{h.get('steps', 0):5d}  {h.get('images', 0):5d}  {ips:7.1f}  "
             f"{h['train_loss']:10.4f}  {h['val_miou']:8.4f}  {pc}"
         )
     last = m["history"][-1]

@@ -515,6 +515,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
         f"train {len(train_ds)} / val {len(val_ds)} images, {num_classes} classes, model "
         f"{cfg.model}, {device}{f' x{d.world}' if d.on else ''}, batch {batch}, lr {cfg.lr:g}, "
         f"{cfg.epochs} epochs x {steps_per_epoch} steps"
+        + (f" or {cfg.time_limit:g} min, whichever ends first" if cfg.time_limit else "")
         + (f", class weights {np.round(weights, 2).tolist()}" if weights is not None else "")
     )
 
