@@ -4,20 +4,42 @@
 
 Synthesizes ``defects`` (200 images, 256², seed 0: 160 train / 20 val / 20 test), trains
 ``edgeseg train`` with its defaults under a time budget, then ``edgeseg eval`` on val and
-test; prints the mIoU curve and the per-class IoU / boundary F1.
+test; prints the mIoU curve (with the optimizer steps, images and CPU seconds behind each
+point), the per-class IoU / boundary F1 and the machine's load average during training —
+on a shared machine the wall-clock budget buys fewer steps, and ``cpu_s`` says how much of
+the cores the run really had (a quiet 2-core machine gives about 2 CPU-s per second).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 from edgeseg import data
 from edgeseg.train import cli as train_cli
 from edgeseg.train.evaluate import evaluate
+
+
+def _load() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+class LoadSampler(threading.Thread):
+    """1-minute load average every few seconds while training runs."""
+
+    def __init__(self, every: float = 5.0):
+        super().__init__(daemon=True)
+        self.every, self.samples, self.stop = every, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.samples.append(_load())
 
 
 def main() -> int:
@@ -32,23 +54,45 @@ def main() -> int:
     if not (ds / "images").exists():
         data.synth(ds, task="defects", n=args.n, size=256, seed=0)
     run = out / "run"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"cores {cores}, load average before training {open('/proc/loadavg').read().strip()}")
+    sampler = LoadSampler()
+    sampler.start()
     t0 = time.monotonic()
     rc = train_cli.main(
         ["--data", str(ds), "--out", str(run), "--time-limit", str(args.minutes), "--no-progress"]
         + args.extra
     )
     wall = time.monotonic() - t0
+    sampler.stop.set()
     if rc:
         return rc
     m = json.loads((run / "metrics.json").read_text())
+    loads = sampler.samples or [_load()]
     print(f"\ntraining wall time {wall:.0f} s (incl. scan/start-up); config {m['config']}")
-    print("epoch  time_s  train_loss  val_mIoU  " + "  ".join(m["class_names"]))
+    print(
+        f"load average (1 min) during training: mean {sum(loads) / len(loads):.2f}, "
+        f"max {max(loads):.2f} over {len(loads)} samples on {cores} cores"
+    )
+    print(
+        "epoch  time_s  cpu_s  steps  crops  crops/s  train_loss  val_mIoU  "
+        + "  ".join(m["class_names"])
+    )
     for h in m["history"]:
         pc = "  ".join(f"{(v or 0):.3f}" for v in h["per_class_iou"].values())
+        ips = h.get("images", 0) / max(h["time_s"], 1e-9)
         print(
-            f"{h['epoch']:5d}  {h['time_s']:6.0f}  {h['train_loss']:10.4f}  "
-            f"{h['val_miou']:8.4f}  {pc}"
+            f"{h['epoch']:5d}  {h['time_s']:6.0f}  {h.get('cpu_s', 0):5.0f}  "
+            f"{h.get('steps', 0):5d}  {h.get('images', 0):5d}  {ips:7.1f}  "
+            f"{h['train_loss']:10.4f}  {h['val_miou']:8.4f}  {pc}"
         )
+    last = m["history"][-1]
+    print(
+        f"best val mIoU {m['best_val_miou']:.4f} at epoch {m['best_epoch']} ({m['stopped']}); "
+        f"{last.get('steps', 0)} steps, {last.get('images', 0)} training crops, "
+        f"{last.get('cpu_s', 0):.0f} CPU-s in {last['time_s']:.0f} s "
+        f"({last.get('cpu_s', 0) / max(last['time_s'], 1e-9):.2f} of {cores} cores)"
+    )
     for split in ("val", "test"):
         r = evaluate(run, ds, split, device="cpu")
         print(

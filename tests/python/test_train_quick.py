@@ -68,7 +68,11 @@ def test_loss_falls_and_miou_beats_chance(objects, tmp_path):
     assert [c["name"] for c in meta["classes"]] == ["background", "product"]
     assert meta["input_size"] == [SIZE, SIZE] and meta["channel_order"] == "RGB"
     assert meta["mean"] == pytest.approx([0.485, 0.456, 0.406])
-    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 8
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 8 and last["ema_updates"] == 32  # EMA of the weights is resumable
+    assert set(last["ema_state_dict"]) == set(ck["state_dict"])
+    # what each point of the curve cost: optimizer steps, training images, CPU seconds
+    assert hist[-1]["steps"] == 32 and hist[-1]["images"] == 64 and hist[-1]["cpu_s"] > 0
     conf = yaml.safe_load((out / "config.yaml").read_text())
     assert conf["meta"]["classes"][1]["name"] == "product" and conf["epochs"] == 8
     metrics = json.loads((out / "metrics.json").read_text())

@@ -20,6 +20,7 @@ from edgeseg.data import VOID, ClassMap, SegDataset
 from edgeseg.errors import TrainingError
 
 __all__ = [
+    "ClassBalancedCrop",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ScanResult",
@@ -53,6 +54,36 @@ def _albumentations():
     return A
 
 
+try:  # a module-level class (picklable for loader workers) when albumentations is there
+    from albumentations import CropNonEmptyMaskIfExists as _CropNonEmpty
+except ImportError:  # the trainer says what to install when it needs it
+    _CropNonEmpty = object
+
+
+class ClassBalancedCrop(_CropNonEmpty):
+    """A ``height``×``width`` crop around one pixel of a class drawn uniformly from the
+    classes present in the mask (``ignore_values`` left out), so a thin class with a few
+    hundred pixels is as likely to be in the crop as a large one; a random crop when only
+    ignored values are present. Masks must be class-index maps (HW)."""
+
+    def get_params_dependent_on_data(self, params, data):
+        mask = data["mask"]
+        mh, mw = mask.shape[:2]
+        present = np.flatnonzero(np.bincount(mask.ravel(), minlength=256))
+        present = [int(c) for c in present if c not in (self.ignore_values or ())]
+        if present:
+            ys, xs = np.nonzero(mask == self.py_random.choice(present))
+            k = self.py_random.randrange(len(ys))
+            x0 = int(np.clip(xs[k] - self.py_random.randint(0, self.width - 1), 0, mw - self.width))
+            y0 = int(
+                np.clip(ys[k] - self.py_random.randint(0, self.height - 1), 0, mh - self.height)
+            )
+        else:
+            x0 = self.py_random.randint(0, mw - self.width)
+            y0 = self.py_random.randint(0, mh - self.height)
+        return {"crop_coords": (x0, y0, x0 + self.width, y0 + self.height)}
+
+
 def id_lut(classes: ClassMap) -> np.ndarray:
     """``lut[id] -> index`` over all 16-bit ids; ids not in the map and void map to 255."""
     if len(classes) > 255:
@@ -63,26 +94,45 @@ def id_lut(classes: ClassMap) -> np.ndarray:
     return lut
 
 
-def train_transform(size: int, crop: Optional[int] = None, zoom=(0.75, 1.33)):
-    """The default training pipeline (albumentations ``Compose``).
+def train_transform(
+    size: int, crop: Optional[int] = None, zoom: Optional[tuple] = None, focus: float = 0.5
+):
+    """The default training pipeline (albumentations ``Compose``) for images already resized
+    to ``size``² (what the model sees at deployment; :class:`TrainSet` does it with
+    ``size=``).
 
-    A random crop of ``crop`` px (default ``size``) at roughly the scale the model sees at
-    deployment (the image resized to ``size``), zoomed by ``zoom``; flips, 90° rotations,
-    small arbitrary rotations (mask nearest, borders void), colour jitter, blur or noise.
-    Masks are only ever resampled nearest-neighbour.
+    A ``crop``-px crop (default ``size``), with probability ``focus`` placed on a pixel of a
+    foreground class drawn uniformly from those in the image (:class:`ClassBalancedCrop`),
+    so thin, rare defects show up in most batches; ``zoom=(lo, hi)`` adds scale jitter (off
+    by default: shrinking a 1-px scratch blurs it away in the image while the nearest-
+    neighbour mask keeps it); flips, 90° rotations, small arbitrary rotations (mask
+    nearest, borders void), colour jitter, a little blur or noise. Masks are only ever
+    resampled nearest-neighbour.
     """
     A = _albumentations()
     cv2 = _cv2()
     crop = crop or size
-    base = (crop / size) ** 2  # share of the image area a crop covers at deployment scale
-    lo = min(1.0, base / zoom[1] ** 2)
-    hi = min(1.0, base / zoom[0] ** 2)
     nearest = cv2.INTER_NEAREST
+    if zoom is not None and tuple(zoom) != (1.0, 1.0):
+        base = (crop / size) ** 2  # share of the image area a crop covers
+        scale = (min(1.0, base / zoom[1] ** 2), min(1.0, base / zoom[0] ** 2))
+        first = A.RandomResizedCrop(
+            size=(crop, crop), scale=scale, mask_interpolation=nearest, p=1.0
+        )
+    elif crop >= size:
+        first = A.NoOp()
+    else:
+        focus = min(1.0, max(0.0, focus))
+        first = A.OneOf(
+            [
+                A.RandomCrop(crop, crop, p=1.0 - focus),
+                ClassBalancedCrop(crop, crop, ignore_values=[0, VOID], p=focus),
+            ],
+            p=1.0,
+        )
     return A.Compose(
         [
-            A.RandomResizedCrop(
-                size=(crop, crop), scale=(lo, hi), mask_interpolation=nearest, p=1.0
-            ),
+            first,
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
             A.RandomRotate90(p=0.5),
@@ -92,12 +142,12 @@ def train_transform(size: int, crop: Optional[int] = None, zoom=(0.75, 1.33)):
                 fill=0,
                 fill_mask=VOID,
                 mask_interpolation=nearest,
-                p=0.3,
+                p=0.2,
             ),
             A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
             A.OneOf(
-                [A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.GaussNoise(std_range=(0.02, 0.06))],
-                p=0.3,
+                [A.GaussianBlur(blur_limit=(3, 3), p=1.0), A.GaussNoise(std_range=(0.01, 0.03))],
+                p=0.1,
             ),
         ]
     )
@@ -182,20 +232,42 @@ class SeededSampler(Sampler):
 
 
 class TrainSet(Dataset):
-    """``ds[(i, seed)] -> (HWC uint8 tensor, HW uint8 index tensor)`` after augmentation."""
+    """``ds[(i, seed)] -> (HWC uint8 tensor, HW uint8 index tensor)`` after augmentation.
 
-    def __init__(self, ds: SegDataset, transform: Callable):
+    ``size``: resize every image to ``size``² first (bilinear; the mask nearest), as
+    deployment does. ``cache``: keep the decoded (and resized) samples in RAM after their
+    first use, so later epochs skip PNG decoding (each loader worker holds its own copy).
+    """
+
+    def __init__(
+        self, ds: SegDataset, transform: Callable, size: Optional[int] = None, cache: bool = False
+    ):
         self.ds = ds
         self.transform = transform
+        self.size = size
         self.lut = id_lut(ds.classes)
+        self.cache: Optional[dict] = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.ds)
 
-    def __getitem__(self, key):
-        i, seed = key if isinstance(key, tuple) else (key, None)
+    def sample(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded image and index mask ``i`` before augmentation."""
+        if self.cache is not None and i in self.cache:
+            return self.cache[i]
         image, mask = self.ds[i]
         target = self.lut[mask]
+        if self.size is not None and image.shape[:2] != (self.size, self.size):
+            cv2 = _cv2()
+            image = resize_image(image, self.size)
+            target = cv2.resize(target, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
+        if self.cache is not None:
+            self.cache[i] = (image, target)
+        return image, target
+
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        image, target = self.sample(i)
         if seed is not None:
             if hasattr(self.transform, "set_random_seed"):
                 self.transform.set_random_seed(seed)
@@ -210,27 +282,34 @@ class TrainSet(Dataset):
                 f"{getattr(tgt, 'shape', type(tgt))}); leave ToTensorV2/Normalize out of it, "
                 "the trainer normalizes"
             )
-        return torch.from_numpy(np.ascontiguousarray(img)), torch.from_numpy(
-            np.ascontiguousarray(tgt.astype(np.uint8))
+        # copies: a pipeline may hand back the cached arrays themselves (no crop, no flip)
+        return torch.from_numpy(np.array(img, order="C")), torch.from_numpy(
+            np.array(tgt, np.uint8, order="C")
         )
 
 
 class ValSet(Dataset):
     """``ds[i] -> (HWC uint8 image resized to size², HW uint8 index mask at full size)``."""
 
-    def __init__(self, ds: SegDataset, size: int):
+    def __init__(self, ds: SegDataset, size: int, cache: bool = False):
         self.ds = ds
         self.size = size
         self.lut = id_lut(ds.classes)
+        self.cache: Optional[dict] = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.ds)
 
     def __getitem__(self, key):
         i = key[0] if isinstance(key, tuple) else key
-        image, mask = self.ds[i]
-        image = resize_image(image, self.size)
-        return torch.from_numpy(image), torch.from_numpy(self.lut[mask])
+        if self.cache is not None and i in self.cache:
+            image, target = self.cache[i]
+        else:
+            image, mask = self.ds[i]
+            image, target = resize_image(image, self.size), self.lut[mask]
+            if self.cache is not None:
+                self.cache[i] = (image, target)
+        return torch.from_numpy(np.array(image)), torch.from_numpy(np.array(target))
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:

@@ -16,7 +16,7 @@ torchvision). Any input size works; sizes divisible by 32 avoid odd-sized resize
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -51,11 +51,17 @@ class ConvBNAct(nn.Sequential):
 
 
 class _DoubleConv(nn.Sequential):
-    def __init__(self, cin, cout):
-        super().__init__(ConvBNAct(cin, cout), ConvBNAct(cout, cout))
+    def __init__(self, cin, cout, n: int = 2):
+        super().__init__(*(ConvBNAct(cin if i == 0 else cout, cout) for i in range(n)))
 
 
 class UNet(nn.Module):
+    """Compact UNet. ``width`` scales the channels (1.0: 32-64-128-256-512), ``depth`` sets
+    the number of 2x down-samplings, ``max_channels`` caps the deepest levels and
+    ``full_res_convs`` (1 or 2) sets the 3x3 convolutions of the two full-resolution blocks,
+    the costliest part of the net on a CPU (one is ~25 % cheaper; it keeps the stride-1 skip
+    that thin scratches need)."""
+
     def __init__(
         self,
         num_classes: int,
@@ -63,16 +69,25 @@ class UNet(nn.Module):
         depth: int = 4,
         dropout: float = 0.1,
         in_channels: int = 3,
+        max_channels: Optional[int] = None,
+        full_res_convs: int = 2,
     ):
         super().__init__()
         if not 1 <= depth <= 6:
             raise TrainingError(f"unet depth {depth} is not in 1..6")
+        if full_res_convs not in (1, 2):
+            raise TrainingError(f"unet full_res_convs {full_res_convs} is not 1 or 2")
         chs = [_ch(32 * width * 2**i) for i in range(depth + 1)]
-        self.stem = _DoubleConv(in_channels, chs[0])
+        if max_channels:
+            chs = [min(c, _ch(max_channels)) for c in chs]
+        self.stem = _DoubleConv(in_channels, chs[0], full_res_convs)
         self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.up = nn.ModuleList(_DoubleConv(chs[i + 1] + chs[i], chs[i]) for i in range(depth))
+        self.up = nn.ModuleList(
+            _DoubleConv(chs[i + 1] + chs[i], chs[i], full_res_convs if i == 0 else 2)
+            for i in range(depth)
+        )
         self.head = nn.Conv2d(chs[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,134 @@
+"""Training data path: the class-balanced crop, the RAM cache, the CPU defaults."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("albumentations")
+pytest.importorskip("cv2")
+
+from edgeseg import TrainingError  # noqa: E402
+from edgeseg.train import create_model  # noqa: E402
+from edgeseg.train import data as tdata  # noqa: E402
+from edgeseg.train import trainer as trainer_mod  # noqa: E402
+
+
+def _mask() -> np.ndarray:
+    """64² background with a big class-1 block and one class-3 pixel (a 'thin' class)."""
+    m = np.zeros((64, 64), np.uint8)
+    m[:, 40:] = 1
+    m[5, 5] = 3
+    m[0, :4] = 255
+    return m
+
+
+def test_class_balanced_crop_finds_the_rare_class():
+    crop = tdata.ClassBalancedCrop(16, 16, ignore_values=[0, 255])
+    image = np.zeros((64, 64, 3), np.uint8)
+    hits = 0
+    for seed in range(60):
+        crop.set_random_seed(seed)
+        out = crop(image=image, mask=_mask())
+        assert out["image"].shape == (16, 16, 3) and out["mask"].shape == (16, 16)
+        hits += int((out["mask"] == 3).any())
+    # a class drawn uniformly from {1, 3}: about half the crops hold the single pixel
+    # (a random crop would in about 1 in 16)
+    assert 18 <= hits <= 42, hits
+
+
+def test_class_balanced_crop_without_foreground_is_a_random_crop():
+    crop = tdata.ClassBalancedCrop(16, 16, ignore_values=[0, 255])
+    corners = set()
+    for seed in range(10):
+        crop.set_random_seed(seed)
+        m = np.zeros((64, 64), np.uint8)
+        m[10:20, 10:20] = 255
+        out = crop(image=np.arange(64 * 64 * 3, dtype=np.uint32).reshape(64, 64, 3), mask=m)
+        corners.add(int(out["image"][0, 0, 0]))
+    assert len(corners) > 3
+
+
+@pytest.mark.parametrize("crop", [32, 64])
+def test_default_pipeline_sizes_and_mask_values(crop):
+    tf = tdata.train_transform(64, crop, focus=1.0)
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    for seed in range(5):
+        tf.set_random_seed(seed)
+        out = tf(image=image, mask=_mask())
+        assert out["image"].shape == (crop, crop, 3) and out["image"].dtype == np.uint8
+        assert set(np.unique(out["mask"])) <= {0, 1, 3, 255}  # never interpolated
+
+
+class _Counting:
+    """A two-image dataset that counts its decodes."""
+
+    def __init__(self, classes, hw=(48, 80)):
+        self.classes, self.hw, self.loads = classes, hw, 0
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        self.loads += 1
+        image = np.full((*self.hw, 3), 10 * (i + 1), np.uint8)
+        mask = np.zeros(self.hw, np.uint16)
+        mask[: self.hw[0] // 2] = 1
+        return image, mask
+
+
+def test_trainset_cache_resizes_once_and_hands_out_copies():
+    from edgeseg.data import task_classes
+
+    ds = _Counting(task_classes("defects"))
+    ts = tdata.TrainSet(ds, lambda image, mask: {"image": image, "mask": mask}, 32, cache=True)
+    a, ma = ts[(0, 1)]
+    assert a.shape == (32, 32, 3) and ma.shape == (32, 32)
+    assert set(np.unique(ma.numpy())) == {0, 1}
+    a[:] = 0  # a batch written in place must not reach the cache
+    b, _ = ts[(0, 2)]
+    assert int(b[0, 0, 0]) == 10 and ds.loads == 1
+    ts[(1, 3)]
+    assert ds.loads == 2
+    nocache = tdata.TrainSet(ds, lambda image, mask: {"image": image, "mask": mask}, 32)
+    nocache[(0, 1)]
+    nocache[(0, 1)]
+    assert ds.loads == 4
+
+
+def test_unet_channel_cap_and_single_full_res_convs():
+    full = create_model("unet", 4, width=0.25)
+    lite = create_model("unet", 4, width=0.25, max_channels=96, full_res_convs=1)
+    assert max(m.out_channels for m in lite.modules() if isinstance(m, torch.nn.Conv2d)) == 96
+    assert len(lite.stem) == 1 and len(full.stem) == 2
+    n = sum(p.numel() for p in lite.parameters())
+    assert n < sum(p.numel() for p in full.parameters())
+    with torch.no_grad():
+        assert lite.eval()(torch.randn(1, 3, 64, 96)).shape == (1, 4, 64, 96)
+    with pytest.raises(TrainingError, match="full_res_convs 3"):
+        create_model("unet", 4, full_res_convs=3)
+
+
+def test_cpu_defaults():
+    cfg = trainer_mod.TrainConfig(data="x", out="y")
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
+    assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)
+    # a width given by the user is left alone
+    cfg = trainer_mod.TrainConfig(data="x", out="y", model_kwargs={"width": 0.5})
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert "model_kwargs" not in picked
+    with pytest.raises(TrainingError, match="crop_focus"):
+        trainer_mod.TrainConfig(data="x", out="y", crop_focus=1.5).validate()
+
+
+def test_lr_follows_the_larger_of_step_and_time_fraction():
+    lr = trainer_mod._lr_at
+    assert lr(0, 100, 10, 1.0) == pytest.approx(0.1)  # warm-up
+    assert lr(10, 100, 10, 1.0) == pytest.approx(1.0)
+    assert lr(100, 100, 10, 1.0) == pytest.approx(0.01)
+    # a time budget half spent at step 10 of 100: the cosine is half way
+    assert lr(10, 100, 10, 1.0, frac=0.5) == pytest.approx(0.505)
+    assert lr(10, 100, 10, 1.0, frac=2.0) == pytest.approx(0.01)
+    assert lr(55, 100, 10, 1.0, frac=0.1) == pytest.approx(0.505)
