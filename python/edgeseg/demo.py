@@ -181,11 +181,17 @@ class _Collector:
         self.gt, self.cm, self.keep = gt, ConfusionMatrix(num_classes), keep
         self.examples: list = []
         self.timings: dict[str, list] = {}
+        self.verdicts_agree = self.verdicts = 0
 
     def __call__(self, item) -> None:
         i = item.frame.index
         if 0 <= i < len(self.gt):
             self.cm.update(item.result.class_map, self.gt[i])
+            if item.verdict is not None:
+                # the truth's verdict: a defect of at least 40 px anywhere (the rules' specks)
+                truth_ng = bool((np.bincount(self.gt[i].ravel(), minlength=4)[1:] >= 40).any())
+                self.verdicts += 1
+                self.verdicts_agree += int(truth_ng == (not item.verdict.ok))
         for k, v in item.result.timings.items():
             self.timings.setdefault(k, []).append(v)
         ng = item.verdict is not None and not item.verdict.ok
@@ -324,9 +330,11 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
 
     video_scores = summarize(collect.cm, seg.class_names)
     n_ng = sum(r["verdict"] == "NG" for r in records)
+    agree = collect.verdicts_agree / max(1, collect.verdicts)
     say(
         f"{stats['frames']} frames at {stats['fps_mean']:.1f} FPS; {n_ng} NG; video mIoU vs "
-        f"ground truth {video_scores['miou']:.3f}"
+        f"ground truth {video_scores['miou']:.3f}; verdicts agree with the truth on "
+        f"{100 * agree:.0f} % of frames"
     )
 
     step("writing report.html")
@@ -361,7 +369,8 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
         + ", ".join(
             f"{k} {v:.2f}" for k, v in video_scores["per_class_iou"].items() if v is not None
         )
-        + ").",
+        + f"); the verdict agrees with the ground truth's (a defect of ≥ 40 px present or not) "
+        f"on {100 * agree:.0f} % of the frames.",
     ]
     report = write_report(
         out,
@@ -382,6 +391,7 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
         "int8": None if not q else {"passed": q.get("passed"), "drop": q.get("miou_drop_points")},
         "loop": {"frames": stats["frames"], "fps": stats["fps_mean"], "ng": n_ng},
         "video_miou": video_scores["miou"],
+        "verdict_agreement": round(agree, 4),
         "report": str(report),
         "notes": notes,
     }

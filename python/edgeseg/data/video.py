@@ -27,13 +27,15 @@ def synth_inspection_video(
     speed: int = 12,
     fps: float = 15.0,
     seed: int = 2024,
+    clean_fraction: float = 0.5,
 ) -> dict:
     """Writes an MP4 (``mp4v``) of ``frames`` BGR frames and ``path + '.gt.npz'`` (key
     ``masks``: frames×H×W uint8 class ids of the ``defects`` classes). Returns ``{"path",
-    "ground_truth", "frames", "fps", "size"}``."""
+    "ground_truth", "frames", "fps", "size"}``. ``clean_fraction`` of the panels are drawn
+    without defects (a line mostly makes good parts), the rest as in the dataset."""
     import cv2
 
-    from edgeseg.data.synth import _defects_image
+    from edgeseg.data.synth import _defects_image, _finish, _surface
 
     if frames < 1 or height < 32 or width < 32 or speed < 1:
         raise DatasetError(
@@ -47,7 +49,11 @@ def synth_inspection_video(
     strip = np.zeros((height, n_panels * height, 3), np.uint8)
     gt = np.zeros((height, n_panels * height), np.uint8)
     for i in range(n_panels):
-        img, mask = _defects_image(np.random.default_rng([seed, i]), height)
+        rng = np.random.default_rng([seed, i])
+        if rng.random() < clean_fraction:
+            img, mask = _finish(_surface(rng, height), rng), np.zeros((height, height), np.uint8)
+        else:
+            img, mask = _defects_image(rng, height)
         strip[:, i * height : (i + 1) * height] = img[:, :, ::-1]  # RGB -> BGR
         gt[:, i * height : (i + 1) * height] = mask
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
