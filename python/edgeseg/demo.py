@@ -163,8 +163,8 @@ def _engine(onnx_path: Path, out: Path) -> tuple[Optional[dict], str]:
         return None, f"TensorRT engine skipped: {e}"
     try:
         m = build_engine(onnx_path, out, precision="fp16", log=say)
-    except EdgesegError as e:
-        return None, f"TensorRT engine build failed: {e}"
+    except Exception as e:  # an optional step: any TensorRT failure is reported, not fatal
+        return None, f"TensorRT engine build failed ({type(e).__name__}): {e}"
     return m, (
         f"TensorRT engine built with {m['tensorrt']['module']} {m['tensorrt']['version']} "
         f"({m['precision']}); on this machine without a GPU it is not run — the camera loop "
