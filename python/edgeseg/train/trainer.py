@@ -48,7 +48,7 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     size: int = 256
     crop: Optional[int] = None
-    crop_focus: float = 0.5  # share of crops placed on labelled foreground (rare defects)
+    crop_focus: float = 0.8  # share of crops placed on labelled foreground (rare defects)
     epochs: Optional[int] = None
     batch: Optional[int] = None
     lr: Optional[float] = None
