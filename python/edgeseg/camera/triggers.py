@@ -324,13 +324,6 @@ class MqttTrigger(QueueTrigger):
             with self._lock:
                 self._reply_to[tid] = str(reply_to)
 
-    def _release_waiters(self) -> None:
-        """Closing: callers still waiting get None at once (and ``closed`` is True)."""
-        with self._lock:
-            self.closed = True
-            for waiter in self._waiters.values():
-                waiter.event.set()
-
     def _answer(self, trigger_id: str, record: dict) -> None:
         with self._lock:
             topic = self._reply_to.pop(trigger_id, self.reply_topic)

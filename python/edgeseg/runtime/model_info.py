@@ -7,7 +7,6 @@ file's edgeseg metadata (``edgeseg export``) or from the engine's manifest
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -102,18 +101,9 @@ def load_model_info(path: Union[str, Path]) -> ModelInfo:
             "from `edgeseg build`"
         )
     if p.suffix in (".engine", ".plan", ".trt"):
-        from edgeseg.engine.builder import manifest_path
+        from edgeseg.engine.builder import _load_manifest
 
-        mp = manifest_path(p)
-        if not mp.is_file():
-            raise ModelError(
-                f"{p}: no manifest {mp.name} next to the engine; rebuild it with `edgeseg "
-                f"build MODEL.onnx -o {p.name}` (the manifest carries classes and preprocessing)"
-            )
-        try:
-            m = json.loads(mp.read_text())
-        except ValueError as e:
-            raise ModelError(f"{mp}: not valid JSON ({e}); rebuild the engine") from None
+        m, _ = _load_manifest(p)  # missing, unreadable or foreign manifests raise ModelError
         meta = dict(m.get("preprocessing") or {})
         meta["classes"] = m.get("classes")
         meta["num_classes"] = m.get("num_classes")
