@@ -2,7 +2,7 @@
 // Compiled only when TensorRT and CUDA are found (EDGESEG_HAS_TENSORRT).
 #include "edgeseg/engine.h"
 
-#include <NvInfer.h>
+#include <NvInferRuntime.h> // runtime API only: no builder header needed
 #include <NvInferVersion.h>
 #include <cuda_runtime.h>
 
