@@ -57,8 +57,10 @@ const char* dtypeName(nvinfer1::DataType t) {
     case nvinfer1::DataType::kINT8: return "int8";
     case nvinfer1::DataType::kINT32: return "int32";
     case nvinfer1::DataType::kBOOL: return "bool";
-    case nvinfer1::DataType::kUINT8: return "uint8";
-    case nvinfer1::DataType::kFP8: return "float8";
+    case nvinfer1::DataType::kUINT8: return "uint8"; // 8.5+, as is the v3 API used here
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+    case nvinfer1::DataType::kFP8: return "float8"; // not in 8.5 (JetPack 5)
+#endif
 #if NV_TENSORRT_MAJOR >= 10
     case nvinfer1::DataType::kBF16: return "bfloat16";
     case nvinfer1::DataType::kINT64: return "int64";
