@@ -1,10 +1,11 @@
 # FindTensorRT
 # ------------
-# Finds NVIDIA TensorRT: headers (NvInfer.h), libnvinfer and, when present, libnvonnxparser.
+# Finds NVIDIA TensorRT: the runtime headers (NvInferRuntime.h + NvInferVersion.h; the runtime
+# needs no builder header NvInfer.h), libnvinfer and, when present, libnvonnxparser.
 #
 # Hints: TensorRT_ROOT (CMake or environment variable) pointing at an SDK folder with include/
-# and lib/; otherwise the system dirs, including the multiarch dirs JetPack installs to
-# (/usr/include/aarch64-linux-gnu, /usr/lib/aarch64-linux-gnu) and their x86_64 twins.
+# and lib/ (a TensorRT tarball); otherwise the system dirs, including the multiarch dirs JetPack
+# installs to (/usr/include/aarch64-linux-gnu, /usr/lib/aarch64-linux-gnu) and their x86_64 twins.
 #
 # Result variables: TensorRT_FOUND, TensorRT_VERSION (from NvInferVersion.h),
 # TensorRT_VERSION_MAJOR/MINOR/PATCH, TensorRT_INCLUDE_DIR, TensorRT_LIBRARY,
@@ -25,7 +26,7 @@ else()
     set(_trt_multiarch x86_64-linux-gnu)
 endif()
 
-find_path(TensorRT_INCLUDE_DIR NvInfer.h
+find_path(TensorRT_INCLUDE_DIR NvInferRuntime.h
     HINTS ${_trt_hints}
     PATH_SUFFIXES include include/${_trt_multiarch}
     PATHS /usr /usr/local /usr/local/tensorrt /opt/tensorrt
@@ -43,21 +44,23 @@ find_library(TensorRT_ONNXPARSER_LIBRARY nvonnxparser
 
 set(TensorRT_VERSION "")
 if(TensorRT_INCLUDE_DIR)
-    # TensorRT 10 keeps the version in NvInferVersion.h as TRT_*_ENTERPRISE in some releases;
-    # older ones use NV_TENSORRT_MAJOR. Read whichever is there.
+    # NvInferVersion.h: TensorRT 8.x and early 10.x (10.0, 10.7 checked) define
+    # NV_TENSORRT_MAJOR 10 etc. directly; later 10.x (10.14 checked) define TRT_MAJOR_ENTERPRISE 10
+    # and NV_TENSORRT_MAJOR TRT_MAJOR_ENTERPRISE. Take the first numeric definition of each part.
     set(_trt_header "${TensorRT_INCLUDE_DIR}/NvInferVersion.h")
     if(EXISTS "${_trt_header}")
-        file(STRINGS "${_trt_header}" _trt_lines REGEX "#define (NV_TENSORRT|TRT)_(MAJOR|MINOR|PATCH)(_ENTERPRISE)? ")
+        file(STRINGS "${_trt_header}" _trt_lines REGEX "^[ \t]*#[ \t]*define[ \t]+(NV_TENSORRT|TRT)_(MAJOR|MINOR|PATCH)(_ENTERPRISE)?[ \t]")
         foreach(_part MAJOR MINOR PATCH)
             set(TensorRT_VERSION_${_part} "")
             foreach(_line IN LISTS _trt_lines)
-                if(_line MATCHES "#define (NV_TENSORRT|TRT)_${_part}(_ENTERPRISE)? +([0-9]+)")
+                if(_line MATCHES "define[ \t]+(NV_TENSORRT|TRT)_${_part}(_ENTERPRISE)?[ \t]+([0-9]+)")
                     set(TensorRT_VERSION_${_part} "${CMAKE_MATCH_3}")
                     break()
                 endif()
             endforeach()
         endforeach()
-        if(NOT TensorRT_VERSION_MAJOR STREQUAL "")
+        if(NOT TensorRT_VERSION_MAJOR STREQUAL "" AND NOT TensorRT_VERSION_MINOR STREQUAL ""
+           AND NOT TensorRT_VERSION_PATCH STREQUAL "")
             set(TensorRT_VERSION "${TensorRT_VERSION_MAJOR}.${TensorRT_VERSION_MINOR}.${TensorRT_VERSION_PATCH}")
         endif()
     endif()
@@ -69,6 +72,8 @@ find_package_handle_standard_args(TensorRT
     VERSION_VAR TensorRT_VERSION)
 
 if(TensorRT_FOUND AND NOT TARGET TensorRT::nvinfer)
+    # Imported include dirs are SYSTEM for consumers: TensorRT's own deprecation warnings stay out
+    # of -Wall -Wextra builds. The headers include <cuda_runtime_api.h>; consumers link CUDA.
     add_library(TensorRT::nvinfer UNKNOWN IMPORTED)
     set_target_properties(TensorRT::nvinfer PROPERTIES
         IMPORTED_LOCATION "${TensorRT_LIBRARY}"

@@ -17,10 +17,14 @@ namespace py = pybind11;
 namespace edgeseg::bindings {
 namespace {
 
+/// C-contiguous so that palette->data() really is C x 3 packed colours (a sliced or transposed
+/// array is copied into that layout by the caster).
+using Palette = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
 /// frame (HxWx3 uint8, packed pixels) -> (class_map, confidence|None, overlay|None, counts).
 py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector<float>& mean,
                     const std::vector<float>& stddev, bool swapRB, bool letterbox,
-                    const std::optional<py::array_t<uint8_t>>& palette, float alpha,
+                    const std::optional<Palette>& palette, float alpha,
                     bool confidence, const std::vector<int>& ignore) {
     require(frame.dtype().is(py::dtype::of<uint8_t>()) && frame.ndim() == 3 &&
                 frame.shape(2) == 3 && frame.strides(2) == 1 && frame.strides(1) == 3,
@@ -34,6 +38,10 @@ py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector
     v.rowStride = frame.strides(0);
     v.pixelStride = 3;
     require(v.height > 0 && v.width > 0, "frame: empty");
+    // The upload is one 2-D copy with a positive pitch: rows must not overlap or run backwards
+    // (e.g. frame[::-1]).
+    require(v.rowStride >= static_cast<py::ssize_t>(v.width) * 3,
+            "frame: rows must be stored top to bottom without overlap (use np.ascontiguousarray)");
     PreprocessParams pre;
     pre.outHeight = engine.inputHeight();
     pre.outWidth = engine.inputWidth();
@@ -87,6 +95,7 @@ py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::a
             "blob: expected N x 3 x " + std::to_string(engine.inputHeight()) + " x " +
                 std::to_string(engine.inputWidth()) + " float32");
     const py::ssize_t n = blob.shape(0);
+    require(n >= 1, "blob: the batch must hold at least one image");
     py::array_t<float> logits({n, py::ssize_t{engine.numClasses()},
                                py::ssize_t{engine.logitsHeight()}, py::ssize_t{engine.logitsWidth()}});
     float* dst = logits.mutable_data();

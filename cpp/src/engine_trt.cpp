@@ -1,11 +1,14 @@
 // TensorRT runtime (stable "v3" API: named I/O tensors + enqueueV3; TensorRT 8.6 .. 10.x).
 // Compiled only when TensorRT and CUDA are found (EDGESEG_HAS_TENSORRT).
+// Version differences handled here: TensorRT 10 widened Dims::d to int64_t (int32_t before) and
+// added data types (kBF16, kINT64, kINT4); code that depends on them checks NV_TENSORRT_MAJOR.
 #include "edgeseg/engine.h"
 
-#include <NvInfer.h>
+#include <NvInferRuntime.h> // runtime API only: no builder header needed
 #include <NvInferVersion.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -30,7 +33,9 @@ public:
             return;
         }
         std::lock_guard<std::mutex> lock(mMutex);
-        if (severity <= Severity::kERROR) {
+        if (severity <= Severity::kERROR && mErrors.size() < kMaxKept) {
+            // Errors logged without a failing call (none is taken) must not grow without bound
+            // in a long-running process: keep the first few KiB.
             mErrors += (mErrors.empty() ? "" : "; ") + std::string(msg);
         }
     }
@@ -40,6 +45,7 @@ public:
     }
 
 private:
+    static constexpr size_t kMaxKept = 4096;
     std::mutex mMutex;
     std::string mErrors;
 };
@@ -51,6 +57,15 @@ const char* dtypeName(nvinfer1::DataType t) {
     case nvinfer1::DataType::kINT8: return "int8";
     case nvinfer1::DataType::kINT32: return "int32";
     case nvinfer1::DataType::kBOOL: return "bool";
+    case nvinfer1::DataType::kUINT8: return "uint8"; // 8.5+, as is the v3 API used here
+#if NV_TENSORRT_MAJOR > 8 || (NV_TENSORRT_MAJOR == 8 && NV_TENSORRT_MINOR >= 6)
+    case nvinfer1::DataType::kFP8: return "float8"; // not in 8.5 (JetPack 5)
+#endif
+#if NV_TENSORRT_MAJOR >= 10
+    case nvinfer1::DataType::kBF16: return "bfloat16";
+    case nvinfer1::DataType::kINT64: return "int64";
+    case nvinfer1::DataType::kINT4: return "int4";
+#endif
     default: return "other";
     }
 }
@@ -140,17 +155,39 @@ float elapsed(const Event& a, const Event& b) {
     return cudaEventElapsedTime(&ms, a.get(), b.get()) == cudaSuccess ? ms : 0.f;
 }
 
+/// Element count of a fully known shape (every dimension >= 0, rank >= 0); 0 otherwise, so
+/// that a shape TensorRT has not resolved is never mistaken for a small buffer.
 size_t volume(const nvinfer1::Dims& d) {
+    if (d.nbDims < 0) {
+        return 0;
+    }
     size_t v = 1;
     for (int i = 0; i < d.nbDims; ++i) {
-        v *= static_cast<size_t>(d.d[i] < 0 ? 1 : d.d[i]);
+        if (d.d[i] < 0) {
+            return 0;
+        }
+        v *= static_cast<size_t>(d.d[i]);
     }
     return v;
 }
 
+/// Appends the bytes of a trivially copyable value to a cache key.
+template <typename T> void appendKey(std::string& key, const T& value) {
+    key.append(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+/// Makes `device` current; as the first member of Impl it runs before the stream and the events
+/// are created, which belong to the device that is current at that point.
+struct DeviceSelector {
+    explicit DeviceSelector(int device) { EDGESEG_CUDA_CHECK(cudaSetDevice(device)); }
+};
+
 } // namespace
 
 struct TrtEngine::Impl {
+    explicit Impl(int device) : selected(device) {}
+
+    DeviceSelector selected;
     TrtEngineOptions options;
     Logger logger;
     std::unique_ptr<nvinfer1::IRuntime> runtime;
@@ -168,15 +205,26 @@ struct TrtEngine::Impl {
     IoBuffer frame, input, logits, classMap, confidence, overlay, counts;
     Event e0, e1, e2, e3, e4, e5;
     TrtTimings timings;
-    // CUDA graph of the whole sequence for one frame geometry.
+    // CUDA graph of the whole device sequence. The graph bakes in every kernel argument
+    // (sizes, mean/std, palette table, ignored classes, alpha) and every buffer address and
+    // TensorRT binding, so graphKey holds all of them and resetGraph() runs whenever the
+    // bindings change.
     cudaGraphExec_t graph = nullptr;
     std::string graphKey;
     int runsWithKey = 0;
+    // run()/infer() share the stream, the buffers and the context: one call at a time (the
+    // Python binding releases the GIL while they run).
+    std::mutex callMutex;
 
-    ~Impl() {
+    ~Impl() { resetGraph(); }
+
+    void resetGraph() noexcept {
         if (graph != nullptr) {
             cudaGraphExecDestroy(graph);
+            graph = nullptr;
         }
+        graphKey.clear();
+        runsWithKey = 0;
     }
 
     [[noreturn]] void fail(const std::string& what) {
@@ -198,10 +246,21 @@ struct TrtEngine::Impl {
             fail("the engine takes batch " + std::to_string(dims.d[0]) + ", got " +
                  std::to_string(n));
         }
+        // New shapes (and possibly reallocated buffers) invalidate a captured graph; a plain
+        // enqueueV3 must also run after a shape change before TensorRT can be captured again.
+        resetGraph();
+        boundBatch = 0;
         const size_t inElem = inputType == nvinfer1::DataType::kHALF ? 2 : 4;
         const size_t outElem = outputType == nvinfer1::DataType::kHALF ? 2 : 4;
-        input.ensure(volume(dims) * inElem, false);
-        logits.ensure(volume(context->getTensorShape(outputName.c_str())) * outElem, false);
+        const nvinfer1::Dims outDims = context->getTensorShape(outputName.c_str());
+        const size_t inCount = volume(dims);
+        const size_t outCount = volume(outDims);
+        if (inCount == 0 || outCount == 0) {
+            fail("the engine's input/output shape is not fully known for batch " +
+                 std::to_string(n) + " (data-dependent output shapes are not supported)");
+        }
+        input.ensure(inCount * inElem, false);
+        logits.ensure(outCount * outElem, false);
         if (!context->setTensorAddress(inputName.c_str(), input.device()) ||
             !context->setTensorAddress(outputName.c_str(), logits.device())) {
             fail("setTensorAddress failed");
@@ -217,10 +276,9 @@ struct TrtEngine::Impl {
 };
 
 TrtEngine::TrtEngine(const std::string& enginePath, const TrtEngineOptions& options)
-    : mImpl(std::make_unique<Impl>()) {
+    : mImpl(std::make_unique<Impl>(options.device)) {
     Impl& m = *mImpl;
     m.options = options;
-    EDGESEG_CUDA_CHECK(cudaSetDevice(options.device));
     cudaDeviceProp prop{};
     EDGESEG_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
     m.integrated = prop.integrated != 0 && prop.canMapHostMemory != 0;
@@ -250,7 +308,7 @@ TrtEngine::TrtEngine(const std::string& enginePath, const TrtEngineOptions& opti
         t.name = name;
         t.isInput = m.engine->getTensorIOMode(name) == nvinfer1::TensorIOMode::kINPUT;
         const nvinfer1::Dims d = m.engine->getTensorShape(name);
-        t.shape.assign(d.d, d.d + d.nbDims);
+        t.shape.assign(d.d, d.d + std::max(0, d.nbDims)); // Dims::d is int32_t before TensorRT 10
         t.dtype = dtypeName(m.engine->getTensorDataType(name));
         if (t.isInput && m.inputName.empty()) {
             m.inputName = name;
@@ -276,8 +334,9 @@ TrtEngine::TrtEngine(const std::string& enginePath, const TrtEngineOptions& opti
     m.inW = static_cast<int>(in.d[3]);
     m.bindBatch(1);
     const nvinfer1::Dims out = m.context->getTensorShape(m.outputName.c_str());
-    if (out.nbDims != 4 || out.d[1] < 1 || out.d[1] > 255) {
-        m.fail(enginePath + ": the output must be N x C x h x w logits with 1..255 classes");
+    if (out.nbDims != 4 || out.d[1] < 1 || out.d[1] > 255 || out.d[2] < 1 || out.d[3] < 1) {
+        m.fail(enginePath + ": the output must be N x C x h x w logits with 1..255 classes and a "
+                            "static h and w");
     }
     m.classes = static_cast<int>(out.d[1]);
     m.outH = static_cast<int>(out.d[2]);
@@ -296,22 +355,36 @@ int TrtEngine::logitsHeight() const { return mImpl->outH; }
 int TrtEngine::logitsWidth() const { return mImpl->outW; }
 bool TrtEngine::integrated() const { return mImpl->integrated; }
 std::string TrtEngine::deviceName() const { return mImpl->deviceName; }
-TrtTimings TrtEngine::lastTimings() const { return mImpl->timings; }
+TrtTimings TrtEngine::lastTimings() const {
+    std::lock_guard<std::mutex> lock(mImpl->callMutex);
+    return mImpl->timings;
+}
 
 std::string TrtEngine::tensorrtVersion() {
-    return std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) + "." +
-           std::to_string(NV_TENSORRT_PATCH);
+    // The loaded libnvinfer, not the headers this core was compiled with: an engine plan only
+    // deserializes with the exact TensorRT that built it, and a newer libnvinfer.so.N of the
+    // same major version loads in place of the one compiled against.
+    // Format (8.x and 10.x): (major * 100 + minor) * 100 + patch.
+    const int32_t v = getInferLibVersion();
+    return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+           std::to_string(v % 100);
 }
 
 Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
                          const PostprocessParams& postIn, const PostprocessOutputs& out) {
     Impl& m = *mImpl;
+    std::lock_guard<std::mutex> lock(m.callMutex);
     EDGESEG_CUDA_CHECK(cudaSetDevice(m.options.device));
     if (preIn.outHeight != m.inH || preIn.outWidth != m.inW) {
         throw std::invalid_argument("TrtEngine::run: preprocess size must equal the engine input");
     }
     if (frame.channels != 3 || frame.pixelStride != 3) {
         throw std::invalid_argument("TrtEngine::run: expected an HxWx3 frame with packed pixels");
+    }
+    if (frame.width < 1 || frame.height < 1 ||
+        frame.rowStride < static_cast<ptrdiff_t>(frame.width) * 3) {
+        throw std::invalid_argument(
+            "TrtEngine::run: expected a non-empty frame with rows stored top to bottom");
     }
     m.bindBatch(1);
     const size_t rowBytes = static_cast<size_t>(frame.width) * 3;
@@ -363,19 +436,39 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
     }
     EDGESEG_CUDA_CHECK(cudaEventRecord(m.e1.get(), s));
 
-    // The device-side sequence, replayed from a CUDA graph once warm for this geometry.
-    const std::string key = std::to_string(frame.width) + "x" + std::to_string(frame.height) +
-                            "/" + std::to_string(post.outWidth) + "x" +
-                            std::to_string(post.outHeight) + (out.confidence ? "c" : "") +
-                            (out.overlay ? "o" : "") + (out.counts ? "n" : "") +
-                            std::to_string(post.alpha);
-    if (key != m.graphKey) {
-        if (m.graph != nullptr) {
-            cudaGraphExecDestroy(m.graph);
-            m.graph = nullptr;
+    // The device-side sequence, replayed from a CUDA graph once warm. Everything the graph
+    // bakes in is part of the key: sizes, preprocess parameters, the overlay inputs (palette,
+    // ignored classes, alpha) and the device addresses of every buffer.
+    std::string key;
+    appendKey(key, frame.width);
+    appendKey(key, frame.height);
+    appendKey(key, post.outWidth);
+    appendKey(key, post.outHeight);
+    appendKey(key, pre.mean);
+    appendKey(key, pre.stddev);
+    appendKey(key, pre.swapRB);
+    appendKey(key, pre.letterbox);
+    appendKey(key, pre.padValue);
+    appendKey(key, pre.outChannels);
+    for (const IoBuffer* b : {&m.frame, &m.input, &m.logits, &m.classMap}) {
+        appendKey(key, b->device());
+    }
+    appendKey(key, dOut.confidence);
+    appendKey(key, dOut.counts);
+    appendKey(key, dOut.overlay);
+    if (dOut.overlay != nullptr) {
+        appendKey(key, post.alpha);
+        if (post.palette != nullptr) {
+            key.append(reinterpret_cast<const char*>(post.palette),
+                       static_cast<size_t>(m.classes) * 3);
         }
-        m.graphKey = key;
-        m.runsWithKey = 0;
+        if (post.transparent != nullptr) {
+            key.append(reinterpret_cast<const char*>(post.transparent), 256);
+        }
+    }
+    if (key != m.graphKey) {
+        m.resetGraph();
+        m.graphKey = std::move(key);
     }
     auto sequence = [&](bool timed) {
         cuda::preprocess(dFrame, pre, m.input.device(), s);
@@ -407,8 +500,9 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
                 }
                 throw;
             }
+            // cudaGraphInstantiateWithFlags: the same call on CUDA 11.4+ and 12+.
             ok = cudaStreamEndCapture(s, &g) == cudaSuccess && g != nullptr &&
-                 cudaGraphInstantiate(&m.graph, g, 0) == cudaSuccess;
+                 cudaGraphInstantiateWithFlags(&m.graph, g, 0) == cudaSuccess;
             if (g != nullptr) {
                 cudaGraphDestroy(g);
             }
@@ -473,7 +567,11 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
 
 void TrtEngine::infer(const float* blob, int n, float* logitsOut) {
     Impl& m = *mImpl;
+    std::lock_guard<std::mutex> lock(m.callMutex);
     EDGESEG_CUDA_CHECK(cudaSetDevice(m.options.device));
+    if (n < 1) {
+        throw std::invalid_argument("TrtEngine::infer: the batch must hold at least one image");
+    }
     if (m.inputType != nvinfer1::DataType::kFLOAT || m.outputType != nvinfer1::DataType::kFLOAT) {
         throw std::invalid_argument(
             "TrtEngine::infer: raw inference needs float32 engine I/O (build without "

@@ -39,6 +39,7 @@ struct TrtTimings {
     bool graph = false; ///< the run replayed the captured CUDA graph
 };
 
+/// Not copyable; run() and infer() on one engine are serialized (safe from several threads).
 class TrtEngine {
 public:
     /// Deserializes `enginePath` on `options.device`. Throws EdgesegError with TensorRT's
@@ -58,6 +59,8 @@ public:
     int logitsWidth() const;
     bool integrated() const; ///< Jetson-style GPU sharing host memory (zero-copy buffers)
     std::string deviceName() const;
+    /// "major.minor.patch" of the libnvinfer loaded at run time (what deserializes engines),
+    /// which may be newer than the headers this core was compiled with (build_info()).
     static std::string tensorrtVersion();
 
     /// One frame through the whole pipeline. `pre` gives size/mean/std/order (its output size

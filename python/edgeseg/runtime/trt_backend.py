@@ -19,8 +19,9 @@ def _version3(v) -> tuple:
 
 
 def check_engine_manifest(info: ModelInfo, trt_version: str, device_name: str) -> dict:
-    """Compares the engine's manifest with the TensorRT this core was built with and the GPU
-    it runs on; raises :class:`~edgeseg.EngineMismatchError` saying how to rebuild."""
+    """Compares the engine's manifest with the TensorRT library loaded at run time
+    (``TrtEngine.tensorrt_version()``) and the GPU it runs on; raises
+    :class:`~edgeseg.EngineMismatchError` saying how to rebuild."""
     from edgeseg.engine.builder import _load_manifest, check_manifest
 
     manifest, _ = _load_manifest(info.path)
