@@ -13,6 +13,7 @@ from edgeseg.engine.builder import (
     build_engine,
     check_manifest,
     current_platform,
+    load_manifest,
     load_tensorrt,
     manifest_path,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "build_engine",
     "check_manifest",
     "current_platform",
+    "load_manifest",
     "load_tensorrt",
     "manifest_path",
 ]

@@ -40,6 +40,7 @@ __all__ = [
     "build_engine",
     "check_manifest",
     "current_platform",
+    "load_manifest",
     "load_tensorrt",
     "manifest_path",
 ]
@@ -483,7 +484,10 @@ def _load_timing_cache(config, path: Path, notes: list) -> dict:
     return {"path": str(path), "reused": reused, "bytes_before": len(data)}
 
 
-def _load_manifest(manifest: Union[str, Path, dict]) -> tuple[dict, str]:
+def load_manifest(manifest: Union[str, Path, dict]) -> tuple[dict, str]:
+    """An engine manifest (given as the engine's path, its ``.json`` or the dict) and the
+    engine path it describes; a missing, unreadable or foreign manifest raises
+    :class:`~edgeseg.ModelError` saying how to rebuild."""
     if isinstance(manifest, dict):
         return manifest, manifest.get("engine", "the engine")
     p = Path(manifest)
@@ -513,7 +517,7 @@ def check_manifest(manifest: Union[str, Path, dict], current: Optional[dict] = N
     version and the compute capability must match. Returns the manifest; raises
     :class:`~edgeseg.EngineMismatchError` naming each difference and the ``edgeseg build``
     command that rebuilds the engine here."""
-    m, engine = _load_manifest(manifest)
+    m, engine = load_manifest(manifest)
     cur = current if current is not None else current_platform()
     built_trt, here_trt = m.get("tensorrt") or {}, cur.get("tensorrt") or {}
     diffs = []

@@ -101,9 +101,9 @@ def load_model_info(path: Union[str, Path]) -> ModelInfo:
             "from `edgeseg build`"
         )
     if p.suffix in (".engine", ".plan", ".trt"):
-        from edgeseg.engine.builder import _load_manifest
+        from edgeseg.engine.builder import load_manifest
 
-        m, _ = _load_manifest(p)  # missing, unreadable or foreign manifests raise ModelError
+        m, _ = load_manifest(p)  # missing, unreadable or foreign manifests raise ModelError
         meta = dict(m.get("preprocessing") or {})
         meta["classes"] = m.get("classes")
         meta["num_classes"] = m.get("num_classes")

@@ -22,9 +22,9 @@ def check_engine_manifest(info: ModelInfo, trt_version: str, device_name: str) -
     """Compares the engine's manifest with the TensorRT library loaded at run time
     (``TrtEngine.tensorrt_version()``) and the GPU it runs on; raises
     :class:`~edgeseg.EngineMismatchError` saying how to rebuild."""
-    from edgeseg.engine.builder import _load_manifest, check_manifest
+    from edgeseg.engine.builder import check_manifest, load_manifest
 
-    manifest, _ = _load_manifest(info.path)
+    manifest, _ = load_manifest(info.path)
     built = manifest.get("tensorrt") or {}
     module = built.get("module")
     here_version = (
