@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg.errors import EdgesegError
+from edgeseg._cli import EXIT_ERROR, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def run():
         if args.model.lower().endswith(".onnx"):  # ONNX Runtime on the CPU, no torch needed
             from edgeseg.export.onnx_eval import evaluate_onnx as evaluate
 
@@ -46,7 +46,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from edgeseg.train.evaluate import evaluate
 
             kw = {"device": args.device}
-        report = evaluate(
+        return evaluate(
             args.model,
             args.data,
             None if args.split == "all" else args.split,
@@ -55,9 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             progress=not args.no_progress,
             **kw,
         )
-    except EdgesegError as e:
-        print(f"edgeseg eval: error: {e}", file=sys.stderr)
-        return 2
+
+    ok, report = guarded("edgeseg eval", run)
+    if not ok:
+        return EXIT_ERROR
     text = json.dumps(report, indent=2)
     if args.json == "-":
         print(text)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg.errors import EdgesegError
+from edgeseg._cli import EXIT_ERROR, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def run():
         from edgeseg.engine.builder import build_engine
 
-        manifest = build_engine(
+        return build_engine(
             args.model,
             args.output,
             precision=args.precision,
@@ -54,9 +54,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_batch=args.max_batch,
             log=None if args.json else print,
         )
-    except EdgesegError as e:
-        print(f"edgeseg build: error: {e}", file=sys.stderr)
-        return 2
+
+    ok, manifest = guarded("edgeseg build", run)
+    if not ok:
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(manifest, indent=2))
     return 0

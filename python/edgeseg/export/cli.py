@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg.errors import EdgesegError
+from edgeseg._cli import EXIT_ERROR, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,10 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     quiet = args.json == "-"
-    try:
+
+    def run():
         from edgeseg.export.onnx_export import export_onnx
 
-        report = export_onnx(
+        return export_onnx(
             args.model,
             args.output,
             size=args.size,
@@ -66,15 +67,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             images=args.images,
             log=None if quiet else print,
         )
-    except EdgesegError as e:
-        print(f"edgeseg export: error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(
-            f"edgeseg export: error: {e}; install the extras: pip install 'edgeseg[train,export]'",
-            file=sys.stderr,
-        )
-        return 2
+
+    ok, report = guarded("edgeseg export", run, extra="train,export")
+    if not ok:
+        return EXIT_ERROR
     if args.json:
         text = json.dumps(report, indent=2)
         if quiet:

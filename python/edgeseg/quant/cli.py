@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg.errors import EdgesegError
+from edgeseg._cli import EXIT_ERROR, guarded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def run():
         from edgeseg.quant.quantize import quantize
 
-        report = quantize(
+        return quantize(
             args.model,
             args.data,
             args.output,
@@ -78,15 +79,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             all_int8=args.all_int8,
             log=None if args.json else print,
         )
-    except EdgesegError as e:
-        print(f"edgeseg quantize: error: {e}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        print(
-            f"edgeseg quantize: error: {e}; install the extra: pip install 'edgeseg[quant]'",
-            file=sys.stderr,
-        )
-        return 2
+
+    ok, report = guarded("edgeseg quantize", run, extra="quant")
+    if not ok:
+        return EXIT_ERROR
     if args.json:
         print(json.dumps(report, indent=2))
     if not report["passed"]:
