@@ -374,3 +374,23 @@ def test_segresult_direct_construction_errors():
         res.mask("scratch")
     with pytest.raises(InvalidArgumentError, match="no frame"):
         res.overlay()
+
+
+def test_ort_providers_best_first(monkeypatch, tmp_path):
+    from edgeseg.runtime.backends import ort_cache_dir, ort_providers
+
+    monkeypatch.setenv("EDGESEG_CACHE", str(tmp_path / "c"))
+    assert ort_cache_dir() == tmp_path / "c" / "ort_trt"
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    got = ort_providers(gpu, 1)
+    assert [p[0] if isinstance(p, tuple) else p for p in got] == gpu
+    trt_opts, cuda_opts = got[0][1], got[1][1]
+    assert trt_opts["device_id"] == 1 and cuda_opts == {"device_id": 1}
+    assert trt_opts["trt_engine_cache_enable"] is True
+    assert trt_opts["trt_engine_cache_path"] == str(tmp_path / "c" / "ort_trt")
+    # device=None: the CPU only, whatever the build offers; a CPU build: the CPU only
+    assert ort_providers(gpu, None) == ["CPUExecutionProvider"]
+    assert ort_providers(["CPUExecutionProvider"], 0) == ["CPUExecutionProvider"]
+    assert [p[0] for p in ort_providers(["CUDAExecutionProvider"], 0)[:1]] == [
+        "CUDAExecutionProvider"
+    ]

@@ -16,7 +16,15 @@ import numpy as np
 from edgeseg.errors import DeviceUnavailableError, InvalidArgumentError, ModelError
 from edgeseg.runtime.model_info import ModelInfo
 
-__all__ = ["BACKENDS", "Backend", "OrtBackend", "create_backend", "tensorrt_available"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "OrtBackend",
+    "create_backend",
+    "ort_cache_dir",
+    "ort_providers",
+    "tensorrt_available",
+]
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 
@@ -36,6 +44,42 @@ class Backend:
 
     def close(self) -> None:
         """Releases the model; safe to call twice."""
+
+
+def ort_cache_dir() -> Path:
+    """Where ONNX Runtime's TensorRT execution provider keeps the engines it builds
+    (``$EDGESEG_CACHE`` or ``$XDG_CACHE_HOME/edgeseg``, then ``ort_trt/``): building one takes
+    minutes, so the first session builds and later ones load."""
+    import os
+
+    root = os.environ.get("EDGESEG_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "edgeseg"
+    )
+    return Path(root) / "ort_trt"
+
+
+def ort_providers(available: list, device: Optional[int]) -> list:
+    """The execution providers for a session, best first, from ONNX Runtime's ``available``
+    list: on a GPU (``device`` not None) TensorRT (engines cached in :func:`ort_cache_dir`,
+    the model's own precision) then CUDA, when this onnxruntime build has them; the CPU
+    always last, so ONNX Runtime falls back to it for what the others cannot run."""
+    out: list = []
+    if device is not None:
+        if "TensorrtExecutionProvider" in available:
+            out.append(
+                (
+                    "TensorrtExecutionProvider",
+                    {
+                        "device_id": int(device),
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(ort_cache_dir()),
+                    },
+                )
+            )
+        if "CUDAExecutionProvider" in available:
+            out.append(("CUDAExecutionProvider", {"device_id": int(device)}))
+    out.append("CPUExecutionProvider")
+    return out
 
 
 def _batch_dim(shape) -> Optional[int]:
@@ -78,11 +122,15 @@ class OrtBackend(Backend):
         # returns (inference time unchanged; see README, "Runtime overhead").
         opts.add_session_config_entry("session.force_spinning_stop", "1")
         if providers is None:
-            available = ort.get_available_providers()
-            providers = []
-            if device is not None and "CUDAExecutionProvider" in available:
-                providers.append(("CUDAExecutionProvider", {"device_id": int(device)}))
-            providers.append("CPUExecutionProvider")
+            providers = ort_providers(ort.get_available_providers(), device)
+            if any(isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider" for p in providers):
+                try:
+                    ort_cache_dir().mkdir(parents=True, exist_ok=True)
+                except OSError as e:
+                    raise ModelError(
+                        f"cannot create the TensorRT engine cache {ort_cache_dir()} ({e}); set "
+                        "EDGESEG_CACHE to a writable folder"
+                    ) from None
         try:
             self.session = ort.InferenceSession(str(info.path), opts, providers=providers)
         except Exception as e:
