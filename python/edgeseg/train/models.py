@@ -10,6 +10,9 @@ torchvision). Any input size works; sizes divisible by 32 avoid odd-sized resize
 * ``mbv3_lraspp`` — real-time: MobileNetV3-Small-like encoder (inverted residuals,
   HardSwish, dilated last stage, output stride 16) with the LR-ASPP decoder plus stride-8
   and stride-4 skips; ~1/10 of the UNet's compute at 512².
+* ``timm_unet`` — a timm encoder (default ``resnet18``) with a light UNet decoder; needs
+  the optional ``[zoo]`` extra and reads pretrained weights only from a local file
+  (:mod:`edgeseg.train.zoo`).
 
 ``create_model(name, num_classes, **kw)``; ``MODELS`` lists the names.
 """
@@ -24,7 +27,15 @@ from torch import nn
 
 from edgeseg.errors import TrainingError
 
-__all__ = ["MODELS", "MobileNetV3LRASPP", "UNet", "create_model", "model_names"]
+__all__ = [
+    "INIT_ONLY_KWARGS",
+    "MODELS",
+    "MobileNetV3LRASPP",
+    "UNet",
+    "arch_kwargs",
+    "create_model",
+    "model_names",
+]
 
 
 def _ch(c: float, divisor: int = 8) -> int:
@@ -183,10 +194,28 @@ class MobileNetV3LRASPP(nn.Module):
         return _up(y, x)
 
 
+def _timm_unet(num_classes: int, **kw) -> nn.Module:
+    # lazy: importing edgeseg.train never imports timm (the optional [zoo] extra)
+    from edgeseg.train.zoo import TimmUNet
+
+    return TimmUNet(num_classes, **kw)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,
     "mbv3_lraspp": MobileNetV3LRASPP,
+    "timm_unet": _timm_unet,
 }
+
+#: Constructor arguments that only initialise a model (a local weights file). The trained
+#: checkpoint supersedes them: a run's ``meta`` leaves them out, so export/eval rebuild the
+#: architecture without reading (or needing) the file.
+INIT_ONLY_KWARGS = ("weights",)
+
+
+def arch_kwargs(kw: dict) -> dict:
+    """``kw`` without :data:`INIT_ONLY_KWARGS`: what rebuilds the architecture."""
+    return {k: v for k, v in kw.items() if k not in INIT_ONLY_KWARGS}
 
 
 def model_names() -> list[str]:

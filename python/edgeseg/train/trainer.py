@@ -31,7 +31,7 @@ from edgeseg.errors import DatasetError, TrainingError
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.train import data as tdata
 from edgeseg.train.losses import LOSSES, WEIGHT_METHODS, class_weights, create_loss
-from edgeseg.train.models import create_model, model_names
+from edgeseg.train.models import arch_kwargs, create_model, model_names
 
 __all__ = ["TrainConfig", "train", "load_checkpoint", "WEIGHTS_FORMAT"]
 
@@ -265,7 +265,8 @@ def load_checkpoint(path) -> tuple[dict, dict]:
 
 
 def build_model_from_meta(meta: dict):
-    model = create_model(meta["model"], meta["num_classes"], **meta.get("model_kwargs", {}))
+    kw = arch_kwargs(meta.get("model_kwargs", {}))  # the checkpoint holds the trained weights
+    model = create_model(meta["model"], meta["num_classes"], **kw)
     return model
 
 
@@ -408,7 +409,9 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     meta = {
         "format": WEIGHTS_FORMAT,
         "model": cfg.model,
-        "model_kwargs": kw,
+        # without init-only arguments (a pretrained-weights file): export/eval rebuild the
+        # architecture from meta and load the trained state dict, never the file
+        "model_kwargs": arch_kwargs(kw),
         "num_classes": num_classes,
         "classes": classes.to_list(),
         "input_size": [cfg.size, cfg.size],
@@ -427,7 +430,11 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
         torch.use_deterministic_algorithms(True, warn_only=True)
     else:
         torch.backends.cudnn.benchmark = False
-    model = create_model(cfg.model, num_classes, **kw).to(device)
+    # --resume restores every tensor from last.pt: the initial weights file is not read again
+    model = create_model(cfg.model, num_classes, **(arch_kwargs(kw) if cfg.resume else kw))
+    if getattr(model, "init_note", None):
+        say(model.init_note)
+    model = model.to(device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
