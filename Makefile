@@ -8,12 +8,9 @@ VENV   ?= .venv
 VPY    := $(VENV)/bin/python
 PIP    := $(VPY) -m pip --disable-pip-version-check
 # Machines without an NVIDIA GPU get the CPU torch wheel, pinned (an unpinned torch would
-# pull a multi-GB CUDA build). timm ([zoo], in [dev]) needs torchvision: it is pinned to the
-# release matching that torch and installed in the same pip command (an unpinned torchvision
-# pulls a newer torch and GBs of CUDA libraries).
+# pull a multi-GB CUDA build).
 HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo yes)
 TORCH_SPEC ?= $(if $(HAS_GPU),torch,torch==2.13.0)
-TORCHVISION_SPEC ?= $(if $(HAS_GPU),torchvision,torchvision==0.28.0)
 # Sources that need a rebuild of the native core when they change.
 CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev/null)
 DEMO_OUT ?= demo_out
@@ -36,7 +33,7 @@ $(VPY):
 
 # Third-party dependencies; re-run only when pyproject.toml changes.
 $(VENV)/.deps-stamp: pyproject.toml | $(VPY)
-	$(PIP) install -q "$(TORCH_SPEC)" "$(TORCHVISION_SPEC)"
+	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake
 	@touch $@
 
