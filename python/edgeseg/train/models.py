@@ -1,12 +1,17 @@
 """Segmentation models in plain torch, built only from export-clean operators.
 
 Every model maps ``N×3×H×W`` normalized RGB to ``N×C×H×W`` logits at the input resolution
-and uses only Conv, BatchNorm, ReLU/HardSwish, Sigmoid, bilinear Resize, Concat, Add, Mul
-and pooling, so ONNX export and TensorRT take them as they are (no custom ops, no
+and uses only Conv, BatchNorm, ReLU/HardSwish, Sigmoid, bilinear/nearest Resize, Concat, Add,
+Mul, DepthToSpace and pooling, so ONNX export and TensorRT take them as they are (no custom ops, no
 torchvision). Any input size works; sizes divisible by 32 avoid odd-sized resizes.
 
 * ``unet`` — compact UNet: ``width`` scales the channels (1.0: 32-64-128-256-512), ``depth``
   the number of down-samplings; full-resolution skips keep 1-3 px scratches.
+  ``full_res_convs=0``: no convolution at full resolution — a space-to-depth stem (2x2
+  stride-2 conv) and a head at half resolution that emits 4 logits per class, rearranged by
+  DepthToSpace (``PixelShuffle(2)``) into full-resolution logits (every conv has >= 16
+  channels: int8's fast path on a CPU). ``up="nearest"`` upsamples decoder features with
+  nearest instead of bilinear (ONNX Runtime runs DQ-Resize(nearest)-Q in int8).
 * ``mbv3_lraspp`` — real-time: MobileNetV3-Small-like encoder (inverted residuals,
   HardSwish, dilated last stage, output stride 16) with the LR-ASPP decoder plus stride-8
   and stride-4 skips; ~1/10 of the UNet's compute at 512².
@@ -32,7 +37,9 @@ def _ch(c: float, divisor: int = 8) -> int:
     return max(divisor, int(c + divisor / 2) // divisor * divisor)
 
 
-def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def _up(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    if mode == "nearest":
+        return F.interpolate(x, size=like.shape[-2:], mode="nearest")
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -60,7 +67,14 @@ class UNet(nn.Module):
     the number of 2x down-samplings, ``max_channels`` caps the deepest levels and
     ``full_res_convs`` (1 or 2) sets the 3x3 convolutions of the two full-resolution blocks,
     the costliest part of the net on a CPU (one is ~25 % cheaper; it keeps the stride-1 skip
-    that thin scratches need)."""
+    that thin scratches need).
+
+    ``full_res_convs=0`` drops the full-resolution level: the stem is a 2x2 stride-2
+    convolution (space-to-depth and a 1x1 conv, no pixel lost) and a 3x3 conv, the encoder
+    and decoder run from half resolution down with the channels of levels 1..depth, and the
+    1x1 head emits ``4 * num_classes`` channels that ``PixelShuffle(2)`` (ONNX DepthToSpace)
+    turns into ``num_classes`` logits per full-resolution pixel. ``up`` is the decoder's
+    feature upsampling, ``bilinear`` or ``nearest``."""
 
     def __init__(
         self,
@@ -71,24 +85,43 @@ class UNet(nn.Module):
         in_channels: int = 3,
         max_channels: Optional[int] = None,
         full_res_convs: int = 2,
+        up: str = "bilinear",
     ):
         super().__init__()
         if not 1 <= depth <= 6:
             raise TrainingError(f"unet depth {depth} is not in 1..6")
-        if full_res_convs not in (1, 2):
-            raise TrainingError(f"unet full_res_convs {full_res_convs} is not 1 or 2")
+        if full_res_convs not in (0, 1, 2):
+            raise TrainingError(f"unet full_res_convs {full_res_convs} is not 0, 1 or 2")
+        if up not in ("bilinear", "nearest"):
+            raise TrainingError(f"unet up {up!r} is not 'bilinear' or 'nearest'")
+        self.up_mode = up
         chs = [_ch(32 * width * 2**i) for i in range(depth + 1)]
         if max_channels:
             chs = [min(c, _ch(max_channels)) for c in chs]
-        self.stem = _DoubleConv(in_channels, chs[0], full_res_convs)
-        self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(depth))
+        self.shuffle: nn.Module = nn.Identity()
+        if full_res_convs == 0:
+            chs = chs[1:]  # levels 1..depth: half resolution and below
+            self.stem = nn.Sequential(
+                nn.Conv2d(in_channels, chs[0], 2, 2, bias=False),
+                nn.BatchNorm2d(chs[0]),
+                nn.ReLU(inplace=True),
+                ConvBNAct(chs[0], chs[0]),
+            )
+            self.shuffle = nn.PixelShuffle(2)
+            n_out, levels = 4 * num_classes, depth - 1
+        else:
+            self.stem = _DoubleConv(in_channels, chs[0], full_res_convs)
+            n_out, levels = num_classes, depth
+        self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(levels))
         self.pool = nn.MaxPool2d(2)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.up = nn.ModuleList(
             _DoubleConv(chs[i + 1] + chs[i], chs[i], full_res_convs if i == 0 else 2)
-            for i in range(depth)
+            if full_res_convs
+            else _DoubleConv(chs[i + 1] + chs[i], chs[i])
+            for i in range(levels)
         )
-        self.head = nn.Conv2d(chs[0], num_classes, 1)
+        self.head = nn.Conv2d(chs[0], n_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = [self.stem(x)]
@@ -97,8 +130,8 @@ class UNet(nn.Module):
         y = self.drop(skips.pop())
         for block in reversed(self.up):
             s = skips.pop()
-            y = block(torch.cat([_up(y, s), s], 1))
-        return self.head(y)
+            y = block(torch.cat([_up(y, s, self.up_mode), s], 1))
+        return self.shuffle(self.head(y))
 
 
 class _InvertedResidual(nn.Module):
