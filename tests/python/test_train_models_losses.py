@@ -45,24 +45,37 @@ def test_model_output_shape_and_ops(name, hw):
             assert isinstance(m, EXPORT_CLEAN), f"{name}: {type(m).__name__} is not export-clean"
 
 
-@pytest.mark.parametrize("up", ["bilinear", "nearest"])
-def test_unet_without_full_resolution_convs(up, tmp_path):
-    """full_res_convs=0: full-resolution N×C×H×W logits, yet no convolution runs at full
-    resolution and every one but the head has >= 16 output channels (int8's fast path); the
-    ONNX graph has only export-clean operators, DepthToSpace among them."""
+@pytest.mark.parametrize(
+    ("kw", "full_res"),
+    [
+        ({"up": "bilinear"}, []),
+        ({"up": "nearest"}, []),
+        ({"stem": "pool"}, ["stem.0"]),
+        ({"stem": "pool", "fine": True}, ["fine", "stem.0"]),
+    ],
+)
+def test_unet_without_full_resolution_convs(kw, full_res, tmp_path):
+    """full_res_convs=0: full-resolution N×C×H×W logits, yet no convolution of the encoder or
+    decoder runs at full resolution (only the pool stem's 3->16 conv and the fine 1x1), every
+    one but the 4-class ones has >= 16 output channels (int8's fast path), and the ONNX graph
+    has only export-clean operators, DepthToSpace among them."""
     onnx = pytest.importorskip("onnx")
+    up = kw.get("up", "bilinear")
     torch.manual_seed(0)
-    model = create_model("unet", 4, width=0.25, max_channels=96, full_res_convs=0, up=up)
+    model = create_model("unet", 4, width=0.25, max_channels=96, full_res_convs=0, **kw)
     model.eval()
-    seen = []
-    for m in model.modules():
+    seen = {}
+    for name, m in model.named_modules():
         if isinstance(m, nn.Conv2d):
-            m.register_forward_hook(lambda mod, i, o: seen.append((mod, tuple(o.shape[-2:]))))
+            m.register_forward_hook(
+                lambda mod, i, o, name=name: seen.__setitem__(name, (mod, tuple(o.shape[-2:])))
+            )
     with torch.no_grad():
         y = model(torch.randn(2, 3, 64, 96))
     assert y.shape == (2, 4, 64, 96)
-    assert seen and all(hw[0] <= 32 and hw[1] <= 48 for _, hw in seen)
-    assert all(m.out_channels >= 16 for m, _ in seen)
+    assert sorted(n for n, (_, hw) in seen.items() if hw == (64, 96)) == full_res
+    assert all(hw[0] <= 32 and hw[1] <= 48 for n, (_, hw) in seen.items() if n not in full_res)
+    assert all(m.out_channels >= 16 for n, (m, _) in seen.items() if n != "fine")
     assert model.head.out_channels == 16  # 4 sub-pixels x 4 classes
     for m in model.modules():
         if type(m).__module__.startswith("torch"):
@@ -89,6 +102,7 @@ def test_unet_without_full_resolution_convs(up, tmp_path):
     }
     assert modes == {"linear" if up == "bilinear" else "nearest"}
     clean = {"Conv", "BatchNormalization", "Relu", "Resize", "Concat", "MaxPool", "DepthToSpace"}
+    clean |= {"Add"} if kw.get("fine") else set()
     # the TorchScript exporter's shape arithmetic for Resize's target size and constants
     shape_ops = {"Shape", "Slice", "Gather", "Concat", "Constant", "Cast", "Unsqueeze", "Identity"}
     assert ops <= clean | shape_ops, ops - clean - shape_ops
@@ -127,6 +141,10 @@ def test_unet_bad_options():
         create_model("unet", 3, full_res_convs=3)
     with pytest.raises(TrainingError, match="up"):
         create_model("unet", 3, up="bicubic")
+    with pytest.raises(TrainingError, match="stem"):
+        create_model("unet", 3, full_res_convs=0, stem="conv")
+    with pytest.raises(TrainingError, match="fine"):
+        create_model("unet", 3, full_res_convs=0, fine=True)
 
 
 def test_unknown_model_lists_the_valid_ones():
