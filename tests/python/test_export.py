@@ -128,6 +128,40 @@ def test_mbv3_with_real_batchnorm_statistics_and_other_size(run, tmp_path):
     assert "BatchNormalization" not in ops
 
 
+@pytest.mark.parametrize("kw", [{}, {"stem": "pool", "fine": True}])
+def test_unet_without_full_resolution_convs_exports(run, tmp_path, kw):
+    """UNet full_res_convs=0: BatchNorm folded (the stem's too), DepthToSpace in the graph,
+    parity with torch at full-resolution logits, and ONNX Runtime's CPU int8 plan keeps the
+    DepthToSpace (it feeds the float output) and the 3-channel stem in float."""
+    from edgeseg.quant.cpu_plan import float_for_speed
+
+    _, meta = load_checkpoint(run[1])
+    kwargs = {"width": 0.25, "depth": 3, "full_res_convs": 0, **kw}
+    torch.manual_seed(0)
+    model = create_model("unet", 2, **kwargs)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    ck = tmp_path / "s2d.pt"
+    torch.save({"state_dict": model.state_dict(), "meta": {**meta, "model_kwargs": kwargs}}, ck)
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 256, (SIZE, SIZE, 3), np.uint8) for _ in range(2)]
+    out = tmp_path / "s2d.onnx"
+    report = export_onnx(ck, out, images=imgs, log=None)
+    assert report["output_shape"] == [1, 2, SIZE, SIZE]
+    assert report["parity"]["max_abs_diff"] < 1e-3, report["parity"]
+    assert report["parity"]["class_maps_identical"]
+    proto = onnx.load(str(out))
+    ops = {n.op_type for n in proto.graph.node}
+    assert "DepthToSpace" in ops and "BatchNormalization" not in ops
+    plan = float_for_speed(proto)
+    d2s = [n.name for n in proto.graph.node if n.op_type == "DepthToSpace"]
+    assert d2s and all(n in plan for n in d2s)
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs[0].name in plan and "input channels" in plan[convs[0].name]
+
+
 def test_cli_export_then_eval_matches_pt(run, tmp_path, capsys):
     ds, rundir = run
     out = tmp_path / "cli.onnx"

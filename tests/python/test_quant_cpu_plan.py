@@ -91,3 +91,52 @@ def test_float_for_speed_follows_keep_float():
     plan = float_for_speed(_unet_like(), keep_float=["c"])
     assert "c" not in plan  # the caller's choice, not a speed decision
     assert {"resize", "concat"} <= set(plan)
+
+
+def _pixel_shuffle_net(mid: bool) -> onnx.ModelProto:
+    """images -> s(3->16, 2x2 stride 2) -> relu -> a(16->16) -> relu -> head(16->16, 1x1) ->
+    DepthToSpace(2) -> output; ``mid``: head(16->64) -> DepthToSpace -> b(16->16) -> output."""
+    rng = np.random.default_rng(0)
+    inits, nodes = [], []
+
+    def conv(name, x, cin, cout, k=3, stride=1, relu=True):
+        w = rng.standard_normal((cout, cin, k, k)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"{name}.w"))
+        pads = [0] * 4 if stride > 1 else [k // 2] * 4
+        nodes.append(
+            helper.make_node(
+                "Conv", [x, f"{name}.w"], [f"{name}.y"], name=name, pads=pads, strides=[stride] * 2
+            )
+        )
+        if not relu:
+            return f"{name}.y"
+        nodes.append(helper.make_node("Relu", [f"{name}.y"], [f"{name}.r"], name=f"{name}_relu"))
+        return f"{name}.r"
+
+    s = conv("s", "images", 3, 16, k=2, stride=2)
+    a = conv("a", s, 16, 16)
+    h = conv("head", a, 16, 64 if mid else 16, k=1, relu=False)
+    nodes.append(helper.make_node("DepthToSpace", [h], ["d2s"], name="d2s", blocksize=2))
+    out, c = "d2s", 4
+    if mid:
+        out, c = conv("b", "d2s", 16, 16, relu=False), 16
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 32, 32])],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, c, 32, 32])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_float_for_speed_depth_to_space():
+    """The UNet without full-resolution convolutions: its 3-channel stride-2 stem stays float,
+    the half-resolution convolutions and the 16-channel head are int8, and the DepthToSpace
+    that feeds the (float) graph output stays float; between two int8 convolutions it is
+    plain data movement and is not listed."""
+    plan = float_for_speed(_pixel_shuffle_net(mid=False))
+    assert set(plan) == {"s", "s_relu", "d2s"}
+    assert "input channels" in plan["s"]
+    assert "between two int8" in plan["d2s"]
+    assert set(float_for_speed(_pixel_shuffle_net(mid=True))) == {"s", "s_relu"}

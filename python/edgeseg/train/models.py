@@ -1,12 +1,17 @@
 """Segmentation models in plain torch, built only from export-clean operators.
 
 Every model maps ``N×3×H×W`` normalized RGB to ``N×C×H×W`` logits at the input resolution
-and uses only Conv, BatchNorm, ReLU/HardSwish, Sigmoid, bilinear Resize, Concat, Add, Mul
-and pooling, so ONNX export and TensorRT take them as they are (no custom ops, no
-torchvision). Any input size works; sizes divisible by 32 avoid odd-sized resizes.
+and uses only Conv, BatchNorm, ReLU/HardSwish, Sigmoid, bilinear/nearest Resize, Concat,
+Add, Mul, DepthToSpace and pooling, so ONNX export and TensorRT take them as they are (no
+custom ops, no torchvision). Any input size works; sizes divisible by 32 avoid odd-sized
+resizes.
 
 * ``unet`` — compact UNet: ``width`` scales the channels (1.0: 32-64-128-256-512), ``depth``
   the number of down-samplings; full-resolution skips keep 1-3 px scratches.
+  ``full_res_convs=0``: no full-resolution level — encoder and decoder from half resolution
+  down and a head that emits 4 logits per class, rearranged by DepthToSpace
+  (``PixelShuffle(2)``) into full-resolution logits, so every encoder/decoder conv has >= 16
+  channels (int8's fast path on a CPU); not the default (lower mIoU in 5 minutes).
 * ``mbv3_lraspp`` — real-time: MobileNetV3-Small-like encoder (inverted residuals,
   HardSwish, dilated last stage, output stride 16) with the LR-ASPP decoder plus stride-8
   and stride-4 skips; ~1/10 of the UNet's compute at 512².
@@ -43,7 +48,9 @@ def _ch(c: float, divisor: int = 8) -> int:
     return max(divisor, int(c + divisor / 2) // divisor * divisor)
 
 
-def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def _up(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+    if mode == "nearest":
+        return F.interpolate(x, size=like.shape[-2:], mode="nearest")
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
@@ -71,7 +78,19 @@ class UNet(nn.Module):
     the number of 2x down-samplings, ``max_channels`` caps the deepest levels and
     ``full_res_convs`` (1 or 2) sets the 3x3 convolutions of the two full-resolution blocks,
     the costliest part of the net on a CPU (one is ~25 % cheaper; it keeps the stride-1 skip
-    that thin scratches need)."""
+    that thin scratches need). ``up``: the decoder's feature upsampling, ``bilinear`` or
+    ``nearest`` (ONNX Runtime runs DQ-Resize(nearest)-Q in int8; bilinear stays float).
+
+    ``full_res_convs=0`` drops the full-resolution level, for CPU int8 (every convolution of
+    the encoder and decoder has >= 16 channels, MLAS's fast int8 path): the encoder and
+    decoder run from half resolution down with the channels of levels 1..depth, and the 1x1
+    head emits ``4 * num_classes`` channels that ``PixelShuffle(2)`` (ONNX DepthToSpace)
+    turns into ``num_classes`` logits per full-resolution pixel. ``stem``: ``"s2d"``, a 2x2
+    stride-2 convolution (space-to-depth and a 1x1 conv: no pixel lost) then a 3x3 conv at
+    half resolution; or ``"pool"``, a 3x3 conv (3 -> 16) at full resolution, a 2x2 max-pool
+    and a 3x3 conv (shift-invariant like the full UNet's first level; measured better).
+    ``fine`` (with ``stem="pool"``): a 1x1 conv from the full-resolution stem features to
+    the classes, added to the logits (per-pixel detail the max-pool drops)."""
 
     def __init__(
         self,
@@ -82,34 +101,71 @@ class UNet(nn.Module):
         in_channels: int = 3,
         max_channels: Optional[int] = None,
         full_res_convs: int = 2,
+        up: str = "bilinear",
+        stem: str = "s2d",
+        fine: bool = False,
     ):
         super().__init__()
         if not 1 <= depth <= 6:
             raise TrainingError(f"unet depth {depth} is not in 1..6")
-        if full_res_convs not in (1, 2):
-            raise TrainingError(f"unet full_res_convs {full_res_convs} is not 1 or 2")
+        if full_res_convs not in (0, 1, 2):
+            raise TrainingError(f"unet full_res_convs {full_res_convs} is not 0, 1 or 2")
+        if up not in ("bilinear", "nearest"):
+            raise TrainingError(f"unet up {up!r} is not 'bilinear' or 'nearest'")
+        if stem not in ("s2d", "pool"):
+            raise TrainingError(f"unet stem {stem!r} is not 's2d' or 'pool'")
+        if fine and (full_res_convs or stem != "pool"):
+            raise TrainingError("unet fine=True needs full_res_convs=0 and stem='pool'")
+        self.up_mode = up
         chs = [_ch(32 * width * 2**i) for i in range(depth + 1)]
         if max_channels:
             chs = [min(c, _ch(max_channels)) for c in chs]
-        self.stem = _DoubleConv(in_channels, chs[0], full_res_convs)
-        self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(depth))
+        self.shuffle: nn.Module = nn.Identity()
+        self.fine: Optional[nn.Module] = None
+        if full_res_convs == 0:
+            chs = chs[1:]  # levels 1..depth: half resolution and below
+            if stem == "pool":
+                first = [*ConvBNAct(in_channels, chs[0]), nn.MaxPool2d(2)]
+            else:
+                first = [
+                    nn.Conv2d(in_channels, chs[0], 2, 2, bias=False),
+                    nn.BatchNorm2d(chs[0]),
+                    nn.ReLU(inplace=True),
+                ]
+            self.stem = nn.Sequential(*first, ConvBNAct(chs[0], chs[0]))
+            self.shuffle = nn.PixelShuffle(2)
+            if fine:
+                self.fine = nn.Conv2d(chs[0], num_classes, 1)
+            n_out, levels = 4 * num_classes, depth - 1
+        else:
+            self.stem = _DoubleConv(in_channels, chs[0], full_res_convs)
+            n_out, levels = num_classes, depth
+        self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(levels))
         self.pool = nn.MaxPool2d(2)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.up = nn.ModuleList(
             _DoubleConv(chs[i + 1] + chs[i], chs[i], full_res_convs if i == 0 else 2)
-            for i in range(depth)
+            if full_res_convs
+            else _DoubleConv(chs[i + 1] + chs[i], chs[i])
+            for i in range(levels)
         )
-        self.head = nn.Conv2d(chs[0], num_classes, 1)
+        self.head = nn.Conv2d(chs[0], n_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = [self.stem(x)]
+        f = None
+        if self.fine is not None:  # keep the full-resolution stem features for the logits
+            f = self.stem[:3](x)
+            skips = [self.stem[3:](f)]
+        else:
+            skips = [self.stem(x)]
         for block in self.down:
             skips.append(block(self.pool(skips[-1])))
         y = self.drop(skips.pop())
         for block in reversed(self.up):
             s = skips.pop()
-            y = block(torch.cat([_up(y, s), s], 1))
-        return self.head(y)
+            y = block(torch.cat([_up(y, s, self.up_mode), s], 1))
+        y = self.shuffle(self.head(y))
+        return y if f is None else y + self.fine(f)
 
 
 class _InvertedResidual(nn.Module):
