@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--frame", default="1280x720", help="camera frame WxH")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=40)
+    ap.add_argument("--runs", type=int, default=120, help="timed calls per path (all rounds)")
+    ap.add_argument("--rounds", type=int, default=6, help="interleaved rounds per path")
     args = ap.parse_args(argv)
     import cv2
     import onnxruntime as ort
@@ -122,10 +123,11 @@ def main(argv=None) -> int:
         # Interleaved rounds so that machine noise hits both alike; the overhead of each is
         # its wall time minus its own inference time in the same calls.
         o_rounds, p_rounds, a_rounds = [], [], []
-        for _ in range(3):
-            o_rounds.append(_overhead(ours, args.runs // 3))
-            p_rounds.append(_overhead(peer, args.runs // 3))
-            a_rounds.append(_overhead(alone, args.runs // 3))
+        per_round = max(1, args.runs // args.rounds)
+        for _ in range(args.rounds):
+            o_rounds.append(_overhead(ours, per_round))
+            p_rounds.append(_overhead(peer, per_round))
+            a_rounds.append(_overhead(alone, per_round))
         o_wall, o_inf = (statistics.median(r[i] for r in o_rounds) for i in (0, 1))
         p_wall, p_inf = (statistics.median(r[i] for r in p_rounds) for i in (0, 1))
         a_inf = statistics.median(r[0] for r in a_rounds)
