@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import threading
 import time
 from pathlib import Path
 
 from edgeseg import data
+from edgeseg._platform import usable_cpus
 from edgeseg.train import cli as train_cli
 from edgeseg.train.evaluate import evaluate
 
@@ -54,7 +54,7 @@ def main() -> int:
     if not (ds / "images").exists():
         data.synth(ds, task="defects", n=args.n, size=256, seed=0)
     run = out / "run"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cpus()
     print(f"cores {cores}, load average before training {open('/proc/loadavg').read().strip()}")
     sampler = LoadSampler()
     sampler.start()

@@ -33,10 +33,9 @@ def omp_env(environ, load: float, cores: int) -> dict:
 
 
 def _apply_omp_env() -> None:
-    try:
-        cores = len(_os.sched_getaffinity(0))
-    except AttributeError:
-        cores = _os.cpu_count() or 1
+    from edgeseg._platform import usable_cpus
+
+    cores = usable_cpus()
     try:
         load = _os.getloadavg()[0]
     except OSError:

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from edgeseg._platform import usable_cpus
 from edgeseg.data import ClassMap, SegDataset, open_dataset
 from edgeseg.errors import DatasetError, TrainingError
 from edgeseg.metrics import ConfusionMatrix
@@ -204,8 +205,7 @@ def _auto_settings(cfg: TrainConfig, n_train: int, device: torch.device, d: Dist
         cpu_kw = {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
         picked["model_kwargs"] = {**({"width": 0.5} if cuda else cpu_kw), **cfg.model_kwargs}
     if cfg.workers is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        cpus = max(1, (cpus or 1) // d.world)
+        cpus = max(1, usable_cpus() // d.world)
         picked["workers"] = min(8, cpus - 1) if cuda else (0 if cpus <= 2 else min(4, cpus // 2))
     return picked
 
