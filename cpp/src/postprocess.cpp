@@ -411,7 +411,7 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
                 narrowClasses(s.best.data(), n, cls);
             }
             if (wantCounts) {
-                countBlock(out.classMap + rowOffset + x, n, C, s.hist.data());
+                countBlock(cls, n, C, s.hist.data());
             }
             if (wantOverlay) {
                 const uint8_t* src;

@@ -7,6 +7,7 @@ The returned array is the backend's reused output buffer: consume it before the 
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import Optional
@@ -50,8 +51,6 @@ def ort_cache_dir() -> Path:
     """Where ONNX Runtime's TensorRT execution provider keeps the engines it builds
     (``$EDGESEG_CACHE`` or ``$XDG_CACHE_HOME/edgeseg``, then ``ort_trt/``): building one takes
     minutes, so the first session builds and later ones load."""
-    import os
-
     root = os.environ.get("EDGESEG_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "edgeseg"
     )
@@ -124,11 +123,12 @@ class OrtBackend(Backend):
         if providers is None:
             providers = ort_providers(ort.get_available_providers(), device)
             if any(isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider" for p in providers):
+                cache = ort_cache_dir()
                 try:
-                    ort_cache_dir().mkdir(parents=True, exist_ok=True)
+                    cache.mkdir(parents=True, exist_ok=True)
                 except OSError as e:
                     raise ModelError(
-                        f"cannot create the TensorRT engine cache {ort_cache_dir()} ({e}); set "
+                        f"cannot create the TensorRT engine cache {cache} ({e}); set "
                         "EDGESEG_CACHE to a writable folder"
                     ) from None
         try:

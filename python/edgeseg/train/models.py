@@ -143,10 +143,11 @@ class UNet(nn.Module):
         self.down = nn.ModuleList(_DoubleConv(chs[i], chs[i + 1]) for i in range(levels))
         self.pool = nn.MaxPool2d(2)
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        # the full-resolution block (i == 0 with a full-resolution level) has full_res_convs
         self.up = nn.ModuleList(
-            _DoubleConv(chs[i + 1] + chs[i], chs[i], full_res_convs if i == 0 else 2)
-            if full_res_convs
-            else _DoubleConv(chs[i + 1] + chs[i], chs[i])
+            _DoubleConv(
+                chs[i + 1] + chs[i], chs[i], full_res_convs if full_res_convs and i == 0 else 2
+            )
             for i in range(levels)
         )
         self.head = nn.Conv2d(chs[0], n_out, 1)
