@@ -93,6 +93,15 @@ def main() -> int:
         f"{last.get('cpu_s', 0):.0f} CPU-s in {last['time_s']:.0f} s "
         f"({last.get('cpu_s', 0) / max(last['time_s'], 1e-9):.2f} of {cores} cores)"
     )
+    cal = m.get("calibration")
+    if cal and "offsets" in cal:
+        shown = ", ".join(f"{k} {v:+g}" for k, v in cal["offsets"].items())
+        print(
+            f"calibration ({cal['images']} train images, {cal['seconds']:.1f} s, inside the "
+            f"budget): logit offsets {shown}; train mIoU {cal['train_miou_before']:.4f} -> "
+            f"{cal['train_miou_after']:.4f}, val {cal['val_miou_before']:.4f} -> "
+            f"{cal['val_miou_after']:.4f} ({'applied' if cal['applied'] else 'not applied'})"
+        )
     for split in ("val", "test"):
         r = evaluate(run, ds, split, device="cpu")
         print(

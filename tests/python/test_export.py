@@ -73,7 +73,8 @@ def test_metadata_round_trip(run, exported):
     assert md["channel_order"] == "RGB" and md["resize"] == "stretch"
     assert md["model"] == "unet" and md["model_kwargs"]["width"] == 0.25
     assert md["dynamic_batch"] is True and md["edgeseg_version"]
-    assert "data_hash" not in md  # the checkpoint records none
+    assert md["data_hash"] == meta["data_hash"] and md["data_hash"].startswith("blake2b:")
+    assert md.get("logit_offsets") == meta.get("logit_offsets")  # the calibration, if applied
     assert report["metadata"]["classes"] == md["classes"]
 
 

@@ -110,11 +110,27 @@ def test_unet_channel_cap_and_single_full_res_convs():
         create_model("unet", 4, full_res_convs=3)
 
 
-def test_cpu_defaults():
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cpu_defaults(bf16, monkeypatch):
+    monkeypatch.setattr(trainer_mod, "cpu_bf16_fast", lambda: bf16)
     cfg = trainer_mod.TrainConfig(data="x", out="y")
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
-    assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
+    assert picked["amp"] is bf16
+    if bf16:  # bfloat16 on AMX: the half-width UNet costs what the quarter width does in fp32
+        assert picked["model_kwargs"] == {"width": 0.5, "max_channels": 128, "full_res_convs": 1}
+    else:
+        assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
     assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)
+    assert picked["epochs"] == 60 and picked["patience"] == 15  # 1 200 steps of 8
+    # a time limit without --epochs: the clock ends the run, early stopping is off
+    cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5)
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert picked["epochs"] >= 1000 and picked["patience"] == 0
+    # ... but flags given are kept
+    cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5, epochs=7, patience=3, amp=False)
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert not {"epochs", "patience", "amp"} & set(picked)
+    assert picked["model_kwargs"]["width"] == 0.25
     # a width given by the user is left alone
     cfg = trainer_mod.TrainConfig(data="x", out="y", model_kwargs={"width": 0.5})
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
@@ -132,3 +148,34 @@ def test_lr_follows_the_larger_of_step_and_time_fraction():
     assert lr(10, 100, 10, 1.0, frac=0.5) == pytest.approx(0.505)
     assert lr(10, 100, 10, 1.0, frac=2.0) == pytest.approx(0.01)
     assert lr(55, 100, 10, 1.0, frac=0.1) == pytest.approx(0.505)
+
+
+def test_data_hash_follows_pixels_and_labels_not_encoding(tmp_path):
+    import shutil
+
+    import cv2
+    from PIL import Image
+
+    from edgeseg import data
+
+    src = data.synth(tmp_path / "a", "defects", n=6, size=64, seed=3)
+    copy = tmp_path / "b"
+    shutil.copytree(src, copy)
+    first = sorted((copy / "images").iterdir())[0]
+    # the same pixels written with another PNG compression level: a different file, same data
+    img = cv2.imread(str(first), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(first), img, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    ha = tdata.scan(data.open_dataset(src), "all").data_hash
+    hb = tdata.scan(data.open_dataset(copy), "all").data_hash
+    assert ha.startswith("blake2b:") and len(ha) == len("blake2b:") + 32
+    assert ha == hb
+    # one label pixel changed: a different hash
+    mask_path = sorted((copy / "masks").iterdir())[0]
+    mask = Image.open(mask_path)
+    m = np.array(mask)
+    m[0, 0] = 1 if m[0, 0] != 1 else 0
+    edited = Image.fromarray(m)
+    if mask.mode == "P":
+        edited.putpalette(mask.getpalette())
+    edited.save(mask_path)
+    assert tdata.scan(data.open_dataset(copy), "all").data_hash != ha

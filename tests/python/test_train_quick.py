@@ -108,6 +108,39 @@ def test_deterministic_under_a_seed(objects, tmp_path):
         assert torch.equal(t, runs[1][name]), name
 
 
+def test_bfloat16_autocast_on_the_cpu_learns_and_is_repeatable(objects, tmp_path):
+    # what the CPU default turns on where AMX runs bfloat16 natively; works on any CPU
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"bf{k}"
+        s = train(_cfg(objects, out, amp=True, calibrate=False), log=lambda *a: None)
+        runs.append((s, load_checkpoint(out / "last.pt")[0]))
+    hist = runs[0][0]["history"]
+    assert hist[-1]["train_loss"] < 0.85 * hist[0]["train_loss"]
+    assert runs[0][0]["best_val_miou"] > _majority_miou(objects)
+    for name, t in runs[0][1].items():
+        assert t.dtype == torch.float32 or not t.is_floating_point()  # weights stay fp32
+        assert torch.equal(t, runs[1][1][name]), name
+
+
+def test_validation_every_n_epochs_and_after_the_last(objects, tmp_path, monkeypatch):
+    s = train(_cfg(objects, tmp_path / "v3", val_every=3), log=lambda *a: None)
+    assert [h["epoch"] for h in s["history"]] == [3, 6, 8]
+    assert torch.load(tmp_path / "v3" / "last.pt", weights_only=True)["epoch"] == 8
+    # automatic: a validation that costs far more than an epoch's training runs rarely
+    real = trainer_mod.validate
+
+    def slow(*a, **k):
+        import time
+
+        time.sleep(0.3)
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer_mod, "validate", slow)
+    s = train(_cfg(objects, tmp_path / "auto", val_every=None), log=lambda *a: None)
+    assert [h["epoch"] for h in s["history"]] == [1, 8]
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint(objects, tmp_path, monkeypatch):
     real = trainer_mod.create_loss
     calls = {"n": 0}

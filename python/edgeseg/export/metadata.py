@@ -15,7 +15,10 @@ Every value is a string (ONNX's rule); structured values are JSON. Keys:
                     ``interpolation`` ``bilinear``
 ``input_name``      ``images``; ``output_name`` ``logits`` (raw logits, no argmax)
 ``dynamic_batch``   ``true``/``false``
-``data_hash``       hash of the training data, only when the checkpoint recorded one
+``data_hash``       hash of the training data (``blake2b:`` of the train split's decoded
+                    pixels, labels and class map), when the checkpoint recorded one
+``logit_offsets``   JSON ``{class name: offset}`` of the training's class-prior calibration,
+                    already folded into the last convolution's bias (for the record)
 ==================  ==========================================================================
 """
 
@@ -30,7 +33,16 @@ from edgeseg.errors import ModelError
 __all__ = ["JSON_KEYS", "METADATA_FORMAT", "read_onnx_metadata", "to_props"]
 
 METADATA_FORMAT = "edgeseg-onnx/1"
-JSON_KEYS = ("model_kwargs", "classes", "input_size", "mean", "std", "num_classes", "scale")
+JSON_KEYS = (
+    "model_kwargs",
+    "classes",
+    "input_size",
+    "mean",
+    "std",
+    "num_classes",
+    "scale",
+    "logit_offsets",
+)
 _REQUIRED = ("classes", "input_size", "mean", "std", "channel_order", "num_classes")
 
 

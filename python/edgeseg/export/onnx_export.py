@@ -203,6 +203,7 @@ def export_onnx(
         "output_name": OUTPUT_NAME,
         "dynamic_batch": bool(dynamic_batch),
         "data_hash": data_hash,
+        "logit_offsets": meta.get("logit_offsets"),
     }
 
     fused = copy.deepcopy(model)

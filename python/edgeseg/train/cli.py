@@ -50,11 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="data loader processes (default from cores)")
     p.add_argument("--seed", type=int, help="random seed (0); runs are repeatable")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (auto)")
-    p.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA)")
+    p.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision: float16 on CUDA, bfloat16 on the CPU (default: on for CPUs "
+        "with AMX, where bfloat16 convolutions run about 1.5-2x faster; off elsewhere)",
+    )
     p.add_argument("--resume", action="store_true", help="continue RUN_DIR/last.pt")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without gain (15)")
-    p.add_argument("--time-limit", type=float, help="stop after this many minutes")
+    p.add_argument(
+        "--patience",
+        type=int,
+        help="early stopping: epochs without gain (15; off under --time-limit with the "
+        "epochs left to the clock)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        help="finish within this many minutes, calibration included; without --epochs the "
+        "learning-rate schedule follows the clock",
+    )
+    p.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        help="after training, fit per-class logit offsets on the training images and fold "
+        "them into the model when val mIoU does not drop (default on)",
+    )
     p.add_argument("--max-steps", type=int, help="at most this many steps per epoch")
+    p.add_argument(
+        "--val-every",
+        type=int,
+        help="validate every N epochs (default: as often as keeps validation near 10 %% of "
+        "the time; always after the last epoch)",
+    )
     p.add_argument(
         "--allow-upscale",
         action="store_true",
@@ -69,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = (
     "data model size crop epochs batch lr weight_decay dropout loss class_weights workers seed "
-    "device amp patience time_limit max_steps allow_upscale"
+    "device amp patience time_limit max_steps allow_upscale calibrate val_every"
 ).split()
 
 

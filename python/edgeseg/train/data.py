@@ -7,6 +7,7 @@ map's id order. :func:`id_lut` maps one to the other (void stays 255).
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -162,6 +163,9 @@ class ScanResult:
     min_side: int
     min_side_file: str
     sizes: set = field(default_factory=set)
+    #: ``blake2b:<hex>`` of the decoded pixels, labels (as class ids) and sample keys, plus
+    #: the class map: the same for a re-encoded copy of the data, different after any edit
+    data_hash: str = ""
 
 
 def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
@@ -177,6 +181,7 @@ def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
     lut = id_lut(ds.classes)
     counts = np.zeros(len(ds.classes), np.int64)
     min_side, min_file, sizes = 1 << 30, "", set()
+    digests: list[tuple[str, bytes]] = []
     for i in tqdm(range(len(ds)), desc=f"scan {what}", unit="img", disable=not progress):
         item = ds.load(i)
         if item.unknown:
@@ -191,7 +196,25 @@ def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
         if min(h, w) < min_side:
             min_side, min_file = min(h, w), ds.image_path(i)
         counts += np.bincount(lut[item.mask.ravel()], minlength=256)[: len(ds.classes)]
-    return ScanResult(len(ds), counts, min_side, min_file, sizes)
+        digests.append((ds.samples[i].key, _sample_digest(item.image, item.mask)))
+    return ScanResult(len(ds), counts, min_side, min_file, sizes, _data_hash(digests, ds.classes))
+
+
+def _sample_digest(image: np.ndarray, mask: np.ndarray) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for a in (image, mask):
+        h.update(repr((a.shape, a.dtype.str)).encode())
+        h.update(np.ascontiguousarray(a).data)
+    return h.digest()
+
+
+def _data_hash(digests: list[tuple[str, bytes]], classes: ClassMap) -> str:
+    """Order-independent hash of a split (sorted by sample key) and its class map."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr([(c.id, c.name) for c in classes]).encode())
+    for key, digest in sorted(digests):
+        h.update(key.encode() + b"\0" + digest)
+    return "blake2b:" + h.hexdigest()
 
 
 class SeededSampler(Sampler):

@@ -168,6 +168,11 @@ class UNet(nn.Module):
         y = self.shuffle(self.head(y))
         return y if f is None else y + self.fine(f)
 
+    def logit_bias_slices(self) -> tuple[nn.Conv2d, int]:
+        """The convolution whose bias adds to the logits, and its channels per class
+        (DepthToSpace puts 4 head channels into one class's 2x2 block)."""
+        return self.head, 4 if isinstance(self.shuffle, nn.PixelShuffle) else 1
+
 
 class _InvertedResidual(nn.Module):
     def __init__(self, cin, k, exp, cout, act, stride, dilation=1):
@@ -249,6 +254,10 @@ class MobileNetV3LRASPP(nn.Module):
         y = _up(y, s2)
         y = self.out(torch.cat([self.stem_skip(s2), y], 1))
         return _up(y, x)
+
+    def logit_bias_slices(self) -> tuple[nn.Conv2d, int]:
+        """The last convolution (a bilinear resize after it keeps a constant bias)."""
+        return self.out, 1
 
 
 def _timm_unet(num_classes: int, **kw) -> nn.Module:

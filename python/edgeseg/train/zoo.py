@@ -243,3 +243,7 @@ class TimmUNet(nn.Module):
             y = block(torch.cat([_up(y, skip), skip], 1))
         y = self.final(_up(y, x))
         return self.head(self.drop(y))
+
+    def logit_bias_slices(self) -> tuple[nn.Conv2d, int]:
+        """The 1x1 head, whose bias adds to the logits."""
+        return self.head, 1
