@@ -117,7 +117,7 @@ def test_cpu_defaults(bf16, monkeypatch):
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
     assert picked["amp"] is bf16
     if bf16:  # bfloat16 on AMX: the half-width UNet costs what the quarter width does in fp32
-        assert picked["model_kwargs"] == {"width": 0.5, "max_channels": 128, "full_res_convs": 1}
+        assert picked["model_kwargs"] == {"width": 0.5, "max_channels": 128}
     else:
         assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
     assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)

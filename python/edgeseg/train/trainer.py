@@ -1,6 +1,8 @@
-"""The training loop behind ``edgeseg train``: AdamW, cosine schedule with warm-up, gradient
-clipping, AMP on CUDA, validation mIoU every epoch, early stopping, checkpoints, DDP under
-torchrun (NCCL on GPUs, gloo on CPU; only rank 0 writes).
+"""The training loop behind ``edgeseg train``: AdamW, cosine schedule with warm-up (or on the
+clock under ``--time-limit``), gradient clipping, mixed precision (float16 on CUDA, bfloat16
+on AMX CPUs), validation mIoU (every epoch or every few), early stopping, checkpoints, a
+class-prior calibration of the best model at the end (:mod:`edgeseg.train.calibrate`), DDP
+under torchrun (NCCL on GPUs, gloo on CPU; only rank 0 writes).
 
 RUN_DIR holds ``best.pt`` (``{"state_dict", "meta"}``, loads with
 ``torch.load(weights_only=True)``), ``last.pt`` (adds optimizer state, epoch, history: what
@@ -231,13 +233,14 @@ def _auto_settings(cfg: TrainConfig, n_train: int, device: torch.device, d: Dist
         # CPU: half-size crops at deployment scale (4x the steps per minute); GPU: full size
         picked["crop"] = cfg.size if cuda else max(32, cfg.size // 2 // 32 * 32)
     if cfg.model == "unet" and "width" not in cfg.model_kwargs:
-        # CPU: one conv per full-resolution block; half width capped at 128 channels
-        # (16-32-64-128-128: 2.7 GMAC at 256²) where bfloat16 runs natively, as fast per step
-        # as the quarter width capped at 96 (8-16-32-64-96: 0.77 GMAC) in float32 elsewhere
+        # CPU with native bfloat16 (AMX): half width capped at 128 channels, two 3x3 convs
+        # per block (16-32-64-128-128, 3.2 GMAC at 256²; the second full-resolution conv is
+        # what thin scratches need). Elsewhere the float32 quarter width capped at 96 with one
+        # conv per full-resolution block (8-16-32-64-96, 0.77 GMAC): a step costs about the same
         if cuda:
             kw = {"width": 0.5}
         elif amp:
-            kw = {"width": 0.5, "max_channels": 128, "full_res_convs": 1}
+            kw = {"width": 0.5, "max_channels": 128}
         else:
             kw = {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
         picked["model_kwargs"] = {**kw, **cfg.model_kwargs}
