@@ -60,6 +60,9 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-method", default="minmax")
     ap.add_argument("--max-drop", type=float, default=1.0)
     ap.add_argument("--all-int8", action="store_true", help="quantize every convolution")
+    ap.add_argument(
+        "--cpu-isa", default="auto", help="plan for vnni / no-vnni (auto: this machine)"
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -102,6 +105,7 @@ def main(argv=None) -> int:
             threads=args.threads,
             latency_runs=args.runs,
             all_int8=args.all_int8,
+            cpu_isa=args.cpu_isa,
             log=None,
         )
         rows.append((s, r))
@@ -111,7 +115,7 @@ def main(argv=None) -> int:
         f"ONNX Runtime {onnxruntime.__version__} CPU, {args.threads} threads, batch 1, FP32 and "
         f"INT8 in alternating blocks, median of {args.runs} runs each; {_cpu_name()}; load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; data {ds}; run {run}"
-        + ("; --all-int8" if args.all_int8 else "")
+        + ("; --all-int8" if args.all_int8 else f"; plan for {rows[0][1].get('cpu_isa')}")
     )
     print(
         f"{'size':>6} {'fp32 ms':>9} {'int8 ms':>9} {'speedup':>8} {'fp32 mIoU':>10} "

@@ -156,7 +156,7 @@ def test_unet_without_full_resolution_convs_exports(run, tmp_path, kw):
     proto = onnx.load(str(out))
     ops = {n.op_type for n in proto.graph.node}
     assert "DepthToSpace" in ops and "BatchNormalization" not in ops
-    plan = float_for_speed(proto)
+    plan = float_for_speed(proto, cpu_isa="no-vnni")
     d2s = [n.name for n in proto.graph.node if n.op_type == "DepthToSpace"]
     assert d2s and all(n in plan for n in d2s)
     convs = [n for n in proto.graph.node if n.op_type == "Conv"]

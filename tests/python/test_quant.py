@@ -58,7 +58,9 @@ def _dq_weights(m):
 
 @pytest.fixture(scope="module")
 def int8_cpu(exported, tmp_path_factory):
-    return _quant(exported, tmp_path_factory.mktemp("i8c"), precision="int8", target="cpu")
+    return _quant(
+        exported, tmp_path_factory.mktemp("i8c"), precision="int8", target="cpu", cpu_isa="no-vnni"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,14 @@ def test_int8_cpu_keeps_slow_int8_convs_float(int8_cpu):
     assert any(v < 16 for v in cout.values()) and any(v >= 16 for v in cout.values())
     assert all(isinstance(v, str) and v for v in speed.values())
     assert report["all_int8"] is False
+
+
+def test_int8_cpu_plan_for_vnni_quantizes_every_conv(exported, tmp_path):
+    report, out = _quant(exported, tmp_path, precision="int8", target="cpu", cpu_isa="vnni")
+    assert report["cpu_isa"] == "vnni" and report["nodes_float_for_speed"] == {}
+    assert set(_conv_weight_dtypes(onnx.load(str(out))).values()) == {TensorProto.INT8}
+    with pytest.raises(InvalidArgumentError, match="cpu_isa 'sse'"):
+        _quant(exported, tmp_path, precision="int8", target="cpu", cpu_isa="sse")
 
 
 def test_int8_cpu_all_int8_quantizes_every_conv(exported, tmp_path):

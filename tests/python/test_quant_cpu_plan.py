@@ -10,7 +10,7 @@ onnx = pytest.importorskip("onnx")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edgeseg.quant.cpu_plan import conv_int8_fast, float_for_speed  # noqa: E402
+from edgeseg.quant.cpu_plan import conv_int8_fast, detect_cpu_isa, float_for_speed  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def _unet_like() -> onnx.ModelProto:
 
 
 def test_float_for_speed_unet_like():
-    plan = float_for_speed(_unet_like())
+    plan = float_for_speed(_unet_like(), cpu_isa="no-vnni")
     # 8- and 2-channel convolutions and their activations stay float; so do the nodes that
     # do not sit between two int8 convolutions (pool after a float conv, resize/concat before
     # one); b and c (16 channels) are int8 and nothing between them is listed
@@ -86,9 +86,35 @@ def test_float_for_speed_unet_like():
     assert "between two int8" in plan["concat"]
 
 
+@pytest.mark.parametrize(
+    ("cin", "cout", "group", "fast"),
+    [(3, 16, 1, True), (16, 4, 1, True), (24, 8, 1, True), (1, 24, 24, False), (4, 32, 8, False)],
+)
+def test_conv_int8_fast_with_vnni(cin, cout, group, fast):
+    """With VNNI every dense convolution gains in int8; grouped ones keep the old rule."""
+    assert conv_int8_fast(cin, cout, group, "vnni")[0] is fast
+
+
+def test_float_for_speed_with_vnni_quantizes_every_conv():
+    plan = float_for_speed(_unet_like(), cpu_isa="vnni")
+    # every convolution int8: only the float output's neighbourhood... nothing stays float
+    assert plan == {}
+    with pytest.raises(ValueError, match="cpu_isa 'avx9'"):
+        float_for_speed(_unet_like(), cpu_isa="avx9")
+
+
+def test_detect_cpu_isa_reads_the_flags():
+    sapphire = "processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni amx_int8\n"
+    alder = "flags\t\t: fpu avx2 avx_vnni\n"
+    zen2 = "flags : fpu sse avx2 fma\n"
+    assert detect_cpu_isa(sapphire) == detect_cpu_isa(alder) == "vnni"
+    assert detect_cpu_isa(zen2) == detect_cpu_isa("") == "no-vnni"
+    assert detect_cpu_isa() in ("vnni", "no-vnni")
+
+
 def test_float_for_speed_follows_keep_float():
     """A conv kept float for accuracy pulls the data movement around it out of int8 too."""
-    plan = float_for_speed(_unet_like(), keep_float=["c"])
+    plan = float_for_speed(_unet_like(), keep_float=["c"], cpu_isa="no-vnni")
     assert "c" not in plan  # the caller's choice, not a speed decision
     assert {"resize", "concat"} <= set(plan)
 
@@ -135,8 +161,8 @@ def test_float_for_speed_depth_to_space():
     the half-resolution convolutions and the 16-channel head are int8, and the DepthToSpace
     that feeds the (float) graph output stays float; between two int8 convolutions it is
     plain data movement and is not listed."""
-    plan = float_for_speed(_pixel_shuffle_net(mid=False))
+    plan = float_for_speed(_pixel_shuffle_net(mid=False), cpu_isa="no-vnni")
     assert set(plan) == {"s", "s_relu", "d2s"}
     assert "input channels" in plan["s"]
     assert "between two int8" in plan["d2s"]
-    assert set(float_for_speed(_pixel_shuffle_net(mid=True))) == {"s", "s_relu"}
+    assert set(float_for_speed(_pixel_shuffle_net(mid=True), cpu_isa="no-vnni")) == {"s", "s_relu"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -82,7 +83,9 @@ def set_props(path: Path, meta: dict, extra: dict) -> None:
     onnx.save_model(model, str(path), save_as_external_data=False)
 
 
-def speed_plan(src: Path, target: str, keep_float: list[str]) -> dict[str, str]:
+def speed_plan(
+    src: Path, target: str, keep_float: list[str], cpu_isa: Optional[str] = None
+) -> dict[str, str]:
     """``{node: reason}`` left float for speed: ``--target cpu`` only (see :mod:`cpu_plan`)."""
     if target != "cpu":
         return {}
@@ -90,7 +93,7 @@ def speed_plan(src: Path, target: str, keep_float: list[str]) -> dict[str, str]:
 
     from edgeseg.quant.cpu_plan import float_for_speed
 
-    return float_for_speed(onnx.load(str(src)), keep_float=keep_float)
+    return float_for_speed(onnx.load(str(src)), keep_float=keep_float, cpu_isa=cpu_isa)
 
 
 def quantize_int8(src, dst, reader, target, calib_method, exclude, cache, plan=None) -> None:

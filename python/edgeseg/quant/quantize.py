@@ -49,6 +49,7 @@ from edgeseg.quant.convert import (
     set_props,
     speed_plan,
 )
+from edgeseg.quant.cpu_plan import CPU_ISAS, detect_cpu_isa
 
 __all__ = [
     "CALIB_METHODS",
@@ -233,6 +234,7 @@ def quantize(
     threads: int = 2,
     latency_runs: int = 20,
     all_int8: bool = False,
+    cpu_isa: str = "auto",
     log: Optional[Callable[[str], None]] = print,
 ) -> dict:
     """Quantize the exported float32 ``model`` to ``out`` behind the mIoU gate.
@@ -246,8 +248,16 @@ def quantize(
     ``target="cpu"`` keeps in float the nodes ONNX Runtime runs slower in int8 on a CPU
     (``nodes_float_for_speed`` in the report, with the reason for each); ``all_int8=True``
     quantizes every node it can instead (the accuracy fallback may still keep some float).
+    ``cpu_isa``: the CPU that will run the model, ``vnni`` (x86 with AVX512-VNNI/AVX-VNNI:
+    every dense convolution gains in int8), ``no-vnni``, or ``auto`` (this machine's).
     """
     _check_args(precision, target, calib_images, calib_method, max_drop)
+    if cpu_isa not in ("auto", *CPU_ISAS):
+        raise InvalidArgumentError(
+            f"cpu_isa {cpu_isa!r}: use auto (this machine), {' or '.join(CPU_ISAS)}"
+        )
+    if cpu_isa == "auto":
+        cpu_isa = detect_cpu_isa()
     src, dst = Path(model), Path(out)
     if dst.resolve() == src.resolve():
         raise InvalidArgumentError(f"{dst}: the output would overwrite the float32 input")
@@ -289,7 +299,7 @@ def quantize(
         def build(excl: list[str], path: Path) -> None:
             if precision == "int8":
                 reader = calib_reader(calib, meta, input_name, batch)
-                plan = {} if all_int8 else speed_plan(work, target, excl)
+                plan = {} if all_int8 else speed_plan(work, target, excl, cpu_isa)
                 plans[path] = {n: why for n, why in plan.items() if n not in excl}
                 quantize_int8(
                     work, path, reader, target, calib_method, excl, tmp / "calib.json", plan
@@ -384,6 +394,7 @@ def quantize(
         "nodes_kept_float": list(exclude),
         "nodes_float_for_speed": plans.get(cand, {}),
         "all_int8": bool(all_int8) if precision == "int8" else None,
+        "cpu_isa": cpu_isa if precision == "int8" and target == "cpu" else None,
         "attempts": attempts,
         "latency": {
             "runtime": "onnxruntime CPUExecutionProvider",
