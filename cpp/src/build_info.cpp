@@ -16,7 +16,8 @@ namespace edgeseg {
 
 std::string simdLevel() {
     // EDGESEG_SIMD=scalar lets a user (or a test) force the portable path of the hand-written
-    // kernels. The kernels top out at AVX2 (x86-64-v3), so that is what AVX-512 CPUs report.
+    // kernels, whose hand-written parts top out at AVX2 (buildInfo() says when the compiler's
+    // AVX-512 clones of the postprocess loops run).
     static const std::string detected = [] {
         std::string level = "scalar";
 #if defined(__x86_64__) || defined(_M_X64)
@@ -51,6 +52,15 @@ BuildInfo buildInfo() {
     info.tensorrt = EDGESEG_TENSORRT_VERSION;
 #endif
     info.simd = simdLevel();
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+    // The postprocess hot loops also have an x86-64-v4 clone (AVX-512), picked at load time
+    // on CPUs that have it; the hand-written AVX2 parts stay as they are.
+    if (info.simd == "avx2" && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq")) {
+        info.simd = "avx512";
+    }
+#endif
     info.threads = numThreads();
     info.version = EDGESEG_VERSION;
 #if defined(__clang__)

@@ -14,10 +14,11 @@
 #include "postprocess_common.h"
 #include "postprocess_math.h"
 
-// The hot loops are compiled twice (AVX2+FMA and baseline) and picked at load time, so the
-// wheel stays portable. aarch64 builds get NEON through the vectorizer alone.
+// The hot loops are compiled three times (AVX-512, AVX2+FMA and baseline) and picked at load
+// time, so the wheel stays portable. The exp polynomial and the bilinear steps use explicit
+// fmaf, so every clone computes the same bits. aarch64 builds get NEON through the vectorizer.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EDGESEG_HOT __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define EDGESEG_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define EDGESEG_HOT
 #endif

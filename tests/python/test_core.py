@@ -25,7 +25,7 @@ def test_build_info_shape_and_types():
     assert all(isinstance(a, int) and a >= 50 for a in info["cuda_archs"])
     # Archs are reported exactly when CUDA was compiled in; the default build covers Orin+Hopper.
     assert bool(info["cuda_archs"]) == info["cuda"]
-    assert info["simd"] in {"avx2", "sse2", "neon", "scalar"}
+    assert info["simd"] in {"avx512", "avx2", "sse2", "neon", "scalar"}
     assert info["threads"] == kernels.num_threads() >= 1
     assert edgeseg.__version__ == info["version"]
 
