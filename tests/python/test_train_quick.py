@@ -141,6 +141,27 @@ def test_validation_every_n_epochs_and_after_the_last(objects, tmp_path, monkeyp
     assert [h["epoch"] for h in s["history"]] == [1, 8]
 
 
+def test_time_limit_lets_the_clock_end_the_run_and_calibrates(objects, tmp_path, monkeypatch):
+    # a clock that advances 1 s per reading: the 0.5-minute budget ends after ~30 readings,
+    # whatever the machine's speed
+    fake = {"t": 0.0}
+
+    def tick():
+        fake["t"] += 1.0
+        return fake["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "monotonic", tick)
+    cfg = _cfg(objects, tmp_path / "clock", epochs=None, time_limit=0.5, calibrate=True)
+    s = train(cfg, log=lambda *a: None)
+    assert s["stopped"] == "time_limit"
+    assert s["config"]["epochs"] >= 1000 and s["config"]["patience"] == 0
+    last = s["history"][-1]
+    assert last["epoch"] < 1000  # ended by the clock, not by the epoch cap
+    # the learning rate reached the end of its cosine when the (fake) clock ran out
+    assert last["lr"] < 0.2 * cfg.lr
+    assert "offsets" in s["calibration"]
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint(objects, tmp_path, monkeypatch):
     real = trainer_mod.create_loss
     calls = {"n": 0}

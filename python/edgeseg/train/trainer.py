@@ -649,7 +649,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     # rates and their decision to stop must not differ)
     sync_frac = 0.0
     out_of_time = False
-    val_every, last_val = cfg.val_every or 1, start_epoch
+    val_every, last_val, measured = cfg.val_every or 1, start_epoch, False
     try:
         for epoch in range(start_epoch, max_epochs):
             torch.manual_seed(cfg.seed + 7919 * (epoch + 1))
@@ -730,7 +730,8 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 # bfloat16 is for training speed on the CPU; validation scores what export runs
                 cm = validate(judged, vloader, num_classes, mean, std, device, d, cuda_amp)
                 tv = time.monotonic() - tv
-                if epoch == start_epoch:
+                if not measured:  # the first validation of this process sizes the rest
+                    measured = True
                     if cfg.calibrate and cfg.time_limit:
                         per_image = tv / max(1, len(vsampler))
                         reserve = calibration_seconds(per_image, len(train_ds), num_classes)
@@ -763,6 +764,9 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 "images": seen,
             }
             history.append(row)
+            if cfg.time_limit and not out_of_time:
+                # the budget may have run out while validating: stop now, not after a step
+                out_of_time = bool(_agree_max(int(time_frac() >= 1.0), d, device))
             improved = miou > best_miou
             since, last_val = epoch + 1 - last_val, epoch + 1
             if improved:
