@@ -268,9 +268,15 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     step(f"training the default model for {cfg.train_minutes:g} min on the CPU")
     run = out / "run"
     metrics = _train(ds, run, cfg)
+    cal = metrics.get("calibration") or {}
     say(
         f"best val mIoU {metrics.get('best_val_miou') or 0:.3f} after "
         f"{metrics.get('epochs_run')} epochs"
+        + (
+            f" (class-prior calibration: {cal['val_miou_before']:.3f} before)"
+            if cal.get("applied")
+            else ""
+        )
     )
 
     step("exporting ONNX (parity-checked against torch)")

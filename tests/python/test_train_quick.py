@@ -126,6 +126,7 @@ def test_bfloat16_autocast_on_the_cpu_learns_and_is_repeatable(objects, tmp_path
 def test_validation_every_n_epochs_and_after_the_last(objects, tmp_path, monkeypatch):
     s = train(_cfg(objects, tmp_path / "v3", val_every=3), log=lambda *a: None)
     assert [h["epoch"] for h in s["history"]] == [3, 6, 8]
+    assert s["epochs_run"] == 8 and s["validations"] == 3
     assert torch.load(tmp_path / "v3" / "last.pt", weights_only=True)["epoch"] == 8
     # automatic: a validation that costs far more than an epoch's training runs rarely
     real = trainer_mod.validate
