@@ -394,3 +394,30 @@ def test_ort_providers_best_first(monkeypatch, tmp_path):
     assert [p[0] for p in ort_providers(["CUDAExecutionProvider"], 0)[:1]] == [
         "CUDAExecutionProvider"
     ]
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_backend_matches_onnxruntime(tiny_onnx, tiny_run, tmp_path):
+    """The C++ TensorRT backend (CUDA preprocess -> enqueueV3 -> CUDA fused postprocess)
+    against the ONNX Runtime backend on the same frames, where a GPU and a core built with
+    TensorRT exist (not on CI: there it is skipped, and it has not run anywhere yet)."""
+    from edgeseg import build_info
+    from edgeseg.engine import build_engine
+
+    if not build_info().get("tensorrt"):
+        pytest.skip("the core was built without TensorRT (EDGESEG_ENABLE_TENSORRT=ON)")
+    eng = tmp_path / "tiny.engine"
+    build_engine(tiny_onnx, eng, precision="fp32", log=None)
+    trt = Segmenter(eng, backend="tensorrt")
+    ref = Segmenter(tiny_onnx, backend="onnxruntime")
+    frames = [cv2.imread(str(p)) for p in sorted((Path(tiny_run[0]) / "images").glob("*.png"))]
+    frames.append(cv2.resize(frames[0], (200, 150)))  # another frame size than the model's
+    for frame in frames:
+        a, b = trt.predict(frame), ref.predict(frame)
+        assert a.class_map.shape == b.class_map.shape == frame.shape[:2]
+        assert (a.class_map == b.class_map).mean() > 0.999
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=2e-3)
+        assert sum(a.counts.values()) == frame.shape[0] * frame.shape[1]
+    batch = trt.predict_batch(frames[:2])
+    assert all((r.class_map == trt.predict(f).class_map).all() for r, f in zip(batch, frames))
