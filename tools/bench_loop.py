@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeseg._platform import cpu_name
 from edgeseg.camera import CameraLoop, open_source
 from edgeseg.sinks import LoopItem, make_record, open_sink
 
@@ -102,12 +103,7 @@ def _round(seg, scene: str, n: int, tmp: Path) -> dict:
 
 
 def _machine() -> str:
-    name = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next((ln.split(":", 1)[1].strip() for ln in f if "model name" in ln), name)
-    except OSError:
-        pass
+    name = cpu_name(fallback=platform.processor() or "")
     return f"{platform.machine()} {name}, {os.cpu_count()} cpus".strip()
 
 

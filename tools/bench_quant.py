@@ -17,21 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 from pathlib import Path
 
 from edgeseg import data
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from edgeseg._platform import cpu_name
 
 
 def _int8_convs(path) -> str:
@@ -113,7 +103,7 @@ def main(argv=None) -> int:
 
     print(
         f"ONNX Runtime {onnxruntime.__version__} CPU, {args.threads} threads, batch 1, FP32 and "
-        f"INT8 in alternating blocks, median of {args.runs} runs each; {_cpu_name()}; load average "
+        f"INT8 in alternating blocks, median of {args.runs} runs each; {cpu_name()}; load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}; data {ds}; run {run}"
         + ("; --all-int8" if args.all_int8 else f"; plan for {rows[0][1].get('cpu_isa')}")
     )

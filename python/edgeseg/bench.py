@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgeseg import _core, kernels
+from edgeseg._platform import cpu_name
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -48,15 +49,7 @@ class Report:
 
 
 def machine_info(threads: int) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     info = _core.build_info()
     return {
         "cpu": cpu,

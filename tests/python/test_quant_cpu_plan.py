@@ -110,6 +110,12 @@ def test_detect_cpu_isa_reads_the_flags():
     assert detect_cpu_isa(sapphire) == detect_cpu_isa(alder) == "vnni"
     assert detect_cpu_isa(zen2) == detect_cpu_isa("") == "no-vnni"
     assert detect_cpu_isa() in ("vnni", "no-vnni")
+    # the shared /proc/cpuinfo reader behind it (and the benchmarks' CPU names)
+    from edgeseg._platform import cpuinfo_field
+
+    text = "processor\t: 0\nmodel name\t: Xeon: Gold\nflags\t\t: fpu avx2\n"
+    assert cpuinfo_field("model name", text) == "Xeon: Gold"
+    assert cpuinfo_field("flags", text) == "fpu avx2" and cpuinfo_field("bogus", text) is None
 
 
 def test_float_for_speed_follows_keep_float():

@@ -37,6 +37,8 @@ import platform
 from collections.abc import Iterable
 from typing import Optional
 
+from edgeseg._platform import cpuinfo_field
+
 __all__ = ["COMPUTE_OPS", "CPU_ISAS", "conv_int8_fast", "detect_cpu_isa", "float_for_speed"]
 
 #: what ``cpu_isa`` can be: the int8 instructions of the CPU that will run the model
@@ -51,19 +53,10 @@ _FUSED_ACTIVATIONS = frozenset({"Relu", "Clip"})
 def detect_cpu_isa(cpuinfo: Optional[str] = None) -> str:
     """``vnni`` on an x86 CPU with AVX512-VNNI or AVX-VNNI, else ``no-vnni`` (``cpuinfo``: the
     text of ``/proc/cpuinfo``, read when not given; unreadable counts as no VNNI)."""
-    if cpuinfo is None:
-        if platform.machine().lower() not in ("x86_64", "amd64"):
-            return "no-vnni"
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return "no-vnni"
-    for line in cpuinfo.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[-1].split())
-            return "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "no-vnni"
-    return "no-vnni"
+    if cpuinfo is None and platform.machine().lower() not in ("x86_64", "amd64"):
+        return "no-vnni"
+    flags = set((cpuinfo_field("flags", cpuinfo) or "").split())
+    return "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "no-vnni"
 
 
 def conv_int8_fast(
