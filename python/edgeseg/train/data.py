@@ -181,7 +181,7 @@ def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
     lut = id_lut(ds.classes)
     counts = np.zeros(len(ds.classes), np.int64)
     min_side, min_file, sizes = 1 << 30, "", set()
-    digests: list[tuple[str, bytes]] = []
+    digests: list[tuple[str, str]] = []
     for i in tqdm(range(len(ds)), desc=f"scan {what}", unit="img", disable=not progress):
         item = ds.load(i)
         if item.unknown:
@@ -196,24 +196,16 @@ def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
         if min(h, w) < min_side:
             min_side, min_file = min(h, w), ds.image_path(i)
         counts += np.bincount(lut[item.mask.ravel()], minlength=256)[: len(ds.classes)]
-        digests.append((ds.samples[i].key, _sample_digest(item.image, item.mask)))
+        digests.append((ds.samples[i].key, ds.image_hash(item.image) + ds.image_hash(item.mask)))
     return ScanResult(len(ds), counts, min_side, min_file, sizes, _data_hash(digests, ds.classes))
 
 
-def _sample_digest(image: np.ndarray, mask: np.ndarray) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for a in (image, mask):
-        h.update(repr((a.shape, a.dtype.str)).encode())
-        h.update(np.ascontiguousarray(a).data)
-    return h.digest()
-
-
-def _data_hash(digests: list[tuple[str, bytes]], classes: ClassMap) -> str:
+def _data_hash(digests: list[tuple[str, str]], classes: ClassMap) -> str:
     """Order-independent hash of a split (sorted by sample key) and its class map."""
     h = hashlib.blake2b(digest_size=16)
     h.update(repr([(c.id, c.name) for c in classes]).encode())
     for key, digest in sorted(digests):
-        h.update(key.encode() + b"\0" + digest)
+        h.update(f"{key}\0{digest}".encode())
     return "blake2b:" + h.hexdigest()
 
 
