@@ -34,6 +34,7 @@ __all__ = [
     "ConfusionMatrix",
     "boundary_mask",
     "confusion_matrix",
+    "iou_from_matrix",
     "summarize",
 ]
 
@@ -79,6 +80,14 @@ def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(b > 0, out, np.nan)
 
 
+def iou_from_matrix(matrix: np.ndarray) -> np.ndarray:
+    """Per-class IoU of a ``(C, C)`` confusion matrix ``[target, pred]``, or of each matrix of
+    a stack ``(..., C, C)``; ``nan`` for a class in neither truth nor prediction."""
+    m = np.asarray(matrix)
+    tp = np.diagonal(m, axis1=-2, axis2=-1).astype(np.float64)
+    return _safe_div(tp, m.sum(-2) + m.sum(-1) - tp)
+
+
 def _nanmean(x: np.ndarray) -> float:
     x = np.asarray(x, dtype=np.float64)
     x = x[~np.isnan(x)]
@@ -104,9 +113,7 @@ class ConfusionMatrix:
         return self
 
     def iou(self) -> np.ndarray:
-        tp = np.diag(self.matrix).astype(np.float64)
-        union = self.matrix.sum(0) + self.matrix.sum(1) - tp
-        return _safe_div(tp, union)
+        return iou_from_matrix(self.matrix)
 
     def miou(self) -> float:
         return _nanmean(self.iou())

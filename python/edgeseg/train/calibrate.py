@@ -23,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg.metrics import ConfusionMatrix, iou_from_matrix
+
 __all__ = ["fit_logit_offsets", "fold_logit_offsets", "miou_of", "DEFAULT_GRID"]
 
 #: offsets tried for each class, in logits (background, class 0, stays at 0)
@@ -30,24 +32,18 @@ DEFAULT_GRID = np.round(np.arange(-4.0, 4.0001, 0.25), 4)
 
 
 def _miou_rows(cms: np.ndarray) -> np.ndarray:
-    """mIoU of each ``(C, C)`` confusion matrix of ``cms`` (``(..., C, C)``), skipping classes
-    absent from both truth and prediction (as :class:`edgeseg.metrics.ConfusionMatrix`)."""
-    tp = np.diagonal(cms, axis1=-2, axis2=-1).astype(np.float64)
-    union = cms.sum(-2) + cms.sum(-1) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-    valid = ~np.isnan(iou)
-    n = valid.sum(-1)
+    """mIoU of each ``(C, C)`` confusion matrix of the stack ``cms``, skipping classes absent
+    from both truth and prediction (the mean :class:`ConfusionMatrix` takes)."""
+    iou = iou_from_matrix(cms)
+    n = (~np.isnan(iou)).sum(-1)
     return np.where(n > 0, np.nansum(iou, -1) / np.maximum(n, 1), np.nan)
 
 
 def miou_of(logits: np.ndarray, target: np.ndarray, offsets: Optional[np.ndarray] = None) -> float:
-    """mIoU of ``argmax(logits + offsets)`` against ``target`` (``(P, C)`` and ``(P,)``)."""
-    c = logits.shape[1]
+    """mIoU of ``argmax(logits + offsets)`` against ``target`` (``(P, C)`` and ``(P,)``), as
+    :class:`edgeseg.metrics.ConfusionMatrix` scores it."""
     z = logits if offsets is None else logits + np.asarray(offsets, logits.dtype)
-    pred = z.argmax(1)
-    cm = np.bincount(target.astype(np.int64) * c + pred, minlength=c * c).reshape(c, c)
-    return float(_miou_rows(cm))
+    return ConfusionMatrix(logits.shape[1]).update(z.argmax(1), target).miou()
 
 
 def fit_logit_offsets(
