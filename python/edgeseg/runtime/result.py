@@ -55,6 +55,10 @@ class SegResult:
       by class name)
     - ``timings``: milliseconds per stage (``preprocess``, ``inference``, ``postprocess``,
       ``total``)
+    - ``nonfinite``: frame pixels whose model output (upsampled logits) was NaN or ±Inf;
+      ``nonfinite_input``: NaN/±Inf values in the network input after preprocessing. A
+      result with either above zero is not ``valid``: its class map must not be trusted
+      (``invalid_reason`` says why) and rules give it no OK.
     """
 
     class_map: np.ndarray
@@ -64,6 +68,8 @@ class SegResult:
     frame: Optional[np.ndarray] = None
     rgb: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    nonfinite: int = 0
+    nonfinite_input: int = 0
     _overlay_cache: Optional[tuple[float, np.ndarray]] = field(default=None, repr=False)
 
     @property
@@ -74,6 +80,20 @@ class SegResult:
     @property
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
+
+    @property
+    def valid(self) -> bool:
+        """False when the model's input or output held NaN/±Inf values (see ``invalid_reason``)."""
+        return self.nonfinite == 0 and self.nonfinite_input == 0
+
+    @property
+    def invalid_reason(self) -> Optional[str]:
+        """Why the result cannot be trusted, or None when it is ``valid``."""
+        if self.nonfinite_input:
+            return f"model input not finite ({int(self.nonfinite_input)} values)"
+        if self.nonfinite:
+            return f"model output not finite ({int(self.nonfinite)} px)"
+        return None
 
     @property
     def counts(self) -> dict[str, int]:
