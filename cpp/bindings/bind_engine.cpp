@@ -21,7 +21,8 @@ namespace {
 /// array is copied into that layout by the caster).
 using Palette = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 
-/// frame (HxWx3 uint8, packed pixels) -> (class_map, confidence|None, overlay|None, counts).
+/// frame (HxWx3 uint8, packed pixels) -> (class_map, confidence|None, overlay|None, counts,
+/// nonfinite, nonfinite_input): the non-finite output pixels and the NaN/inf input values.
 py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector<float>& mean,
                     const std::vector<float>& stddev, bool swapRB, bool letterbox,
                     const std::optional<Palette>& palette, float alpha,
@@ -82,11 +83,13 @@ py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector
         out.overlay = a.mutable_data();
         overlay = a;
     }
+    int64_t nonfinite = 0, nonfiniteInput = 0;
+    out.nonfinite = &nonfinite;
     {
         py::gil_scoped_release release;
-        engine.run(v, pre, post, out);
+        engine.run(v, pre, post, out, &nonfiniteInput);
     }
-    return py::make_tuple(classMap, conf, overlay, counts);
+    return py::make_tuple(classMap, conf, overlay, counts, nonfinite, nonfiniteInput);
 }
 
 py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::array::c_style>& blob) {

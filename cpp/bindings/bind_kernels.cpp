@@ -104,24 +104,27 @@ py::tuple preprocessImpl(const std::vector<py::array>& images, int outHeight, in
                               (float16 ? 2 : 4);
     auto* dst = static_cast<uint8_t*>(blob.mutable_data());
     std::vector<Letterbox> transforms(views.size());
+    py::array_t<int64_t> nonfinite(n);
+    int64_t* nonfiniteData = nonfinite.mutable_data();
     {
         py::gil_scoped_release release;
         for (size_t i = 0; i < views.size(); ++i) {
 #ifdef EDGESEG_HAS_CUDA
             if (useCuda) {
-                transforms[i] = cuda::preprocessHost(views[i], params, dst + i * planeBytes);
+                transforms[i] = cuda::preprocessHost(views[i], params, dst + i * planeBytes,
+                                                     nonfiniteData + i);
                 continue;
             }
 #endif
             require(!useCuda, "device: this build of edgeseg has no CUDA support");
-            transforms[i] = preprocess(views[i], params, dst + i * planeBytes);
+            transforms[i] = preprocess(views[i], params, dst + i * planeBytes, nonfiniteData + i);
         }
     }
     py::list lbs;
     for (const auto& t : transforms) {
         lbs.append(letterboxOrNone(t, letterbox));
     }
-    return py::make_tuple(blob, lbs);
+    return py::make_tuple(blob, lbs, nonfinite);
 }
 
 py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
@@ -209,6 +212,8 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
         countsData = a.mutable_data();
         countsArr = a;
     }
+    py::array_t<int64_t> nonfinite(n);
+    int64_t* nonfiniteData = nonfinite.mutable_data();
     const size_t pixels = static_cast<size_t>(outHeight) * outWidth;
     const size_t logitsStride = static_cast<size_t>(c) * h * w * (f16 ? 2 : 4);
     const auto* logitsData = static_cast<const uint8_t*>(logits.data());
@@ -234,6 +239,7 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
             out.confidence = confData ? confData + i * pixels : nullptr;
             out.overlay = overlayData ? overlayData + i * pixels * 3 : nullptr;
             out.counts = countsData ? countsData + static_cast<size_t>(i) * c : nullptr;
+            out.nonfinite = nonfiniteData + i;
             out.frame = wantOverlay ? &frameViews[i] : nullptr;
 #ifdef EDGESEG_HAS_CUDA
             if (useCuda) {
@@ -245,7 +251,7 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
             postprocess(lv, params, out);
         }
     }
-    return py::make_tuple(classMap, confArr, overlayArr, countsArr);
+    return py::make_tuple(classMap, confArr, overlayArr, countsArr, nonfinite);
 }
 
 } // namespace
@@ -292,18 +298,22 @@ void bindKernels(py::module_& m) {
           py::arg("swap_rb"), py::arg("float16"), py::arg("letterbox"), py::arg("pad_value"),
           py::arg("cuda") = false,
           "Low-level fused preprocess; use edgeseg.kernels.preprocess. Returns (blob, "
-          "[Letterbox or None per image]).");
+          "[Letterbox or None per image], nonfinite): nonfinite (int64, one per image) counts "
+          "the NaN/inf values written. Unlike the wrapper, it does not refuse a mean/std whose "
+          "normalized range overflows the output dtype; it counts the result.");
     m.def("postprocess", &postprocessImpl, py::arg("logits"), py::arg("out_height"),
           py::arg("out_width"), py::arg("frames"), py::arg("palette"), py::arg("alpha"),
           py::arg("confidence"), py::arg("counts"), py::arg("ignore"), py::arg("letterbox"),
           py::arg("cuda") = false,
           "Low-level fused postprocess; use edgeseg.kernels.postprocess. Returns (class_map, "
-          "confidence|None, overlay|None, counts|None), all with a leading batch axis.");
+          "confidence|None, overlay|None, counts|None, nonfinite), all with a leading batch "
+          "axis; nonfinite (int64) counts the output pixels read from non-finite logits.");
 #ifdef EDGESEG_HAS_CUDA
     m.def(
         "cuda_postprocess_ptr",
         [](uintptr_t logits, bool float16, int channels, int height, int width, int outHeight,
-           int outWidth, uintptr_t classMap, uintptr_t confidence, uintptr_t stream) {
+           int outWidth, uintptr_t classMap, uintptr_t confidence, uintptr_t stream,
+           uintptr_t nonfinite) {
             require(logits != 0 && classMap != 0, "cuda_postprocess_ptr: null device pointer");
             LogitsView lv;
             lv.data = reinterpret_cast<const void*>(logits);
@@ -319,14 +329,17 @@ void bindKernels(py::module_& m) {
             PostprocessOutputs out;
             out.classMap = reinterpret_cast<uint8_t*>(classMap);
             out.confidence = reinterpret_cast<float*>(confidence);
+            out.nonfinite = reinterpret_cast<int64_t*>(nonfinite);
             cuda::postprocess(lv, params, out, reinterpret_cast<cudaStream_t>(stream));
         },
         py::arg("logits"), py::arg("float16"), py::arg("channels"), py::arg("height"),
         py::arg("width"), py::arg("out_height"), py::arg("out_width"), py::arg("class_map"),
-        py::arg("confidence"), py::arg("stream"), py::call_guard<py::gil_scoped_release>(),
+        py::arg("confidence"), py::arg("stream"), py::arg("nonfinite") = 0,
+        py::call_guard<py::gil_scoped_release>(),
         "Device-pointer postprocess for benchmarks and zero-copy integrations (e.g. torch "
         "tensors' data_ptr() and a stream handle): C x h x w logits already on the GPU -> H x W "
-        "class map (+ confidence when non-zero), enqueued on `stream`, not synchronized.");
+        "class map (+ confidence when non-zero, + the int64 non-finite pixel count at "
+        "`nonfinite` when non-zero), enqueued on `stream`, not synchronized.");
 #endif
     m.def(
         "cuda_available",

@@ -35,6 +35,7 @@ struct KernelArgs {
     float* confidence;
     uint8_t* overlay;
     unsigned long long* counts;
+    unsigned long long* nonfinite;
     const uint8_t* frame;
     ptrdiff_t frameRowStride;
     ptrdiff_t framePixelStride;
@@ -50,29 +51,37 @@ __device__ __forceinline__ float loadLogit(const KernelArgs& a, size_t index) {
 }
 
 /// The CPU's order exactly: each source row is interpolated horizontally first (torch's
-/// fma(w0, a, w1 * b)), then the two rows vertically.
+/// fma(w0, a, w1 * b)), then the two rows vertically. Sets `bad` when one of the four corners
+/// is a bad logit (detail::badLogit), the CPU kernel's definition of a non-finite pixel.
 __device__ __forceinline__ float sampleClass(const KernelArgs& a, size_t plane, size_t top,
                                              size_t bottom, const detail::AxisTap& tx,
-                                             const detail::AxisTap& ty) {
-    const float t =
-        detail::lerp2(tx.w0, loadLogit(a, plane + top + tx.i0), tx.w1,
-                      loadLogit(a, plane + top + tx.i1));
-    const float b =
-        detail::lerp2(tx.w0, loadLogit(a, plane + bottom + tx.i0), tx.w1,
-                      loadLogit(a, plane + bottom + tx.i1));
+                                             const detail::AxisTap& ty, bool& bad) {
+    const float t0 = loadLogit(a, plane + top + tx.i0);
+    const float t1 = loadLogit(a, plane + top + tx.i1);
+    const float b0 = loadLogit(a, plane + bottom + tx.i0);
+    const float b1 = loadLogit(a, plane + bottom + tx.i1);
+    bad = bad || detail::badLogit(t0) || detail::badLogit(t1) || detail::badLogit(b0) ||
+          detail::badLogit(b1);
+    const float t = detail::lerp2(tx.w0, t0, tx.w1, t1);
+    const float b = detail::lerp2(tx.w0, b0, tx.w1, b1);
     return detail::lerp2(ty.w0, t, ty.w1, b);
 }
 
 __global__ void postprocessKernel(const KernelArgs a) {
     __shared__ unsigned int hist[256];
+    __shared__ unsigned int badPixels;
     const int tid = threadIdx.y * blockDim.x + threadIdx.x;
     const int threads = blockDim.x * blockDim.y;
     if (a.counts != nullptr) {
         for (int c = tid; c < a.channels; c += threads) {
             hist[c] = 0;
         }
-        __syncthreads();
     }
+    if (tid == 0) {
+        badPixels = 0;
+    }
+    __syncthreads();
+    bool bad = false;
 
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
@@ -94,17 +103,19 @@ __global__ void postprocessKernel(const KernelArgs a) {
 
         // The same online softmax as the CPU kernel (detail::softmaxStep), in the same class
         // order, so confidence matches it to the last bits.
-        float maxVal = sampleClass(a, 0, top, bottom, tx, ty);
+        float maxVal = sampleClass(a, 0, top, bottom, tx, ty, bad);
         int32_t best = 0;
         float sum = 1.0f;
         for (int c = 1; c < a.channels; ++c) {
-            const float v = sampleClass(a, c * planeSize, top, bottom, tx, ty);
+            const float v = sampleClass(a, c * planeSize, top, bottom, tx, ty, bad);
             detail::softmaxStep(v, c, maxVal, best, sum);
         }
+        // A pixel read from a bad cell gets the defined answer: class 0, confidence 0.
+        best = bad ? 0 : best;
         const size_t pixel = static_cast<size_t>(y) * a.outWidth + x;
         a.classMap[pixel] = static_cast<uint8_t>(best);
         if (a.confidence != nullptr) {
-            a.confidence[pixel] = 1.0f / sum;
+            a.confidence[pixel] = bad ? 0.0f : 1.0f / sum;
         }
         if (a.overlay != nullptr) {
             const uint8_t* src = a.frame + y * a.frameRowStride + x * a.framePixelStride;
@@ -122,13 +133,21 @@ __global__ void postprocessKernel(const KernelArgs a) {
         }
     }
 
+    // Every thread of the block reaches this vote (no early return above).
+    const unsigned int warpBad = __ballot_sync(0xffffffffu, bad);
+    if ((tid & 31) == 0 && warpBad != 0) {
+        atomicAdd(&badPixels, static_cast<unsigned int>(__popc(warpBad)));
+    }
+    __syncthreads();
     if (a.counts != nullptr) {
-        __syncthreads();
         for (int c = tid; c < a.channels; c += threads) {
             if (hist[c] != 0) {
                 atomicAdd(a.counts + c, static_cast<unsigned long long>(hist[c]));
             }
         }
+    }
+    if (tid == 0 && badPixels != 0 && a.nonfinite != nullptr) {
+        atomicAdd(a.nonfinite, static_cast<unsigned long long>(badPixels));
     }
 }
 
@@ -172,6 +191,7 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
     args.confidence = out.confidence;
     args.overlay = out.overlay;
     args.counts = reinterpret_cast<unsigned long long*>(out.counts);
+    args.nonfinite = reinterpret_cast<unsigned long long*>(out.nonfinite);
     if (out.overlay != nullptr) {
         args.frame = out.frame->data;
         args.frameRowStride = out.frame->rowStride;
@@ -181,6 +201,9 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
     if (out.counts != nullptr) {
         EDGESEG_CUDA_CHECK(
             cudaMemsetAsync(out.counts, 0, sizeof(int64_t) * logits.channels, stream));
+    }
+    if (out.nonfinite != nullptr) {
+        EDGESEG_CUDA_CHECK(cudaMemsetAsync(out.nonfinite, 0, sizeof(int64_t), stream));
     }
     launchPostprocess(args, stream);
 }
@@ -198,6 +221,7 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
     DeviceBuffer dOverlay(out.overlay != nullptr ? pixels * 3 : 0);
     DeviceBuffer dCounts(out.counts != nullptr ? sizeof(int64_t) * logits.channels : 0);
     DeviceBuffer dFrame(out.overlay != nullptr ? pixels * 3 : 0);
+    DeviceBuffer dBad(out.nonfinite != nullptr ? sizeof(int64_t) : 0);
     // Pageable host memory: the copies are staged by the driver, but they stay on our stream.
     EDGESEG_CUDA_CHECK(cudaMemcpyAsync(dLogits.get(), logits.data, logitBytes,
                                        cudaMemcpyHostToDevice, stream.get()));
@@ -241,6 +265,7 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
     deviceOut.confidence = dConf.as<float>();
     deviceOut.overlay = dOverlay.as<uint8_t>();
     deviceOut.counts = dCounts.as<int64_t>();
+    deviceOut.nonfinite = dBad.as<int64_t>();
     deviceOut.frame = out.overlay != nullptr ? &deviceFrame : nullptr;
     postprocess(deviceLogits, params, deviceOut, stream.get());
 
@@ -256,6 +281,10 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
     }
     if (out.counts != nullptr) {
         EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.counts, dCounts.get(), dCounts.bytes(),
+                                           cudaMemcpyDeviceToHost, stream.get()));
+    }
+    if (out.nonfinite != nullptr) {
+        EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.nonfinite, dBad.get(), sizeof(int64_t),
                                            cudaMemcpyDeviceToHost, stream.get()));
     }
     stream.synchronize();

@@ -41,11 +41,26 @@ struct PreprocessArgs {
     float normScale[3] = {1.0f, 1.0f, 1.0f};
     float normOffset[3] = {0.0f, 0.0f, 0.0f};
     int padValue = 0;
+    unsigned long long* nonfinite = nullptr; ///< device counter of NaN/inf values written
 };
 
-__device__ inline void store(float* out, float v) { *out = v; }
-__device__ inline void store(uint16_t* out, float v) {
-    *out = __half_as_ushort(__float2half_rn(v));
+/// Stores one value; returns 1 when what was written is NaN or +-Inf.
+__device__ inline int store(float* out, float v) {
+    *out = v;
+    return isfinite(v) ? 0 : 1;
+}
+__device__ inline int store(uint16_t* out, float v) {
+    const uint16_t h = __half_as_ushort(__float2half_rn(v));
+    *out = h;
+    return (h & 0x7c00u) == 0x7c00u ? 1 : 0;
+}
+
+/// Adds a thread's NaN/inf stores to the counter; only parameters that overflow the output
+/// dtype (refused by the Python wrapper) get here, so no reduction is needed.
+__device__ inline void countNonfinite(const PreprocessArgs& a, int bad) {
+    if (bad != 0 && a.nonfinite != nullptr) {
+        atomicAdd(a.nonfinite, static_cast<unsigned long long>(bad));
+    }
 }
 
 template <typename T> __global__ void preprocessKernel(PreprocessArgs a, T* dst) {
@@ -60,14 +75,16 @@ template <typename T> __global__ void preprocessKernel(PreprocessArgs a, T* dst)
     const int ry = y - a.padY;
     if (rx < 0 || rx >= a.resizedWidth || ry < 0 || ry >= a.resizedHeight) {
         // Unrolled with constant indices so the per-channel arrays stay in registers.
+        int bad = 0;
 #pragma unroll
         for (int oc = 0; oc < 3; ++oc) {
             if (oc >= a.outChannels) {
                 break;
             }
-            store(out + oc * plane,
-                  __fmaf_rn(static_cast<float>(a.padValue), a.normScale[oc], a.normOffset[oc]));
+            bad += store(out + oc * plane, __fmaf_rn(static_cast<float>(a.padValue),
+                                                     a.normScale[oc], a.normOffset[oc]));
         }
+        countNonfinite(a, bad);
         return;
     }
     const detail::AxisCoef cx = detail::axisCoef(rx, a.xScale, a.srcWidth, true);
@@ -76,6 +93,7 @@ template <typename T> __global__ void preprocessKernel(PreprocessArgs a, T* dst)
     const uint8_t* row1 = a.src + static_cast<ptrdiff_t>(cy.s1) * a.rowStride;
     const ptrdiff_t off0 = static_cast<ptrdiff_t>(cx.s0) * a.pixelStride;
     const ptrdiff_t off1 = static_cast<ptrdiff_t>(cx.s1) * a.pixelStride;
+    int bad = 0;
 #pragma unroll
     for (int oc = 0; oc < 3; ++oc) {
         if (oc >= a.outChannels) {
@@ -85,14 +103,15 @@ template <typename T> __global__ void preprocessKernel(PreprocessArgs a, T* dst)
         const int h0 = (row0[off0 + c] * cx.w0 + row0[off1 + c] * cx.w1) >> 4;
         const int h1 = (row1[off0 + c] * cx.w0 + row1[off1 + c] * cx.w1) >> 4;
         const int v = detail::verticalBlend(h0, h1, cy.w0, cy.w1);
-        store(out + oc * plane,
-              __fmaf_rn(static_cast<float>(v), a.normScale[oc], a.normOffset[oc]));
+        bad += store(out + oc * plane,
+                     __fmaf_rn(static_cast<float>(v), a.normScale[oc], a.normOffset[oc]));
     }
+    countNonfinite(a, bad);
 }
 
 /// Validates, fills the kernel arguments and launches on `stream`.
 Letterbox launchPreprocess(const ImageView& src, const PreprocessParams& p, void* dst,
-                           cudaStream_t stream) {
+                           cudaStream_t stream, int64_t* nonfinite) {
     detail::validatePreprocess(src, p, dst, "cuda preprocess");
     const Letterbox lb = detail::placement(src, p);
     PreprocessArgs a;
@@ -117,6 +136,10 @@ Letterbox launchPreprocess(const ImageView& src, const PreprocessParams& p, void
         a.normOffset[oc] = n.offset;
     }
     a.padValue = p.padValue;
+    a.nonfinite = reinterpret_cast<unsigned long long*>(nonfinite);
+    if (nonfinite != nullptr) {
+        EDGESEG_CUDA_CHECK(cudaMemsetAsync(nonfinite, 0, sizeof(int64_t), stream));
+    }
 
     const dim3 block(32, 8);
     const dim3 grid((p.outWidth + block.x - 1) / block.x, (p.outHeight + block.y - 1) / block.y);
@@ -134,11 +157,12 @@ Letterbox launchPreprocess(const ImageView& src, const PreprocessParams& p, void
 } // namespace
 
 Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void* dst,
-                     cudaStream_t stream) {
-    return launchPreprocess(src, params, dst, stream);
+                     cudaStream_t stream, int64_t* nonfinite) {
+    return launchPreprocess(src, params, dst, stream, nonfinite);
 }
 
-Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, void* dst) {
+Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, void* dst,
+                         int64_t* nonfinite) {
     detail::validatePreprocess(src, params, dst, "cuda preprocess");
     const size_t rowBytes = static_cast<size_t>(src.width) * src.channels;
     const size_t srcBytes = rowBytes * src.height;
@@ -147,6 +171,7 @@ Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, v
     Stream stream;
     DeviceBuffer deviceSrc(srcBytes);
     DeviceBuffer deviceDst(dstBytes);
+    DeviceBuffer deviceBad(nonfinite != nullptr ? sizeof(int64_t) : 0);
     // Upload packed rows: one 2-D copy when pixels are contiguous and rows go forward, else
     // pack on the host first (negative or pixel-skipping strides).
     std::vector<uint8_t> packed;
@@ -174,9 +199,14 @@ Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, v
     deviceView.channels = src.channels;
     deviceView.rowStride = static_cast<ptrdiff_t>(rowBytes);
     deviceView.pixelStride = src.channels;
-    const Letterbox lb = launchPreprocess(deviceView, params, deviceDst.get(), stream.get());
+    const Letterbox lb = launchPreprocess(deviceView, params, deviceDst.get(), stream.get(),
+                                          deviceBad.as<int64_t>());
     EDGESEG_CUDA_CHECK(cudaMemcpyAsync(dst, deviceDst.get(), dstBytes, cudaMemcpyDeviceToHost,
                                        stream.get()));
+    if (nonfinite != nullptr) {
+        EDGESEG_CUDA_CHECK(cudaMemcpyAsync(nonfinite, deviceBad.get(), sizeof(int64_t),
+                                           cudaMemcpyDeviceToHost, stream.get()));
+    }
     stream.synchronize();
     return lb;
 }

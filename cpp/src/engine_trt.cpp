@@ -203,6 +203,7 @@ struct TrtEngine::Impl {
     std::string deviceName;
     cuda::Stream stream;
     IoBuffer frame, input, logits, classMap, confidence, overlay, counts;
+    IoBuffer nonfinite; ///< two int64: NaN/inf values in the input blob, non-finite pixels
     Event e0, e1, e2, e3, e4, e5;
     TrtTimings timings;
     // CUDA graph of the whole device sequence. The graph bakes in every kernel argument
@@ -371,7 +372,8 @@ std::string TrtEngine::tensorrtVersion() {
 }
 
 Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
-                         const PostprocessParams& postIn, const PostprocessOutputs& out) {
+                         const PostprocessParams& postIn, const PostprocessOutputs& out,
+                         int64_t* inputNonfinite) {
     Impl& m = *mImpl;
     std::lock_guard<std::mutex> lock(m.callMutex);
     EDGESEG_CUDA_CHECK(cudaSetDevice(m.options.device));
@@ -400,6 +402,9 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
     if (out.counts != nullptr) {
         m.counts.ensure(sizeof(int64_t) * m.classes, m.integrated);
     }
+    // Always counted (two int64 and no extra kernel), so the graph key does not depend on it.
+    m.nonfinite.ensure(2 * sizeof(int64_t), m.integrated);
+    int64_t* dNonfinite = static_cast<int64_t*>(m.nonfinite.device());
     PreprocessParams pre = preIn;
     pre.dtype = m.inputType == nvinfer1::DataType::kHALF ? DType::Float16 : DType::Float32;
     ImageView dFrame = frame;
@@ -419,6 +424,7 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
     dOut.confidence = out.confidence ? static_cast<float*>(m.confidence.device()) : nullptr;
     dOut.overlay = out.overlay ? static_cast<uint8_t*>(m.overlay.device()) : nullptr;
     dOut.counts = out.counts ? static_cast<int64_t*>(m.counts.device()) : nullptr;
+    dOut.nonfinite = dNonfinite + 1;
     dOut.frame = out.overlay ? &dFrame : nullptr;
 
     cudaStream_t s = m.stream.get();
@@ -450,7 +456,7 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
     appendKey(key, pre.letterbox);
     appendKey(key, pre.padValue);
     appendKey(key, pre.outChannels);
-    for (const IoBuffer* b : {&m.frame, &m.input, &m.logits, &m.classMap}) {
+    for (const IoBuffer* b : {&m.frame, &m.input, &m.logits, &m.classMap, &m.nonfinite}) {
         appendKey(key, b->device());
     }
     appendKey(key, dOut.confidence);
@@ -471,7 +477,7 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
         m.graphKey = std::move(key);
     }
     auto sequence = [&](bool timed) {
-        cuda::preprocess(dFrame, pre, m.input.device(), s);
+        cuda::preprocess(dFrame, pre, m.input.device(), s, dNonfinite);
         if (timed) {
             EDGESEG_CUDA_CHECK(cudaEventRecord(m.e2.get(), s));
         }
@@ -521,6 +527,7 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
     ++m.runsWithKey;
     EDGESEG_CUDA_CHECK(cudaEventRecord(m.e4.get(), s));
 
+    int64_t flags[2] = {0, 0};
     if (!m.integrated) {
         EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.classMap, m.classMap.device(), pixels,
                                            cudaMemcpyDeviceToHost, s));
@@ -537,6 +544,8 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
                                                sizeof(int64_t) * m.classes,
                                                cudaMemcpyDeviceToHost, s));
         }
+        EDGESEG_CUDA_CHECK(cudaMemcpyAsync(flags, m.nonfinite.device(), sizeof flags,
+                                           cudaMemcpyDeviceToHost, s));
     }
     EDGESEG_CUDA_CHECK(cudaEventRecord(m.e5.get(), s));
     m.stream.synchronize();
@@ -551,6 +560,13 @@ Letterbox TrtEngine::run(const ImageView& frame, const PreprocessParams& preIn,
         if (out.counts != nullptr) {
             std::memcpy(out.counts, m.counts.host(), sizeof(int64_t) * m.classes);
         }
+        std::memcpy(flags, m.nonfinite.host(), sizeof flags);
+    }
+    if (inputNonfinite != nullptr) {
+        *inputNonfinite = flags[0];
+    }
+    if (out.nonfinite != nullptr) {
+        *out.nonfinite = flags[1];
     }
     m.timings.upload = elapsed(m.e0, m.e1);
     if (m.timings.graph) {

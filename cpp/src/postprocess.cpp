@@ -55,6 +55,8 @@ struct Job {
 struct Scratch {
     std::vector<float> rows[2]; ///< horizontally interpolated source rows, C x outWidth each
     int rowKey[2] = {-1, -1};
+    std::vector<uint8_t> bad[2]; ///< per source column of each cached row: any class bad
+    bool rowBad[2] = {false, false};
     std::vector<float> srcRow; ///< one source row converted from float16
     std::vector<float> maxVal;
     std::vector<float> sum;
@@ -73,6 +75,35 @@ EDGESEG_HOT void halfRowToFloat(const uint16_t* __restrict src, int n, float* __
     for (int i = 0; i < n; ++i) {
         dst[i] = detail::halfToFloat(src[i]);
     }
+}
+
+/// Marks the bad logits (detail::badLogit) of one class of a source row in `mask`; returns
+/// non-zero when there was one. One compare per value, in the loop that vectorizes.
+EDGESEG_HOT int markBad(const float* __restrict src, int n, uint8_t* __restrict mask) {
+    uint8_t any = 0;
+    for (int i = 0; i < n; ++i) {
+        const uint8_t b = detail::badLogit(src[i]) ? 1 : 0;
+        mask[i] = static_cast<uint8_t>(mask[i] | b);
+        any = static_cast<uint8_t>(any | b);
+    }
+    return any;
+}
+
+/// Gives the non-finite pixels of a block (any of the four cells its taps read is bad) class
+/// 0 and confidence 0; returns how many there were. Runs only on rows next to a bad cell.
+int64_t clearNonfinite(const uint8_t* badTop, const uint8_t* badBottom, const int* x0,
+                       const int* x1, int n, uint8_t* cls, float* conf) {
+    int64_t k = 0;
+    for (int i = 0; i < n; ++i) {
+        if ((badTop[x0[i]] | badTop[x1[i]] | badBottom[x0[i]] | badBottom[x1[i]]) != 0) {
+            cls[i] = 0;
+            if (conf != nullptr) {
+                conf[i] = 0.0f;
+            }
+            ++k;
+        }
+    }
+    return k;
 }
 
 /// torch's horizontal pass: w0 * s[x0] + w1 * s[x1] per output column (fused as torch does).
@@ -331,19 +362,22 @@ void buildTaps(Job& job, const Letterbox* lb, int h, int w) {
     }
 }
 
-/// Returns the horizontally interpolated source row `r` (C x outWidth), computing it into the
-/// slot not holding `keep` when it is not cached. Source rows are visited in increasing order
-/// by a task, so two slots suffice.
-const float* cachedRow(const Job& job, Scratch& s, int r, int keep) {
+/// Returns the slot holding the horizontally interpolated source row `r` (C x outWidth) and
+/// its bad-cell mask, computing them into the slot not holding `keep` when `r` is not cached.
+/// Source rows are visited in increasing order by a task, so two slots suffice.
+int cachedRow(const Job& job, Scratch& s, int r, int keep) {
     for (int k = 0; k < 2; ++k) {
         if (s.rowKey[k] == r) {
-            return s.rows[k].data();
+            return k;
         }
     }
     int slot = s.rowKey[0] == keep ? 1 : 0;
     const size_t W = static_cast<size_t>(job.outWidth);
     const size_t plane = static_cast<size_t>(job.srcHeight) * job.srcWidth;
     float* dst = s.rows[slot].data();
+    uint8_t* bad = s.bad[slot].data();
+    std::fill_n(bad, job.srcWidth, uint8_t{0});
+    int anyBad = 0;
     for (int c = 0; c < job.channels; ++c) {
         const size_t offset = c * plane + static_cast<size_t>(r) * job.srcWidth;
         const float* src;
@@ -354,15 +388,18 @@ const float* cachedRow(const Job& job, Scratch& s, int r, int keep) {
         } else {
             src = static_cast<const float*>(job.logits) + offset;
         }
+        anyBad |= markBad(src, job.srcWidth, bad);
         interpolateRow(src, job.srcWidth, job.x0.data(), job.x1.data(), job.xw0.data(),
                        job.xw1.data(),
                        job.outWidth, dst + c * W);
     }
     s.rowKey[slot] = r;
-    return dst;
+    s.rowBad[slot] = anyBad != 0;
+    return slot;
 }
 
-void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& countsMutex) {
+void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, int64_t& nonfinite,
+             std::mutex& countsMutex) {
     thread_local Scratch s;
     const int C = job.channels;
     const int W = job.outWidth;
@@ -376,6 +413,9 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
     ensure(s.rows[0], static_cast<size_t>(C) * W);
     ensure(s.rows[1], static_cast<size_t>(C) * W);
     ensure(s.srcRow, static_cast<size_t>(job.srcWidth));
+    ensure(s.bad[0], static_cast<size_t>(job.srcWidth));
+    ensure(s.bad[1], static_cast<size_t>(job.srcWidth));
+    int64_t badPixels = 0;
     ensure(s.maxVal, K);
     ensure(s.sum, K);
     ensure(s.best, K);
@@ -390,8 +430,11 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
 
     for (int y = yBegin; y < yEnd; ++y) {
         const AxisTap& ty = job.yTaps[y];
-        const float* top = cachedRow(job, s, ty.i0, -1);
-        const float* bottom = cachedRow(job, s, ty.i1, ty.i0);
+        const int topSlot = cachedRow(job, s, ty.i0, -1);
+        const int bottomSlot = cachedRow(job, s, ty.i1, ty.i0);
+        const float* top = s.rows[topSlot].data();
+        const float* bottom = s.rows[bottomSlot].data();
+        const bool rowBad = s.rowBad[topSlot] || s.rowBad[bottomSlot];
         const size_t rowOffset = static_cast<size_t>(y) * W;
         for (int x = 0; x < W; x += K) {
             const int n = std::min(K, W - x);
@@ -410,6 +453,11 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
                                 s.best.data());
                 }
                 narrowClasses(s.best.data(), n, cls);
+            }
+            if (rowBad) {
+                badPixels += clearNonfinite(s.bad[topSlot].data(), s.bad[bottomSlot].data(),
+                                            job.x0.data() + x, job.x1.data() + x, n, cls,
+                                            wantConf ? out.confidence + rowOffset + x : nullptr);
             }
             if (wantCounts) {
                 countBlock(cls, n, C, s.hist.data());
@@ -435,8 +483,9 @@ void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, std::mutex& 
             }
         }
     }
+    std::lock_guard<std::mutex> lock(countsMutex);
+    nonfinite += badPixels;
     if (wantCounts) {
-        std::lock_guard<std::mutex> lock(countsMutex);
         for (int c = 0; c < C; ++c) {
             counts[c] += s.hist[c] + s.hist[C + c] + s.hist[2 * C + c] + s.hist[3 * C + c];
         }
@@ -467,11 +516,15 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
         std::fill(out.counts, out.counts + logits.channels, int64_t{0});
     }
     std::mutex countsMutex;
+    int64_t nonfinite = 0;
     // Rows per task: enough pixels that thread hand-off and per-task source rows amortize.
     const int minRows = std::max(1, 16384 / params.outWidth);
     parallelFor(params.outHeight, minRows, [&](int begin, int end) {
-        runRows(job, begin, end, out.counts, countsMutex);
+        runRows(job, begin, end, out.counts, nonfinite, countsMutex);
     });
+    if (out.nonfinite != nullptr) {
+        *out.nonfinite = nonfinite;
+    }
 }
 
 } // namespace edgeseg

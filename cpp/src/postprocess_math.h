@@ -53,8 +53,17 @@ EDGESEG_HD AxisTap tapAt(float src, int inSize) {
 }
 
 /// torch.nn.functional.interpolate(align_corners=False) with an explicit size: torch computes
-/// the scale and the source position in float, the latter as one fused multiply-add.
+/// the scale and the source position in float, the latter as one fused multiply-add. An axis
+/// whose size does not change reads one cell (weights 1 and 0 on the same cell), as torch
+/// does: the same value for finite logits, and no NaN from 0 x Inf of a neighbour.
 EDGESEG_HD AxisTap resizeTap(int dst, int inSize, int outSize) {
+    if (inSize == outSize) {
+        AxisTap t;
+        t.i0 = t.i1 = dst;
+        t.w0 = 1.0f;
+        t.w1 = 0.0f;
+        return t;
+    }
     float scale = static_cast<float>(inSize) / static_cast<float>(outSize);
     return tapAt(fmaf(scale, static_cast<float>(dst) + 0.5f, -0.5f), inSize);
 }
@@ -73,6 +82,10 @@ EDGESEG_HD AxisTap letterboxTap(int dst, int inSize, int pad, int resized, int s
     float hi = static_cast<float>(inSize - 1);
     return tapAt(src > hi ? hi : src, inSize);
 }
+
+/// True for the logits that make a cell bad (see edgeseg/postprocess.h): NaN, +-Inf and
+/// magnitudes >= 2^127. Branch-free (one compare of the magnitude) so that it vectorizes.
+EDGESEG_HD bool badLogit(float v) { return !(fabsf(v) < 0x1p127f); }
 
 /// exp(x) for x <= 0 (inputs below -87 are clamped, exp(-87) ~ 1.6e-38 is negligible in a
 /// softmax sum that holds a 1): Cody-Waite reduction x = n ln2 + r, a degree-5 polynomial

@@ -293,11 +293,53 @@ template <typename T> struct Job {
     std::array<detail::NormCoef, 3> norm{};
     std::array<std::array<T, 256>, 3> lut{};        ///< normalized value of each uint8 level
     std::array<T, 3> pad{};
+    std::array<bool, 3> lutBad{};                   ///< the channel's table holds NaN/inf
     T* dst = nullptr;
     bool simd = false;
 };
 
-template <typename T> void runRows(const Job<T>& job, int yBegin, int yEnd) {
+inline bool nonfiniteValue(float v) { return !std::isfinite(v); }
+inline bool nonfiniteValue(uint16_t h) { return (h & 0x7c00u) == 0x7c00u; }
+
+/// NaN/inf values among `n` written outputs.
+template <typename T> int64_t countNonfinite(const T* out, int n) {
+    int64_t k = 0;
+    for (int i = 0; i < n; ++i) {
+        k += nonfiniteValue(out[i]) ? 1 : 0;
+    }
+    return k;
+}
+
+/// One output row of channel `oc`: the pad value outside the resized image, the vertical pass
+/// of the horizontal results h0/h1 of resized row `ry` inside it (ry < 0: padding only).
+template <typename T>
+void writeRow(const Job<T>& job, int oc, int ry, const int16_t* h0, const int16_t* h1, T* out) {
+    const int outW = job.params->outWidth;
+    const Letterbox& lb = job.lb;
+    const int rw = lb.resizedWidth;
+    if (ry < 0) {
+        std::fill_n(out, outW, job.pad[oc]);
+        return;
+    }
+    std::fill_n(out, lb.padX, job.pad[oc]);
+    std::fill_n(out + lb.padX + rw, outW - lb.padX - rw, job.pad[oc]);
+    const ptrdiff_t chanOff = static_cast<ptrdiff_t>(job.srcChannel[oc]) * rw;
+    const AxisCoef& k = job.yt[ry];
+    const T* lut = job.lut[oc].data();
+#ifdef EDGESEG_PRE_X86
+    if (job.simd) {
+        vresizeAvx2<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc].scale,
+                       job.norm[oc].offset, lut, out + lb.padX);
+        return;
+    }
+#endif
+    vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc], lut,
+                     out + lb.padX);
+}
+
+/// Output rows [yBegin, yEnd); returns the NaN/inf values written (only channels whose table
+/// holds such values are scanned, so valid parameters cost nothing).
+template <typename T> int64_t runRows(const Job<T>& job, int yBegin, int yEnd) {
     const ImageView& src = *job.src;
     const int outW = job.params->outWidth;
     const int outH = job.params->outHeight;
@@ -340,6 +382,7 @@ template <typename T> void runRows(const Job<T>& job, int yBegin, int yEnd) {
         return slots[s];
     };
 
+    int64_t nonfinite = 0;
     for (int y = yBegin; y < yEnd; ++y) {
         const int ry = y - lb.padY;
         const bool content = ry >= 0 && ry < lb.resizedHeight;
@@ -352,30 +395,17 @@ template <typename T> void runRows(const Job<T>& job, int yBegin, int yEnd) {
         }
         for (int oc = 0; oc < outC; ++oc) {
             T* out = job.dst + oc * plane + static_cast<size_t>(y) * outW;
-            if (!content) {
-                std::fill_n(out, outW, job.pad[oc]);
-                continue;
+            writeRow(job, oc, content ? ry : -1, h0, h1, out);
+            if (job.lutBad[oc]) {
+                nonfinite += countNonfinite(out, outW);
             }
-            std::fill_n(out, lb.padX, job.pad[oc]);
-            std::fill_n(out + lb.padX + rw, outW - lb.padX - rw, job.pad[oc]);
-            const ptrdiff_t chanOff = static_cast<ptrdiff_t>(job.srcChannel[oc]) * rw;
-            const AxisCoef& k = job.yt[ry];
-            const T* lut = job.lut[oc].data();
-#ifdef EDGESEG_PRE_X86
-            if (job.simd) {
-                vresizeAvx2<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc].scale,
-                               job.norm[oc].offset, lut, out + lb.padX);
-                continue;
-            }
-#endif
-            vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc], lut,
-                             out + lb.padX);
         }
     }
+    return nonfinite;
 }
 
 template <typename T>
-Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
+Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst, int64_t* nonfinite) {
     Job<T> job;
     job.src = &src;
     job.params = &p;
@@ -410,6 +440,7 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
             }
         }
         job.pad[oc] = job.lut[oc][p.padValue];
+        job.lutBad[oc] = countNonfinite(job.lut[oc].data(), 256) != 0;
     }
     job.dst = static_cast<T*>(dst);
     // Rows are handed out in small blocks from a shared counter rather than as one fixed chunk
@@ -419,24 +450,31 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst) {
     const int rowsPerBlock = std::max(1, (1 << 14) / (p.outWidth * p.outChannels));
     const int blocks = (p.outHeight + rowsPerBlock - 1) / rowsPerBlock;
     std::atomic<int> nextBlock{0};
+    std::atomic<int64_t> bad{0};
     const auto work = [&](int, int) {
+        int64_t k = 0;
         for (int b = nextBlock.fetch_add(1); b < blocks; b = nextBlock.fetch_add(1)) {
-            runRows(job, b * rowsPerBlock, std::min(p.outHeight, (b + 1) * rowsPerBlock));
+            k += runRows(job, b * rowsPerBlock, std::min(p.outHeight, (b + 1) * rowsPerBlock));
         }
+        bad += k;
     };
     // One task per thread, but never more than there are blocks (at least 2 blocks each).
     parallelFor(std::min(numThreads(), std::max(1, blocks / 2)), 1, work);
+    if (nonfinite != nullptr) {
+        *nonfinite = bad.load();
+    }
     return job.lb;
 }
 
 } // namespace
 
-Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void* dst) {
+Letterbox preprocess(const ImageView& src, const PreprocessParams& params, void* dst,
+                     int64_t* nonfinite) {
     detail::validatePreprocess(src, params, dst, "preprocess");
     if (params.dtype == DType::Float16) {
-        return run<uint16_t>(src, params, dst);
+        return run<uint16_t>(src, params, dst, nonfinite);
     }
-    return run<float>(src, params, dst);
+    return run<float>(src, params, dst, nonfinite);
 }
 
 } // namespace edgeseg

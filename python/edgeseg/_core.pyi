@@ -38,7 +38,7 @@ def preprocess(
     letterbox: bool,
     pad_value: int,
     cuda: bool = False,
-) -> tuple[np.ndarray, list[Optional[Letterbox]]]: ...
+) -> tuple[np.ndarray, list[Optional[Letterbox]], np.ndarray]: ...
 def postprocess(
     logits: np.ndarray,
     out_height: int,
@@ -51,4 +51,6 @@ def postprocess(
     ignore: list[int],
     letterbox: Optional[list[Letterbox]],
     cuda: bool = False,
-) -> tuple[np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray]]: ...
+) -> tuple[
+    np.ndarray, Optional[np.ndarray], Optional[np.ndarray], Optional[np.ndarray], np.ndarray
+]: ...

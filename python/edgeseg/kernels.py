@@ -8,9 +8,10 @@ over the output pixels. Both release the GIL and use the core's thread pool
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
@@ -21,6 +22,7 @@ __all__ = [
     "Blob",
     "Letterbox",
     "PostprocessResult",
+    "check_normalization",
     "cuda_available",
     "num_threads",
     "postprocess",
@@ -117,6 +119,54 @@ def _check_image(img, name: str, allow_gray: bool = True) -> np.ndarray:
     return img
 
 
+_DTYPE_MAX = {"float32": float(np.finfo(np.float32).max), "float16": 65504.0}
+
+
+def check_normalization(
+    mean: Sequence[float], std: Sequence[float], dtype: str = "float32"
+) -> None:
+    """Raises :class:`~edgeseg.InvalidArgumentError` (naming the channel and the fix) unless
+    every mean/std is finite, std is non-zero and ``(level / 255 - mean) / std`` is finite in
+    ``dtype`` (``"float32"`` or ``"float16"``) for every level 0..255. :func:`preprocess`
+    calls it; backends that normalize on their own (TensorRT) call it once per model."""
+    _check_normalization(
+        tuple(float(v) for v in mean), tuple(float(v) for v in std), str(np.dtype(dtype))
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _check_normalization(mean: tuple, std: tuple, dtype: str) -> None:
+    # The values the kernel tabulates: fma(level, float32(1 / (255 std)), float32(-mean /
+    # std)), rounded to dtype. Cached: a camera loop passes the same model constants per frame.
+    for i, (m, s) in enumerate(zip(mean, std)):
+        if not np.isfinite(m):
+            raise InvalidArgumentError(f"mean[{i}]: expected a finite number, got {m!r}")
+        if not np.isfinite(s) or s == 0:
+            raise InvalidArgumentError(
+                f"std[{i}]: expected a finite non-zero number, got {s!r} (a std of 0 divides "
+                "by zero; use the dataset's per-channel standard deviation, e.g. 0.229)"
+            )
+    limit = _DTYPE_MAX[dtype]
+    levels = np.arange(256, dtype=np.float64)
+    for i, (m, s) in enumerate(zip(mean, std)):
+        with np.errstate(over="ignore", invalid="ignore"):
+            scale = np.float32(1.0 / (255.0 * s))
+            offset = np.float32(-m / s)
+            values = (levels * np.float64(scale) + np.float64(offset)).astype(np.float32)
+            ok = np.isfinite(scale) and np.isfinite(offset)
+            ok = ok and bool(np.isfinite(values.astype(dtype)).all())
+        if not ok:
+            worst = max(abs(m), abs(1.0 - m))
+            need = worst / limit * 1.01
+            also = " or dtype='float32'" if dtype == "float16" else ""
+            raise InvalidArgumentError(
+                f"std[{i}]={s!r}: with mean[{i}]={m!r} the normalized input (x/255 - mean)/std "
+                f"reaches {worst / abs(s):.4g}, beyond {dtype}'s largest value {limit:.6g}; "
+                f"use |std[{i}]| >= {need:.3g}{also} (mean and std are in units of x/255, "
+                "e.g. 0.485 and 0.229)"
+            )
+
+
 def preprocess(
     images,
     size: Sequence[int],
@@ -145,6 +195,12 @@ def preprocess(
     filled with ``pad_value`` (before normalization); ``blob.letterbox`` then holds the
     :data:`Letterbox` transform (a list of them when ``images`` was a batch) to pass to
     ``postprocess(letterbox=blob.letterbox)``. Otherwise ``blob.letterbox`` is None.
+
+    ``blob.nonfinite`` counts the NaN/±Inf values written per image (``int64`` array
+    ``(N,)`` for a batch, an ``np.int64`` for one image). A mean/std whose normalized range
+    ``(x/255 - mean)/std`` is not finite in ``dtype`` is refused up front
+    (:class:`~edgeseg.InvalidArgumentError` naming the channel), so it is 0 here; the count
+    guards the paths that bypass this check.
     """
     out_h, out_w = _pair(size, "size")
     for name, order in (("input_order", input_order), ("output_order", output_order)):
@@ -159,8 +215,7 @@ def preprocess(
             f"mean/std: expected 1 or 3 values each (one per output channel), got "
             f"{len(mean_l)} and {len(std_l)}"
         )
-    if any(s == 0 or not np.isfinite(s) for s in std_l) or not all(np.isfinite(mean_l)):
-        raise InvalidArgumentError(f"mean/std: values must be finite and std non-zero: {std_l}")
+    check_normalization(mean_l, std_l, "float16" if dtype in ("float16", np.float16) else "float32")
     if isinstance(pad_value, bool) or not 0 <= int(pad_value) <= 255:
         raise InvalidArgumentError(f"pad_value: expected 0..255, got {pad_value!r}")
     imgs, batched = _as_image_list(images, "images")
@@ -170,7 +225,7 @@ def preprocess(
             "mean/std: a 3-channel image needs 3 mean/std values; got 1 (pass a grayscale "
             "HxW image for a 1-channel model)"
         )
-    blob, transforms = _core.preprocess(
+    blob, transforms, nonfinite = _core.preprocess(
         imgs,
         out_h,
         out_w,
@@ -186,18 +241,22 @@ def preprocess(
     out = blob.view(Blob)
     if letterbox:
         out.letterbox = transforms if batched else transforms[0]
+    out.nonfinite = nonfinite if batched else nonfinite[0]
     return out
 
 
 class Blob(np.ndarray):
     """The ``(N, C, h, w)`` network input from :func:`preprocess`: a plain ndarray plus
-    ``letterbox`` (the transform(s) to undo in postprocess, or None)."""
+    ``letterbox`` (the transform(s) to undo in postprocess, or None) and ``nonfinite`` (NaN/±Inf
+    values written per image)."""
 
     letterbox = None
+    nonfinite = None
 
     def __array_finalize__(self, obj) -> None:
         # Slices and copies of a blob no longer describe the letterboxed batch as a whole.
         self.letterbox = None
+        self.nonfinite = None
 
 
 @dataclass
@@ -208,12 +267,16 @@ class PostprocessResult:
     - ``confidence``: ``(…, H, W)`` float32 softmax max-probability, or None
     - ``overlay``: ``(…, H, W, 3)`` uint8 frame blended with class colours, or None
     - ``counts``: ``(…, C)`` int64 pixels per class, or None
+    - ``nonfinite``: output pixels read from non-finite logits, per image: int64 ``(N,)``, or
+      an ``np.int64`` for unbatched logits. Always computed. Those pixels have class 0 and
+      confidence 0 (see :func:`postprocess`).
     """
 
     class_map: np.ndarray
     confidence: Optional[np.ndarray]
     overlay: Optional[np.ndarray]
     counts: Optional[np.ndarray]
+    nonfinite: Union[np.ndarray, np.int64] = 0
 
 
 def _as_palette(palette, num_classes: int) -> Optional[np.ndarray]:
@@ -258,6 +321,14 @@ def postprocess(
     array for a batch) and ``palette`` (Cx3 uint8 in the frame's channel order) give
     ``overlay = frame * (1 - alpha) + colour * alpha`` (rounded); classes in ``ignore`` stay
     transparent.
+
+    Non-finite logits: a logit cell (one ``(y, x)`` of the ``h × w`` grid) is bad when any
+    class there is NaN, ±Inf or of magnitude ≥ 2**127. An output pixel is non-finite when one
+    of the four cells its bilinear taps read is bad (also at weight 0: ``0 × inf`` is NaN; an
+    axis a plain resize keeps at its size reads one cell) — for logits below 2**127 exactly
+    where ``F.interpolate`` gives a non-finite value in some class. Such pixels get class 0
+    and confidence 0 (never 1), are blended and counted as class 0, and ``result.nonfinite``
+    counts them.
     """
     if not isinstance(logits, np.ndarray):
         raise InvalidArgumentError(
@@ -333,7 +404,7 @@ def postprocess(
                     f"letterbox: out_size {(out_h, out_w)} must equal the letterboxed frame's "
                     f"size {(t.src_height, t.src_width)}"
                 )
-    cm, conf, ov, cnt = _core.postprocess(
+    cm, conf, ov, cnt, nonfinite = _core.postprocess(
         lg,
         out_h,
         out_w,
@@ -351,4 +422,7 @@ def postprocess(
         conf = None if conf is None else conf[0]
         ov = None if ov is None else ov[0]
         cnt = None if cnt is None else cnt[0]
-    return PostprocessResult(class_map=cm, confidence=conf, overlay=ov, counts=cnt)
+        nonfinite = nonfinite[0]
+    return PostprocessResult(
+        class_map=cm, confidence=conf, overlay=ov, counts=cnt, nonfinite=nonfinite
+    )

@@ -43,6 +43,7 @@ def assert_matches_torch(res, logits, out_size, grid=None, conf_tol=1e-4):
         np.testing.assert_array_equal(
             res.counts, np.bincount(res.class_map.ravel(), minlength=logits.shape[0])
         )
+    assert res.nonfinite == 0 and res.nonfinite.dtype == np.int64
 
 
 def numpy_blend(frame, palette, class_map, alpha, ignore=()):
@@ -366,6 +367,203 @@ def test_native_core_validates_too():
         _core.postprocess(
             np.zeros((1, 3, 2, 2), np.float32), 4, 4, None, None, 2.0, True, True, [], None
         )
+
+
+# ---- non-finite logits -----------------------------------------------------------------------
+
+SPECIALS = (np.nan, np.inf, -np.inf)
+
+
+def inject_nonfinite(rng, logits, per_image):
+    """Sets `per_image[i]` random (class, y, x) of image i to NaN, +Inf or -Inf."""
+    out = logits.copy()
+    n, c, h, w = out.shape
+    for i, k in enumerate(per_image):
+        for _ in range(k):
+            out[i, rng.integers(c), rng.integers(h), rng.integers(w)] = SPECIALS[rng.integers(3)]
+    return out
+
+
+def torch_nonfinite(logits, out_size):
+    """Output pixels where F.interpolate's upsampled logits are NaN/Inf in some class."""
+    up, _, _, _ = torch_reference(np.asarray(logits, np.float32), out_size)
+    return ~np.isfinite(up).all(axis=0)
+
+
+def bad_cells(logits):
+    """(h, w) cells where any class is NaN, +-Inf or >= 2**127 in magnitude."""
+    with np.errstate(invalid="ignore"):
+        return ~(np.abs(logits.astype(np.float32)) < np.float32(2.0**127)).all(axis=0)
+
+
+def letterbox_nonfinite(logits, lb):
+    """The documented definition through a letterbox, in numpy: the taps of each output pixel
+    (canvas position -> logit coordinate, clamped), then any bad cell among the four."""
+    _, h, w = logits.shape
+    bad = bad_cells(logits)
+
+    def taps(n_out, pad, resized, src, inp, size):
+        canvas = pad + (np.arange(n_out) + 0.5) * resized / src
+        pos = (canvas * size / inp - 0.5).astype(np.float32)
+        pos = np.clip(pos, 0, size - 1)
+        i0 = np.minimum(np.floor(pos).astype(int), size - 1)
+        return i0, np.minimum(i0 + 1, size - 1)
+
+    x0, x1 = taps(lb.src_width, lb.pad_x, lb.resized_width, lb.src_width, lb.input_width, w)
+    y0, y1 = taps(lb.src_height, lb.pad_y, lb.resized_height, lb.src_height, lb.input_height, h)
+    return bad[y0][:, x0] | bad[y0][:, x1] | bad[y1][:, x0] | bad[y1][:, x1]
+
+
+def check_nonfinite_result(res_i, bad_px, c):
+    """Non-finite pixels: class 0, confidence 0; counts stay the class map's histogram."""
+    assert int(res_i.nonfinite) == int(bad_px.sum())
+    assert (res_i.class_map[bad_px] == 0).all()
+    if res_i.confidence is not None:
+        assert (res_i.confidence[bad_px] == 0).all()
+        assert np.isfinite(res_i.confidence).all()
+    np.testing.assert_array_equal(res_i.counts, np.bincount(res_i.class_map.ravel(), minlength=c))
+
+
+@pytest.mark.parametrize("c", [1, 2, 4, 19, 255])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_nonfinite_count_matches_torch(rng, c, dtype):
+    n, h, w, out = 3, 9, 13, (37, 50)
+    clean = (rng.standard_normal((n, c, h, w)) * 3).astype(dtype)
+    logits = inject_nonfinite(rng, clean, [3, 0, 1])  # image 1 stays finite
+    frames = rng.integers(0, 256, (n, *out, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (c, 3), dtype=np.uint8)
+    res = kernels.postprocess(logits, frame=frames, palette=palette, alpha=0.6)
+    assert res.nonfinite.shape == (n,) and res.nonfinite.dtype == np.int64
+    # The same run on the finite logits: every pixel that reads no bad cell must match it.
+    ref = kernels.postprocess(clean, frame=frames, palette=palette, alpha=0.6)
+    for i in range(n):
+        bad_px = torch_nonfinite(logits[i], out)
+        res_i = kernels.PostprocessResult(
+            res.class_map[i], res.confidence[i], res.overlay[i], res.counts[i], res.nonfinite[i]
+        )
+        check_nonfinite_result(res_i, bad_px, c)
+        assert res.nonfinite[i] > 0 or i == 1
+        good = ~bad_px
+        np.testing.assert_array_equal(res.class_map[i][good], ref.class_map[i][good])
+        np.testing.assert_array_equal(res.confidence[i][good], ref.confidence[i][good])
+        np.testing.assert_array_equal(res.overlay[i][good], ref.overlay[i][good])
+        # ... and torch's own answer on the finite pixels (ties aside).
+        _, cls, conf, gap = torch_reference(logits[i].astype(np.float32), out)
+        clear = good & (gap >= TIE_GAP)
+        np.testing.assert_array_equal(res.class_map[i][clear], cls[clear])
+        np.testing.assert_allclose(res.confidence[i][good], conf[good], rtol=0, atol=1e-4)
+        # overlay of non-finite pixels: the class-0 colour blended like any class-0 pixel
+        blend = numpy_blend(frames[i], palette, res.class_map[i], 0.6)
+        diff = np.abs(res.overlay[i][bad_px].astype(int) - blend[bad_px].astype(int))
+        assert diff.size == 0 or diff.max() <= 1
+    np.testing.assert_array_equal(ref.nonfinite, [0, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize(
+    ("src", "inp", "logit_hw"),
+    [((640, 360), (320, 320), (40, 40)), ((300, 500), (256, 192), (16, 12))],
+)
+def test_nonfinite_through_letterbox(rng, dtype, src, inp, logit_hw):
+    lb = kernels.Letterbox(src[0], src[1], inp[0], inp[1])
+    c = 4
+    clean = (rng.standard_normal((2, c, *logit_hw)) * 3).astype(dtype)
+    logits = inject_nonfinite(rng, clean, [4, 2])
+    res = kernels.postprocess(logits, letterbox=[lb, lb])
+    ref = kernels.postprocess(clean, letterbox=[lb, lb])
+    for i in range(2):
+        bad_px = letterbox_nonfinite(logits[i], lb)
+        res_i = kernels.PostprocessResult(
+            res.class_map[i], res.confidence[i], None, res.counts[i], res.nonfinite[i]
+        )
+        check_nonfinite_result(res_i, bad_px, c)
+        good = ~bad_px
+        np.testing.assert_array_equal(res.class_map[i][good], ref.class_map[i][good])
+        np.testing.assert_array_equal(res.confidence[i][good], ref.confidence[i][good])
+
+
+def test_nonfinite_unbatched_is_a_scalar_and_every_output_path_clears(rng):
+    logits = rng.standard_normal((3, 6, 7)).astype(np.float32)
+    logits[1, 2, 3] = np.nan
+    bad_px = torch_nonfinite(logits, (20, 30))
+    for kw in (dict(), dict(confidence=False), dict(counts=False)):
+        res = kernels.postprocess(logits, (20, 30), **kw)
+        assert np.ndim(res.nonfinite) == 0 and int(res.nonfinite) == bad_px.sum() > 0
+        assert (res.class_map[bad_px] == 0).all()
+    # all logits NaN: every pixel is non-finite, none is confident
+    res = kernels.postprocess(np.full((2, 4, 4), np.nan, np.float32), (9, 9))
+    assert res.nonfinite == 81 and (res.confidence == 0).all() and (res.class_map == 0).all()
+
+
+def test_huge_finite_logits_count_as_bad_cells():
+    # Magnitudes from 2**127 up could overflow the interpolation itself: treated as bad cells.
+    logits = np.zeros((2, 4, 4), np.float32)
+    logits[1, 1, 1] = np.float32(2.0**127)
+    logits[0, 3, 3] = np.float32(-3e38)
+    logits[1, 0, 3] = np.float32(1e38)  # below 2**127: an ordinary logit
+    res = kernels.postprocess(logits, (8, 8))
+    bad = bad_cells(logits)
+    assert bad.sum() == 2
+    lb = kernels.Letterbox(8, 8, 4, 4)  # identity-like mapping, no padding
+    expected = letterbox_nonfinite(logits, lb)
+    assert res.nonfinite == expected.sum() > 0
+    assert (res.confidence[expected] == 0).all() and (res.confidence[~expected] > 0).all()
+
+
+def test_nonfinite_identical_across_thread_counts(rng):
+    logits = inject_nonfinite(rng, rng.standard_normal((1, 5, 30, 40)).astype(np.float32), [9])
+    before = kernels.num_threads()
+    try:
+        results = []
+        for t in (1, 2, 3):
+            kernels.set_num_threads(t)
+            results.append(kernels.postprocess(logits, (301, 257)))
+    finally:
+        kernels.set_num_threads(before)
+    for other in results[1:]:
+        assert other.nonfinite == results[0].nonfinite
+        np.testing.assert_array_equal(other.class_map, results[0].class_map)
+        np.testing.assert_array_equal(other.confidence, results[0].confidence)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    c=st.integers(1, 9),
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    out_h=st.integers(1, 30),
+    out_w=st.integers(1, 30),
+    half=st.booleans(),
+    bad_fraction=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_nonfinite_never_confident(c, h, w, out_h, out_w, half, bad_fraction, seed):
+    rng = np.random.default_rng(seed)
+    logits = (rng.standard_normal((c, h, w)) * 4).astype(np.float16 if half else np.float32)
+    mask = rng.random(logits.shape) < bad_fraction
+    logits[mask] = np.array(SPECIALS, logits.dtype)[rng.integers(0, 3, mask.sum())]
+    frame = rng.integers(0, 256, (out_h, out_w, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (c, 3), dtype=np.uint8)
+    res = kernels.postprocess(logits, frame=frame, palette=palette)
+    bad_px = torch_nonfinite(logits, (out_h, out_w))
+    check_nonfinite_result(res, bad_px, c)
+    assert (res.class_map < c).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("use_letterbox", [False, True])
+def test_cuda_nonfinite_matches_cpu(rng, dtype, use_letterbox):
+    c, out = 6, (90, 160)
+    logits = inject_nonfinite(rng, (rng.standard_normal((2, c, 20, 30)) * 3).astype(dtype), [5, 0])
+    lb = kernels.Letterbox(out[1], out[0], 64, 64) if use_letterbox else None
+    cpu = kernels.postprocess(logits, out, letterbox=lb)
+    gpu = kernels.postprocess(logits, out, letterbox=lb, device="cuda")
+    np.testing.assert_array_equal(gpu.nonfinite, cpu.nonfinite)
+    assert cpu.nonfinite[0] > 0 and cpu.nonfinite[1] == 0
+    cleared = cpu.confidence == 0
+    np.testing.assert_array_equal(gpu.confidence == 0, cleared)
+    np.testing.assert_array_equal(gpu.class_map[cleared], 0)
 
 
 @pytest.mark.gpu

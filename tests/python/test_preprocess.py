@@ -213,18 +213,91 @@ def test_float16_is_float32_rounded(rng):
         assert np.mean(diff == 0) > 0.99
 
 
+def core_preprocess(images, size, mean, std, float16=False, letterbox=False):
+    """The native kernel without the wrapper's range check (it counts instead)."""
+    from edgeseg import _core
+
+    return _core.preprocess(
+        list(images), *size, len(mean), list(mean), list(std), False, float16, letterbox, 114
+    )
+
+
 def test_float16_overflow_and_tiny_values(rng):
     img = random_image(rng, 20, 20)
-    big = kernels.preprocess(img, (8, 8), mean=(0, 0, 0), std=(1e-6, 1e-6, 1e-6), dtype="float16")
+    with pytest.raises(edgeseg.InvalidArgumentError, match=r"std\[0\].*float16.*float32"):
+        kernels.preprocess(img, (8, 8), mean=(0, 0, 0), std=(1e-6, 1e-6, 1e-6), dtype="float16")
+    big, _, nonfinite = core_preprocess([img], (8, 8), (0, 0, 0), (1e-6,) * 3, float16=True)
     f32 = kernels.preprocess(img, (8, 8), mean=(0, 0, 0), std=(1e-6, 1e-6, 1e-6))
+    assert f32.nonfinite == 0
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(big, f32.astype(np.float16))  # inf where > 65504
     assert np.isinf(big).any()
+    assert nonfinite[0] == np.isinf(big).sum()
     tiny = kernels.preprocess(img, (8, 8), mean=(0, 0, 0), std=(1e5, 1e5, 1e5), dtype="float16")
     f32 = kernels.preprocess(img, (8, 8), mean=(0, 0, 0), std=(1e5, 1e5, 1e5))
     np.testing.assert_array_equal(tiny, f32.astype(np.float16))
     subnormal = (tiny != 0) & (np.abs(tiny) < np.finfo(np.float16).tiny)
     assert subnormal.any()
+
+
+# ---- non-finite output ----------------------------------------------------------------------
+
+
+def test_nonfinite_is_zero_and_shaped_like_letterbox(rng):
+    img = random_image(rng, 30, 40)
+    one = kernels.preprocess(img, (16, 16))
+    assert isinstance(one.nonfinite, np.integer) and one.nonfinite == 0
+    batch = kernels.preprocess([img, img[:10]], (16, 16), dtype="float16", letterbox=True)
+    assert batch.nonfinite.shape == (2,) and batch.nonfinite.dtype == np.int64
+    np.testing.assert_array_equal(batch.nonfinite, [0, 0])
+    assert batch[:1].nonfinite is None  # a slice no longer describes the batch
+
+
+@pytest.mark.parametrize(
+    ("mean", "std", "dtype", "needle"),
+    [
+        ((0.5, 0.5, 0.5), (0.2, 1e-45, 0.2), "float32", r"std\[1\]=1e-45"),
+        ((0.5, 0.5, 0.5), (0.2, 0.2, -1e-40), "float32", r"std\[2\].*float32"),
+        ((0.5, 0.5, 0.5), (0.2, 0.2, 5e-6), "float16", r"std\[2\].*float16.*dtype='float32'"),
+        ((0.0, 2e5, 0.0), (1.0, 1.0, 1.0), "float16", r"std\[1\].*mean\[1\]=200000"),
+        ((float("nan"), 0.5, 0.5), STD, "float32", r"mean\[0\].*finite"),
+        ((0.5, float("inf"), 0.5), STD, "float16", r"mean\[1\].*finite"),
+        (MEAN, (0.2, float("inf"), 0.2), "float32", r"std\[1\].*finite"),
+        (MEAN, (0.2, 0.2, 0.0), "float32", r"std\[2\].*non-zero"),
+    ],
+)
+def test_normalization_that_overflows_is_refused(mean, std, dtype, needle):
+    img = np.zeros((8, 8, 3), np.uint8)
+    with pytest.raises(edgeseg.InvalidArgumentError, match=needle):
+        kernels.preprocess(img, (4, 4), mean=mean, std=std, dtype=dtype)
+
+
+def test_normalization_limit_is_what_the_dtype_holds(rng):
+    # Just inside float16's range is accepted and finite; the fix the error names works.
+    img = random_image(rng, 12, 12)
+    ok = kernels.preprocess(img, (6, 6), mean=(0, 0, 0), std=(1 / 65000,) * 3, dtype="float16")
+    assert np.isfinite(ok).all() and ok.nonfinite == 0
+    with pytest.raises(edgeseg.InvalidArgumentError, match=r"use \|std\[0\]\| >= ([0-9.e-]+)") as e:
+        kernels.preprocess(img, (6, 6), mean=(0, 0, 0), std=(1 / 66000,) * 3, dtype="float16")
+    need = float(str(e.value).split(">= ")[1].split(" ")[0])
+    fixed = kernels.preprocess(img, (6, 6), mean=(0, 0, 0), std=(need,) * 3, dtype="float16")
+    assert np.isfinite(fixed).all()
+
+
+@pytest.mark.parametrize("float16", [False, True])
+@pytest.mark.parametrize("letterbox", [False, True])
+def test_core_counts_nonfinite_values_it_writes(rng, float16, letterbox):
+    images = [random_image(rng, 23, 41), random_image(rng, 50, 20), random_image(rng, 9, 9)]
+    # channel 0 valid, channel 1: 1/(255 std) overflows float32 (0 * inf = NaN at level 0),
+    # channel 2: overflows float16 only.
+    std = (0.25, 1e-45, 5e-6)
+    blob, _, nonfinite = core_preprocess(images, (17, 19), (0.5, 0.5, 0.5), std, float16, letterbox)
+    assert nonfinite.shape == (3,) and nonfinite.dtype == np.int64
+    for i in range(3):
+        expected = (~np.isfinite(blob[i].astype(np.float32))).sum()
+        assert nonfinite[i] == expected > 0
+        assert np.isfinite(blob[i, 0]).all()
+        assert (~np.isfinite(blob[i, 2])).any() == float16
 
 
 # ---- letterbox ------------------------------------------------------------------------------
@@ -341,7 +414,7 @@ BAD_CALLS = [
     (lambda: kernels.preprocess(np.zeros((8, 8, 4), np.uint8), (4, 4)), "images[0]"),
     (lambda: kernels.preprocess(GOOD, (0, 5)), "size"),
     (lambda: kernels.preprocess(GOOD, (4, 4), mean=(0.5, 0.5)), "mean"),
-    (lambda: kernels.preprocess(GOOD, (4, 4), std=(0.2, 0.0, 0.2)), "std"),
+    (lambda: kernels.preprocess(GOOD, (4, 4), std=(0.2, 0.0, 0.2)), "std[1]"),
     (lambda: kernels.preprocess(GOOD, (4, 4), pad_value=300), "pad_value"),
     (lambda: kernels.preprocess(GOOD, (4, 4), input_order="bgra"), "input_order"),
     (lambda: kernels.preprocess(GOOD, (4, 4), output_order="RGB"), "output_order"),

@@ -66,9 +66,12 @@ public:
     /// One frame through the whole pipeline. `pre` gives size/mean/std/order (its output size
     /// must equal the engine input); `post` the output size, palette and alpha; `out` points
     /// to host buffers (classMap required; confidence/overlay/counts optional; out.frame is
-    /// ignored — the frame is `frame`). Returns the letterbox placement.
+    /// ignored — the frame is `frame`; out.nonfinite, when set, receives the non-finite output
+    /// pixels). `inputNonfinite`, when set, receives the NaN/inf values of the network input
+    /// blob. Returns the letterbox placement.
     Letterbox run(const ImageView& frame, const PreprocessParams& pre,
-                  const PostprocessParams& post, const PostprocessOutputs& out);
+                  const PostprocessParams& post, const PostprocessOutputs& out,
+                  int64_t* inputNonfinite = nullptr);
 
     /// Raw inference of a host float32 NCHW blob (batch `n`) into host logits (n x C x h x w):
     /// for tiled inference, where logits are blended on the host.

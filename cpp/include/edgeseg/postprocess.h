@@ -3,6 +3,18 @@
 /// logits (torch.nn.functional.interpolate, mode="bilinear", align_corners=False; undoing a
 /// letterbox when given), argmax (ties -> lowest class), softmax max-probability,
 /// alpha-blended colour overlay and per-class pixel counts.
+///
+/// Non-finite logits. A logit cell (one position of the h x w grid) is *bad* when any class
+/// there is NaN, +-Inf or of magnitude >= 2^127 (only float32 logits can hold the latter;
+/// below it no bilinear step can overflow). An output pixel is *non-finite* when any of the
+/// (up to) four cells its bilinear taps read is bad, whatever the tap's weight (an axis that a
+/// plain resize leaves at its size reads one cell, as torch does). For logits
+/// below 2^127 in magnitude this is exactly the set of pixels where
+/// torch.nn.functional.interpolate gives a NaN or +-Inf in some class (0 x Inf is NaN, so a
+/// zero-weight tap on a bad cell counts too). Non-finite pixels get class 0 and confidence 0
+/// (never a confident answer), are blended and counted as class 0, and are counted in
+/// PostprocessOutputs::nonfinite. Bad cells are found while each source row is read for the
+/// horizontal pass, so finite logits cost one compare per logit value.
 #include <cstdint>
 
 #include "edgeseg/image.h"
@@ -39,6 +51,7 @@ struct PostprocessOutputs {
     float* confidence = nullptr;   ///< H x W softmax max-probability
     uint8_t* overlay = nullptr;    ///< H x W x 3, requires frame (3 channels) and palette
     int64_t* counts = nullptr;     ///< channels counts, overwritten
+    int64_t* nonfinite = nullptr;  ///< one count of non-finite output pixels, overwritten
     const ImageView* frame = nullptr;
 };
 

@@ -149,7 +149,9 @@ class Segmenter:
             parts.append(out.copy())
         return np.concatenate(parts)
 
-    def _finish(self, logits, frames, rgb, letterbox, keep_frame, t) -> list[SegResult]:
+    def _finish(
+        self, logits, frames, rgb, letterbox, keep_frame, t, nonfinite_input
+    ) -> list[SegResult]:
         t_post = time.perf_counter()
         want_overlay = self.overlay_alpha is not None
         pp = kernels.postprocess(
@@ -180,6 +182,8 @@ class Segmenter:
                 frame=frames[i] if keep_frame else None,
                 rgb=rgb,
                 timings=timings,
+                nonfinite=int(pp.nonfinite[i]),
+                nonfinite_input=int(nonfinite_input[i]),
             )
             if want_overlay:
                 res._overlay_cache = (self.overlay_alpha, pp.overlay[i])
@@ -223,13 +227,15 @@ class Segmenter:
             if lb is not None and not isinstance(lb, list):
                 lb = [lb]
             # Sizes may differ within a batch: one postprocess per frame size.
+            nf_in = blob.nonfinite
             if len({f.shape[:2] for f in frames}) == 1:
-                return self._finish(logits, frames, rgb, lb, keep_frame, t)
+                return self._finish(logits, frames, rgb, lb, keep_frame, t, nf_in)
             out = []
             for i, f in enumerate(frames):
                 t_i = {k: v / len(frames) for k, v in t.items()}
+                lb_i = None if lb is None else [lb[i]]
                 out += self._finish(
-                    logits[i : i + 1], [f], rgb, None if lb is None else [lb[i]], keep_frame, t_i
+                    logits[i : i + 1], [f], rgb, lb_i, keep_frame, t_i, nf_in[i : i + 1]
                 )
             return out
 
@@ -239,7 +245,7 @@ class Segmenter:
         with self._lock:
             t0 = time.perf_counter()
             want_overlay = self.overlay_alpha is not None
-            cm, conf, ov, counts, gpu_ms = self.backend.run_frame(
+            cm, conf, ov, counts, nonfinite, nonfinite_input, gpu_ms = self.backend.run_frame(
                 frame,
                 rgb,
                 self._palettes[rgb] if want_overlay else None,
@@ -256,6 +262,8 @@ class Segmenter:
                 frame=frame if keep_frame else None,
                 rgb=rgb,
                 timings=timings,
+                nonfinite=int(nonfinite),
+                nonfinite_input=int(nonfinite_input),
             )
             if want_overlay:
                 res._overlay_cache = (self.overlay_alpha, ov)
@@ -269,6 +277,7 @@ class Segmenter:
         tile = boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1]
         canvas = None
         t = {"preprocess": 0.0, "inference": 0.0}
+        nonfinite_input = 0
         with self._lock:
             t0 = time.perf_counter()
             for start in range(0, len(boxes), self.tile_batch):
@@ -276,6 +285,7 @@ class Segmenter:
                 ta = time.perf_counter()
                 crops = [frame[y0:y1, x0:x1] for (y0, x0, y1, x1) in chunk]
                 blob = self._preprocess(crops, rgb, False)
+                nonfinite_input += int(blob.nonfinite.sum())
                 tb = time.perf_counter()
                 logits = self._infer(blob)
                 tc = time.perf_counter()
@@ -286,7 +296,9 @@ class Segmenter:
                     canvas.add(box, lg)
                 t["preprocess"] += _ms(ta, tb)
                 t["inference"] += _ms(tb, tc)
-            res = self._finish(canvas.result()[None], [frame], rgb, None, keep_frame, t)[0]
+            res = self._finish(
+                canvas.result()[None], [frame], rgb, None, keep_frame, t, [nonfinite_input]
+            )[0]
             res.timings["tiles"] = float(len(boxes))
             res.timings["total"] = _ms(t0, time.perf_counter())
             return res

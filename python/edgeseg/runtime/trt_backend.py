@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeseg import _core
+from edgeseg import _core, kernels
 from edgeseg.errors import EdgesegError, EngineMismatchError, ModelError
 from edgeseg.runtime.backends import Backend
 from edgeseg.runtime.model_info import ModelInfo
@@ -74,10 +74,17 @@ class TensorRTBackend(Backend):
                 f"{info.path}: engine input {tuple(self.engine.input_size)} differs from the "
                 f"manifest's {tuple(info.input_size)}; rebuild it with `edgeseg build`"
             )
+        # The engine normalizes on the GPU with the model's mean/std: refuse constants whose
+        # normalized range is not finite in the engine's input dtype before the first frame.
+        inputs = [t for t in self.engine.tensors if t["input"]]
+        in_dtype = "float16" if inputs and inputs[0]["dtype"] == "float16" else "float32"
+        kernels.check_normalization(info.mean, info.std, in_dtype)
         self.max_batch = None
 
     def run_frame(self, frame, rgb: bool, palette, alpha: float, confidence: bool):
-        """(class_map, confidence|None, overlay|None, counts, timings_ms) of one frame."""
+        """(class_map, confidence|None, overlay|None, counts, nonfinite, nonfinite_input,
+        timings_ms) of one frame: nonfinite counts the output pixels read from NaN/±Inf
+        logits, nonfinite_input the NaN/±Inf values of the network input."""
         swap = (self.info.channel_order == "rgb") != rgb
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
