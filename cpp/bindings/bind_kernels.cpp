@@ -257,7 +257,9 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
 } // namespace
 
 void bindKernels(py::module_& m) {
-    py::class_<Letterbox>(m, "Letterbox",
+    // Module-local: another build of this module (edgeseg bench --compare-core) can then be
+    // imported beside it without a clash in pybind11's global type registry.
+    py::class_<Letterbox>(m, "Letterbox", py::module_local(),
                           "Where a frame sits in a letterboxed network input: the frame "
                           "(src_width x src_height) was resized to resized_width x "
                           "resized_height and pasted at (pad_x, pad_y) into an input_width x "

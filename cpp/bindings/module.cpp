@@ -80,6 +80,12 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("n"), "Sets the number of threads the CPU kernels use (>= 1).");
 
+    m.def("simd_level", &edgeseg::simdLevel,
+          "The instruction-set tier the CPU kernels use now (see build_info()['simd']).");
+    m.def("set_simd_level", &edgeseg::setSimdLevel, py::arg("level"),
+          "Forces a tier the CPU runs ('scalar', 'sse2', 'avx2', 'avx512', 'neon'; '' for "
+          "automatic) for the whole process, from the next kernel call.");
+
     edgeseg::bindings::bindKernels(m);
 #ifdef EDGESEG_HAS_TENSORRT
     edgeseg::bindings::bindEngine(m);

@@ -1,7 +1,10 @@
 #include "edgeseg/build_info.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <sstream>
+
+#include "edgeseg/errors.h"
 
 #include "edgeseg/parallel.h"
 
@@ -14,26 +17,86 @@
 
 namespace edgeseg {
 
-std::string simdLevel() {
-    // EDGESEG_SIMD=scalar lets a user (or a test) force the portable path of the hand-written
-    // kernels, whose hand-written parts top out at AVX2 (buildInfo() says when the compiler's
-    // AVX-512 clones of the postprocess loops run).
-    static const std::string detected = [] {
-        std::string level = "scalar";
+namespace {
+
+/// Instruction-set tiers of the CPU kernels, lowest first.
+const char* const kLevels[] = {"scalar", "sse2", "neon", "avx2", "avx512"};
+
+int levelIndex(const std::string& name) {
+    for (int i = 0; i < 5; ++i) {
+        if (name == kLevels[i]) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/// The best tier this CPU runs: "avx512" needs what the x86-64-v4 clones use.
+int detectedLevel() {
+    static const int detected = [] {
 #if defined(__x86_64__) || defined(_M_X64)
         __builtin_cpu_init();
-        level = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? "avx2" : "sse2";
-#elif defined(__aarch64__) || defined(__ARM_NEON)
-        level = "neon";
+        if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+            return levelIndex("sse2");
+        }
+#if defined(__GNUC__) && !defined(__clang__)
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+            return levelIndex("avx512");
+        }
 #endif
-        return level;
+        return levelIndex("avx2");
+#elif defined(__aarch64__) || defined(__ARM_NEON)
+        return levelIndex("neon");
+#else
+        return levelIndex("scalar");
+#endif
     }();
-    const char* forced = std::getenv("EDGESEG_SIMD");
-    std::string level = detected;
-    if (forced != nullptr && std::string(forced) == "scalar") {
-        level = "scalar";
+    return detected;
+}
+
+/// A level this CPU can run: the same tier or a lower one on the same architecture.
+bool runnable(int level) {
+    const int best = detectedLevel();
+    if (level == levelIndex("scalar") || level == best) {
+        return true;
     }
-    return level;
+    const bool x86 = best != levelIndex("neon") && best != levelIndex("scalar");
+    return x86 && level != levelIndex("neon") && level <= best;
+}
+
+std::atomic<int> gForced{-1};
+
+} // namespace
+
+std::string simdLevel() {
+    const int forced = gForced.load(std::memory_order_relaxed);
+    if (forced >= 0) {
+        return kLevels[forced];
+    }
+    // EDGESEG_SIMD=<level> (one this CPU runs) picks a lower tier for the whole process, e.g.
+    // EDGESEG_SIMD=avx2 on an AVX-512 machine to see what AVX2-only CPUs run.
+    const char* env = std::getenv("EDGESEG_SIMD");
+    if (env != nullptr) {
+        const int level = levelIndex(env);
+        if (level >= 0 && runnable(level)) {
+            return kLevels[level];
+        }
+    }
+    return kLevels[detectedLevel()];
+}
+
+void setSimdLevel(const std::string& level) {
+    if (level.empty()) {
+        gForced.store(-1);
+        return;
+    }
+    const int index = levelIndex(level);
+    require(index >= 0, "simd level: expected one of scalar, sse2, neon, avx2, avx512 (or '' for "
+                        "automatic), got '" + level + "'");
+    require(runnable(index), "simd level: this CPU cannot run '" + level + "' (best: " +
+                                 kLevels[detectedLevel()] + ")");
+    gForced.store(index);
 }
 
 BuildInfo buildInfo() {
@@ -52,15 +115,6 @@ BuildInfo buildInfo() {
     info.tensorrt = EDGESEG_TENSORRT_VERSION;
 #endif
     info.simd = simdLevel();
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-    // The postprocess hot loops also have an x86-64-v4 clone (AVX-512), picked at load time
-    // on CPUs that have it; the hand-written AVX2 parts stay as they are.
-    if (info.simd == "avx2" && __builtin_cpu_supports("avx512f") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq")) {
-        info.simd = "avx512";
-    }
-#endif
     info.threads = numThreads();
     info.version = EDGESEG_VERSION;
 #if defined(__clang__)

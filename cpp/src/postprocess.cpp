@@ -14,13 +14,14 @@
 #include "postprocess_common.h"
 #include "postprocess_math.h"
 
-// The hot loops are compiled three times (AVX-512, AVX2+FMA and baseline) and picked at load
-// time, so the wheel stays portable. The exp polynomial and the bilinear steps use explicit
-// fmaf, so every clone computes the same bits. aarch64 builds get NEON through the vectorizer.
+// The row kernels (postprocess_rows.inc) are compiled once per instruction-set tier: x86-64-v4
+// (AVX-512), x86-64-v3 (AVX2+FMA) and the baseline, and picked per call from simdLevel(), so
+// the wheel stays portable and a lower tier can be forced at run time (setSimdLevel,
+// EDGESEG_SIMD) to measure what an AVX2-only CPU runs. The exp polynomial and the bilinear
+// steps use explicit fmaf, so every tier computes the same bits. aarch64 and clang builds
+// compile the rows once (NEON through the vectorizer on aarch64).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define EDGESEG_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define EDGESEG_HOT
+#define EDGESEG_POST_TIERS 1
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -49,6 +50,13 @@ struct Job {
     PostprocessOutputs out;
     uint32_t overlayTable[256] = {}; ///< per class: colour bytes, bit 24 = transparent
     uint32_t overlayAlpha = 0;        ///< A = round(alpha * 256)
+    bool avx2 = false;                ///< the hand-written AVX2 paths may run
+    /// Byte tables of the AVX2 overlay (classes < 16): per channel the low and high bytes of
+    /// colour * A + 128, and 0xff for transparent classes. Valid when blendTables is set.
+    alignas(16) uint8_t blendLo[3][16] = {};
+    alignas(16) uint8_t blendHi[3][16] = {};
+    alignas(16) uint8_t blendClear[16] = {};
+    bool blendTables = false;
 };
 
 /// Per-thread buffers, kept across calls so a camera loop does not reallocate per frame.
@@ -68,51 +76,6 @@ struct Scratch {
 template <typename T> void ensure(std::vector<T>& v, size_t n) {
     if (v.size() < n) {
         v.resize(n);
-    }
-}
-
-EDGESEG_HOT void halfRowToFloat(const uint16_t* __restrict src, int n, float* __restrict dst) {
-    for (int i = 0; i < n; ++i) {
-        dst[i] = detail::halfToFloat(src[i]);
-    }
-}
-
-/// Marks the bad logits (detail::badLogit) of one class of a source row in `mask`; returns
-/// non-zero when there was one. One compare per value, in the loop that vectorizes.
-EDGESEG_HOT int markBad(const float* __restrict src, int n, uint8_t* __restrict mask) {
-    uint8_t any = 0;
-    for (int i = 0; i < n; ++i) {
-        const uint8_t b = detail::badLogit(src[i]) ? 1 : 0;
-        mask[i] = static_cast<uint8_t>(mask[i] | b);
-        any = static_cast<uint8_t>(any | b);
-    }
-    return any;
-}
-
-/// Gives the non-finite pixels of a block (any of the four cells its taps read is bad) class
-/// 0 and confidence 0; returns how many there were. Runs only on rows next to a bad cell.
-int64_t clearNonfinite(const uint8_t* badTop, const uint8_t* badBottom, const int* x0,
-                       const int* x1, int n, uint8_t* cls, float* conf) {
-    int64_t k = 0;
-    for (int i = 0; i < n; ++i) {
-        if ((badTop[x0[i]] | badTop[x1[i]] | badBottom[x0[i]] | badBottom[x1[i]]) != 0) {
-            cls[i] = 0;
-            if (conf != nullptr) {
-                conf[i] = 0.0f;
-            }
-            ++k;
-        }
-    }
-    return k;
-}
-
-/// torch's horizontal pass: w0 * s[x0] + w1 * s[x1] per output column (fused as torch does).
-EDGESEG_HOT void interpolateRowPortable(const float* __restrict src, const int* __restrict x0,
-                                        const int* __restrict x1, const float* __restrict w0,
-                                        const float* __restrict w1, int n,
-                                        float* __restrict dst) {
-    for (int i = 0; i < n; ++i) {
-        dst[i] = detail::lerp2(w0[i], src[x0[i]], w1[i], src[x1[i]]);
     }
 }
 
@@ -150,193 +113,101 @@ __attribute__((target("avx2,fma"))) void interpolateRowAvx2(
 }
 #endif
 
-void interpolateRow(const float* src, int srcWidth, const int* x0, const int* x1,
-                    const float* w0, const float* w1, int n, float* dst) {
 #ifdef EDGESEG_POST_AVX2
-    static const bool avx2 = simdLevel() == "avx2";
-    if (avx2) {
-        interpolateRowAvx2(src, srcWidth, x0, x1, w0, w1, n, dst);
-        return;
-    }
-#endif
-    (void)srcWidth;
-    interpolateRowPortable(src, x0, x1, w0, w1, n, dst);
-}
+/// Byte g of 32 interleaved RGB output pixels (96 bytes, six 16-byte lanes) belongs to pixel
+/// g / 3 and channel g % 3. pshufb works within 16-byte lanes, so lane m gets the class bytes
+/// from pixel kLaneStart[m] on and a pattern of offsets from there, plus channel masks.
+constexpr int kLaneStart[6] = {0, 5, 10, 16, 21, 26};
 
-/// Vertical pass for every class of one block with argmax only (strict '>' so ties keep the
-/// lowest class).
-EDGESEG_HOT void argmaxBlock(const float* __restrict top, const float* __restrict bottom,
-                             size_t rowPlane, int channels, float h0, float h1, int n,
-                             float* __restrict maxVal, int32_t* __restrict best) {
-    for (int i = 0; i < n; ++i) {
-        maxVal[i] = detail::lerp2(h0, top[i], h1, bottom[i]);
-        best[i] = 0;
-    }
-    for (int c = 1; c < channels; ++c) {
-        const float* t = top + c * rowPlane;
-        const float* b = bottom + c * rowPlane;
-        for (int i = 0; i < n; ++i) {
-            float v = detail::lerp2(h0, t[i], h1, b[i]);
-            // std::max rather than a select on `greater`: GCC turns the latter into a
-            // masked store guarded by a branch.
-            const float m = maxVal[i];
-            best[i] = v > m ? c : best[i];
-            maxVal[i] = std::max(v, m);
-        }
-    }
-}
-
-/// Folds classes [c0, c0 + G) into the running (max, class, sum) of a block of pixels. Doing G
-/// classes per sweep keeps the state in registers between them (G times less L1 traffic than
-/// one sweep per class); G is a compile-time constant so the class loop unrolls.
-template <int G>
-EDGESEG_HOT void softmaxClasses(const float* __restrict top, const float* __restrict bottom,
-                                size_t rowPlane, int c0, float h0, float h1, int n,
-                                float* __restrict maxVal, int32_t* __restrict best,
-                                float* __restrict sum) {
-    const float* t = top + c0 * rowPlane;
-    const float* b = bottom + c0 * rowPlane;
-    for (int i = 0; i < n; ++i) {
-        float m = maxVal[i];
-        int32_t k = best[i];
-        float acc = sum[i];
-#pragma GCC unroll 16
-        for (int g = 0; g < G; ++g) {
-            detail::softmaxStep(detail::lerp2(h0, t[g * rowPlane + i], h1, b[g * rowPlane + i]),
-                                c0 + g, m, k, acc);
-        }
-        maxVal[i] = m;
-        best[i] = k;
-        sum[i] = acc;
-    }
-}
-
-/// Vertical pass + argmax + softmax max-probability 1 / sum_c exp(l_c - l_max) for any class
-/// count (online softmax: one exp per class after the first, nothing stored per class).
-EDGESEG_HOT void argmaxConfidenceBlock(const float* __restrict top, const float* __restrict bottom,
-                                       size_t rowPlane, int channels, float h0, float h1, int n,
-                                       float* __restrict maxVal, int32_t* __restrict best,
-                                       float* __restrict sum, float* __restrict conf) {
-    for (int i = 0; i < n; ++i) {
-        maxVal[i] = detail::lerp2(h0, top[i], h1, bottom[i]);
-        best[i] = 0;
-        sum[i] = 1.0f;
-    }
-    int c = 1;
-    for (; c + 4 <= channels; c += 4) {
-        softmaxClasses<4>(top, bottom, rowPlane, c, h0, h1, n, maxVal, best, sum);
-    }
-    for (; c < channels; ++c) {
-        softmaxClasses<1>(top, bottom, rowPlane, c, h0, h1, n, maxVal, best, sum);
-    }
-    for (int i = 0; i < n; ++i) {
-        conf[i] = 1.0f / sum[i];
-    }
-}
-
-/// argmaxConfidenceBlock for a class count known at compile time: the class loop unrolls and
-/// the running max, class and sum stay in registers across classes (one sweep over the pixels
-/// instead of one per class). Same arithmetic, same order, so results are identical.
-template <int C>
-EDGESEG_HOT void argmaxConfidenceFixed(const float* __restrict top,
-                                       const float* __restrict bottom, size_t rowPlane, float h0,
-                                       float h1, int n, uint8_t* __restrict cls,
-                                       float* __restrict conf) {
-    for (int i = 0; i < n; ++i) {
-        float m = detail::lerp2(h0, top[i], h1, bottom[i]);
-        int32_t b = 0;
-        float s = 1.0f;
-        // Full unrolling is what lets the pixel loop vectorize; GCC's own heuristic stops at
-        // C = 8 (7 steps), leaving that loop scalar and 10x slower.
-#pragma GCC unroll 16
-        for (int c = 1; c < C; ++c) {
-            detail::softmaxStep(detail::lerp2(h0, top[c * rowPlane + i], h1,
-                                              bottom[c * rowPlane + i]),
-                                c, m, b, s);
-        }
-        cls[i] = static_cast<uint8_t>(b);
-        conf[i] = 1.0f / s;
-    }
-}
-
-EDGESEG_HOT void narrowClasses(const int32_t* __restrict best, int n, uint8_t* __restrict cls) {
-    for (int i = 0; i < n; ++i) {
-        cls[i] = static_cast<uint8_t>(best[i]);
-    }
-}
-
-/// overlay = (frame * (256 - a) + colour * a + 128) >> 8 per byte, where `table[class]` packs
-/// the class colour (bits 0..23) and a transparency flag (bit 24, a = 0); the sum stays below
-/// 2^16 (see detail::overlayAlpha).
-EDGESEG_HOT void blendBlock(const uint8_t* __restrict frame, const uint8_t* __restrict best,
-                            const uint32_t* __restrict table, uint32_t alpha, int n,
-                            uint8_t* __restrict out) {
-    for (int i = 0; i < n; ++i) {
-        const uint32_t u = table[best[i]];
-        const uint32_t a = (u >> 24) != 0 ? 0 : alpha;
-        const uint32_t keep = 256 - a;
-        for (int ch = 0; ch < 3; ++ch) {
-            const uint32_t colour = (u >> (8 * ch)) & 255;
-            out[3 * i + ch] =
-                static_cast<uint8_t>((frame[3 * i + ch] * keep + colour * a + 128) >> 8);
-        }
-    }
-}
-
-/// Per-class pixel counts of a block of the class map into `hist` (4 x channels entries,
-/// summed by the caller). Few classes: one byte-compare sweep per class with 8-bit lane
-/// counters (32 pixels per AVX2 instruction; blocks of 128 keep them from overflowing) — 4x
-/// less data than counting the int32 labels. Many classes: a histogram spread over four
-/// copies so that runs of one class do not serialize on a single counter.
-EDGESEG_HOT void countBlock(const uint8_t* __restrict cls, int n, int channels,
-                            int64_t* __restrict hist) {
-    if (channels > 8) {
-        int64_t* h1 = hist + channels;
-        int64_t* h2 = h1 + channels;
-        int64_t* h3 = h2 + channels;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            ++hist[cls[i]];
-            ++h1[cls[i + 1]];
-            ++h2[cls[i + 2]];
-            ++h3[cls[i + 3]];
-        }
-        for (; i < n; ++i) {
-            ++hist[cls[i]];
-        }
-        return;
-    }
-    constexpr int kBlock = 128;
-    for (int c = 0; c < channels; ++c) {
-        const uint8_t label = static_cast<uint8_t>(c);
-        int64_t total = 0;
-        for (int b = 0; b < n; b += kBlock) {
-            const int m = std::min(kBlock, n - b);
-            const uint8_t* p = cls + b;
-            uint8_t k = 0;
-            for (int i = 0; i < m; ++i) {
-                k = static_cast<uint8_t>(k + (p[i] == label ? 1 : 0));
+struct BlendPatterns {
+    alignas(32) int8_t expand[6][16];
+    alignas(32) int8_t chan1[6][16];
+    alignas(32) int8_t chan2[6][16];
+    constexpr BlendPatterns() : expand(), chan1(), chan2() {
+        for (int m = 0; m < 6; ++m) {
+            for (int j = 0; j < 16; ++j) {
+                const int g = 16 * m + j;
+                expand[m][j] = static_cast<int8_t>(g / 3 - kLaneStart[m]);
+                chan1[m][j] = static_cast<int8_t>(g % 3 == 1 ? -1 : 0);
+                chan2[m][j] = static_cast<int8_t>(g % 3 == 2 ? -1 : 0);
             }
-            total += k;
         }
-        hist[c] += total;
     }
+};
+constexpr BlendPatterns kBlendPatterns{};
+
+/// overlay = (frame * (256 - A) + colour * A + 128) >> 8 (frame itself for transparent
+/// classes) for 32 packed RGB pixels per step, classes looked up with pshufb instead of the
+/// gathers the compiler emits for blendBlock; the same integer arithmetic, so the same bytes.
+/// Handles pixels [0, k) and returns k, a multiple of 32; it reads class bytes up to
+/// k + 10, which must be below `clsReadable`.
+__attribute__((target("avx2"))) inline __m256i lane2(const int8_t (*t)[16], int k) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(t[2 * k]));
 }
 
-using FixedConfidenceFn = void (*)(const float*, const float*, size_t, float, float, int,
-                                  uint8_t*, float*);
-constexpr int kMaxFixedClasses = 8;
-const FixedConfidenceFn kFixedConfidence[kMaxFixedClasses + 1] = {
-    nullptr,
-    nullptr,
-    argmaxConfidenceFixed<2>,
-    argmaxConfidenceFixed<3>,
-    argmaxConfidenceFixed<4>,
-    argmaxConfidenceFixed<5>,
-    argmaxConfidenceFixed<6>,
-    argmaxConfidenceFixed<7>,
-    argmaxConfidenceFixed<8>,
-};
+__attribute__((target("avx2"))) inline __m256i table(const uint8_t* t) {
+    return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
+__attribute__((target("avx2"))) int blendRowAvx2(const Job& job, const uint8_t* frame,
+                                                const uint8_t* cls, int n, int clsReadable,
+                                                uint8_t* out) {
+    const __m256i lo0 = table(job.blendLo[0]), lo1 = table(job.blendLo[1]);
+    const __m256i lo2 = table(job.blendLo[2]), hi0 = table(job.blendHi[0]);
+    const __m256i hi1 = table(job.blendHi[1]), hi2 = table(job.blendHi[2]);
+    const __m256i clear = table(job.blendClear);
+    const __m256i keep = _mm256_set1_epi16(static_cast<int16_t>(256 - job.overlayAlpha));
+    const __m256i zero = _mm256_setzero_si256();
+    int i = 0;
+    for (; i + 32 <= n && i + 42 <= clsReadable; i += 32) {
+        for (int k = 0; k < 3; ++k) {
+            const __m256i c = _mm256_loadu2_m128i(
+                reinterpret_cast<const __m128i*>(cls + i + kLaneStart[2 * k + 1]),
+                reinterpret_cast<const __m128i*>(cls + i + kLaneStart[2 * k]));
+            const __m256i idx = _mm256_shuffle_epi8(c, lane2(kBlendPatterns.expand, k));
+            const __m256i m1 = lane2(kBlendPatterns.chan1, k);
+            const __m256i m2 = lane2(kBlendPatterns.chan2, k);
+            __m256i lo = _mm256_shuffle_epi8(lo0, idx);
+            lo = _mm256_blendv_epi8(lo, _mm256_shuffle_epi8(lo1, idx), m1);
+            lo = _mm256_blendv_epi8(lo, _mm256_shuffle_epi8(lo2, idx), m2);
+            __m256i hi = _mm256_shuffle_epi8(hi0, idx);
+            hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi1, idx), m1);
+            hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi2, idx), m2);
+            const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(frame + 3 * i) + k);
+            const __m256i sumLo = _mm256_add_epi16(
+                _mm256_mullo_epi16(_mm256_unpacklo_epi8(f, zero), keep),
+                _mm256_unpacklo_epi8(lo, hi));
+            const __m256i sumHi = _mm256_add_epi16(
+                _mm256_mullo_epi16(_mm256_unpackhi_epi8(f, zero), keep),
+                _mm256_unpackhi_epi8(lo, hi));
+            const __m256i blended = _mm256_packus_epi16(_mm256_srli_epi16(sumLo, 8),
+                                                        _mm256_srli_epi16(sumHi, 8));
+            const __m256i result =
+                _mm256_blendv_epi8(blended, f, _mm256_shuffle_epi8(clear, idx));
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 3 * i) + k, result);
+        }
+    }
+    return i;
+}
+#endif
+
+/// Fills the AVX2 overlay tables from the per-class overlay table (classes < 16 only).
+void buildBlendTables(Job& job, int channels) {
+    if (channels > 16) {
+        return;
+    }
+    for (int c = 0; c < channels; ++c) {
+        const uint32_t u = job.overlayTable[c];
+        const bool clear = (u >> 24) != 0;
+        for (int ch = 0; ch < 3; ++ch) {
+            const uint32_t q = ((u >> (8 * ch)) & 255) * job.overlayAlpha + 128;
+            job.blendLo[ch][c] = static_cast<uint8_t>(q & 255);
+            job.blendHi[ch][c] = static_cast<uint8_t>(q >> 8);
+        }
+        job.blendClear[c] = clear ? 0xff : 0;
+    }
+    job.blendTables = true;
+}
 
 void buildTaps(Job& job, const Letterbox* lb, int h, int w) {
     const int outW = job.outWidth;
@@ -362,134 +233,45 @@ void buildTaps(Job& job, const Letterbox* lb, int h, int w) {
     }
 }
 
-/// Returns the slot holding the horizontally interpolated source row `r` (C x outWidth) and
-/// its bad-cell mask, computing them into the slot not holding `keep` when `r` is not cached.
-/// Source rows are visited in increasing order by a task, so two slots suffice.
-int cachedRow(const Job& job, Scratch& s, int r, int keep) {
-    for (int k = 0; k < 2; ++k) {
-        if (s.rowKey[k] == r) {
-            return k;
-        }
-    }
-    int slot = s.rowKey[0] == keep ? 1 : 0;
-    const size_t W = static_cast<size_t>(job.outWidth);
-    const size_t plane = static_cast<size_t>(job.srcHeight) * job.srcWidth;
-    float* dst = s.rows[slot].data();
-    uint8_t* bad = s.bad[slot].data();
-    std::fill_n(bad, job.srcWidth, uint8_t{0});
-    int anyBad = 0;
-    for (int c = 0; c < job.channels; ++c) {
-        const size_t offset = c * plane + static_cast<size_t>(r) * job.srcWidth;
-        const float* src;
-        if (job.half) {
-            halfRowToFloat(static_cast<const uint16_t*>(job.logits) + offset, job.srcWidth,
-                           s.srcRow.data());
-            src = s.srcRow.data();
-        } else {
-            src = static_cast<const float*>(job.logits) + offset;
-        }
-        anyBad |= markBad(src, job.srcWidth, bad);
-        interpolateRow(src, job.srcWidth, job.x0.data(), job.x1.data(), job.xw0.data(),
-                       job.xw1.data(),
-                       job.outWidth, dst + c * W);
-    }
-    s.rowKey[slot] = r;
-    s.rowBad[slot] = anyBad != 0;
-    return slot;
-}
+using RunRowsFn = void (*)(const Job&, int, int, int64_t*, int64_t&, std::mutex&);
 
-void runRows(const Job& job, int yBegin, int yEnd, int64_t* counts, int64_t& nonfinite,
-             std::mutex& countsMutex) {
-    thread_local Scratch s;
-    const int C = job.channels;
-    const int W = job.outWidth;
-    const int K = job.chunk;
-    const PostprocessOutputs& out = job.out;
-    const bool wantConf = out.confidence != nullptr;
-    const bool wantOverlay = out.overlay != nullptr;
-    const bool wantCounts = counts != nullptr;
+#ifdef EDGESEG_POST_TIERS
+namespace tier_v4 {
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define EDGESEG_ROWS_LABELS_INLINE 1
+#include "postprocess_rows.inc"
+#undef EDGESEG_ROWS_LABELS_INLINE
+#pragma GCC pop_options
+} // namespace tier_v4
 
-    s.rowKey[0] = s.rowKey[1] = -1;
-    ensure(s.rows[0], static_cast<size_t>(C) * W);
-    ensure(s.rows[1], static_cast<size_t>(C) * W);
-    ensure(s.srcRow, static_cast<size_t>(job.srcWidth));
-    ensure(s.bad[0], static_cast<size_t>(job.srcWidth));
-    ensure(s.bad[1], static_cast<size_t>(job.srcWidth));
-    int64_t badPixels = 0;
-    ensure(s.maxVal, K);
-    ensure(s.sum, K);
-    ensure(s.best, K);
-    if (wantOverlay) {
-        ensure(s.pixels, 3 * static_cast<size_t>(K));
-    }
-    if (wantCounts) {
-        s.hist.assign(4 * static_cast<size_t>(C), 0);
-    }
-    const ImageView* frame = out.frame;
-    const bool packedFrame = frame != nullptr && frame->pixelStride == 3;
+namespace tier_v3 {
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define EDGESEG_ROWS_LABELS_INLINE 0
+#include "postprocess_rows.inc"
+#undef EDGESEG_ROWS_LABELS_INLINE
+#pragma GCC pop_options
+} // namespace tier_v3
+#endif
 
-    for (int y = yBegin; y < yEnd; ++y) {
-        const AxisTap& ty = job.yTaps[y];
-        const int topSlot = cachedRow(job, s, ty.i0, -1);
-        const int bottomSlot = cachedRow(job, s, ty.i1, ty.i0);
-        const float* top = s.rows[topSlot].data();
-        const float* bottom = s.rows[bottomSlot].data();
-        const bool rowBad = s.rowBad[topSlot] || s.rowBad[bottomSlot];
-        const size_t rowOffset = static_cast<size_t>(y) * W;
-        for (int x = 0; x < W; x += K) {
-            const int n = std::min(K, W - x);
-            uint8_t* cls = out.classMap + rowOffset + x;
-            if (wantConf && C >= 2 && C <= kMaxFixedClasses) {
-                // Writes the class bytes itself: no int32 labels, no separate narrowing pass.
-                kFixedConfidence[C](top + x, bottom + x, W, ty.w0, ty.w1, n, cls,
-                                    out.confidence + rowOffset + x);
-            } else {
-                if (wantConf) {
-                    argmaxConfidenceBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n,
-                                          s.maxVal.data(), s.best.data(), s.sum.data(),
-                                          out.confidence + rowOffset + x);
-                } else {
-                    argmaxBlock(top + x, bottom + x, W, C, ty.w0, ty.w1, n, s.maxVal.data(),
-                                s.best.data());
-                }
-                narrowClasses(s.best.data(), n, cls);
-            }
-            if (rowBad) {
-                badPixels += clearNonfinite(s.bad[topSlot].data(), s.bad[bottomSlot].data(),
-                                            job.x0.data() + x, job.x1.data() + x, n, cls,
-                                            wantConf ? out.confidence + rowOffset + x : nullptr);
-            }
-            if (wantCounts) {
-                countBlock(cls, n, C, s.hist.data());
-            }
-            if (wantOverlay) {
-                const uint8_t* src;
-                if (packedFrame) {
-                    src = frame->row(y) + static_cast<ptrdiff_t>(x) * 3;
-                } else {
-                    const uint8_t* rowPtr = frame->row(y);
-                    uint8_t* px = s.pixels.data();
-                    for (int i = 0; i < n; ++i) {
-                        const uint8_t* p = rowPtr + static_cast<ptrdiff_t>(x + i) *
-                                                        frame->pixelStride;
-                        px[3 * i] = p[0];
-                        px[3 * i + 1] = p[1];
-                        px[3 * i + 2] = p[2];
-                    }
-                    src = px;
-                }
-                blendBlock(src, cls, job.overlayTable, job.overlayAlpha, n,
-                           out.overlay + 3 * (rowOffset + x));
-            }
-        }
+namespace tier_base {
+#define EDGESEG_ROWS_LABELS_INLINE 1
+#include "postprocess_rows.inc"
+#undef EDGESEG_ROWS_LABELS_INLINE
+} // namespace tier_base
+
+RunRowsFn rowKernel(const std::string& level) {
+#ifdef EDGESEG_POST_TIERS
+    if (level == "avx512") {
+        return tier_v4::runRows;
     }
-    std::lock_guard<std::mutex> lock(countsMutex);
-    nonfinite += badPixels;
-    if (wantCounts) {
-        for (int c = 0; c < C; ++c) {
-            counts[c] += s.hist[c] + s.hist[C + c] + s.hist[2 * C + c] + s.hist[3 * C + c];
-        }
+    if (level == "avx2") {
+        return tier_v3::runRows;
     }
+#endif
+    (void)level;
+    return tier_base::runRows;
 }
 
 } // namespace
@@ -506,11 +288,15 @@ void postprocess(const LogitsView& logits, const PostprocessParams& params,
     job.outHeight = params.outHeight;
     job.outWidth = params.outWidth;
     job.out = out;
+    const std::string level = simdLevel();
+    job.avx2 = level == "avx2" || level == "avx512";
+    const RunRowsFn runRows = rowKernel(level);
     // Block width: C x chunk floats of interpolated logits should stay in L1.
     job.chunk = std::max(16, std::min(1024, (4096 / job.channels) / 16 * 16));
     buildTaps(job, params.letterbox, logits.height, logits.width);
     if (out.overlay != nullptr) {
         job.overlayAlpha = detail::buildOverlayTable(params, logits.channels, job.overlayTable);
+        buildBlendTables(job, logits.channels);
     }
     if (out.counts != nullptr) {
         std::fill(out.counts, out.counts + logits.channels, int64_t{0});

@@ -92,10 +92,12 @@ EDGESEG_HD bool badLogit(float v) { return !(fabsf(v) < 0x1p127f); }
 /// fitted for relative error ~1.1e-7 on |r| <= ln2/2, and 2^n built in the exponent bits.
 /// Branch-free so that loops over pixels vectorize.
 EDGESEG_HD float expNonPositive(float x) {
-    x = x > -87.0f ? x : -87.0f;
+    // Written as the max(-87, x) pattern, one instruction in the vectorized loops.
+    x = x < -87.0f ? -87.0f : x;
     // Adding 1.5 * 2^23 rounds to the nearest integer in the float's low mantissa bits.
     const float kRound = 12582912.0f;
-    float n = (x * 1.44269504089f + kRound) - kRound;
+    const float t = x * 1.44269504089f + kRound;
+    const float n = t - kRound;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 8.312443271e-03f;
@@ -104,8 +106,10 @@ EDGESEG_HD float expNonPositive(float x) {
     p = p * r + 4.999923408e-01f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int ni = static_cast<int>(n);
-    return p * bitsToFloat(static_cast<uint32_t>(ni + 127) << 23);
+    // p * 2^n as an integer add of n to p's exponent: t's bits hold n in their low bits, so
+    // bits(t) << 23 is n << 23 (mod 2^32). Exact, like the multiply it replaces: n >= -126, and
+    // at n = -126 (x near -87) r > 0.33 so p > 1 and the result stays a normal float.
+    return bitsToFloat(floatToBits(p) + (floatToBits(t) << 23));
 }
 
 /// One class of an online softmax: folds value `v` into the running maximum `maxVal`, its class

@@ -136,7 +136,7 @@ constexpr int8_t Z = -128; // pshufb: zero this byte
 
 bool avx2Usable() {
     const std::string level = simdLevel();
-    return level == "avx2";
+    return level == "avx2" || level == "avx512";
 }
 
 /// Four unaligned qwords at row + o[0..3], the first two in the low 128-bit half. Plain loads

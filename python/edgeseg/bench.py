@@ -6,6 +6,12 @@ reports medians and ratios. Peers: numpy+OpenCV (per-channel ``cv2.resize`` of t
 ``softmax`` + ``max``) and, for preprocessing, ``cv2.dnn.blobFromImage`` + numpy mean/std.
 A peer whose library is missing is reported as skipped, never faked.
 
+Implementations run in interleaved rounds (each round times every implementation in turn), so
+that load from other processes spreads over all of them alike. ``--simd avx2,avx512`` times our
+kernels once per instruction-set tier in the same rounds (an AVX-512 machine then also shows
+what an AVX2-only CPU runs); ``--compare-core PATH`` adds another build of the native module
+(e.g. the previous release's ``_core*.so``) as a row, to measure a change in one process.
+
 Run ``edgeseg bench`` or ``python tools/bench_kernels.py`` (``--json`` for scripts).
 """
 
@@ -96,6 +102,42 @@ def time_fn(fn: Callable[[], object], repeat: int, warmup: int) -> tuple[float, 
     return statistics.median(samples), q[0], q[-1]
 
 
+def load_core(path: str):
+    """Another build of the native module, imported from its .so under a private name (its
+    init symbol is PyInit__core whatever the package) so that it runs beside ours."""
+    import importlib.machinery
+    import importlib.util
+
+    loader = importlib.machinery.ExtensionFileLoader("edgeseg_compare._core", path)
+    spec = importlib.util.spec_from_file_location("edgeseg_compare._core", path, loader=loader)
+    if spec is None:
+        raise SystemExit(f"--compare-core: {path} is not a loadable extension module")
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _ours(fn: Callable[[], object], level: Optional[str]) -> Callable[[], object]:
+    """Runs `fn` with the CPU kernels forced to `level` (None: the automatic choice)."""
+    if level is None:
+        return fn
+
+    def run():
+        kernels.set_simd_level(level)
+        try:
+            return fn()
+        finally:
+            kernels.set_simd_level(None)
+
+    return run
+
+
+def _our_rows(fn: Callable[[], object], args) -> list:
+    if not args.simd:
+        return [("edgeseg (fused C++)", fn)]
+    return [(f"edgeseg (fused C++, simd={lv})", _ours(fn, lv)) for lv in args.simd]
+
+
 def _try_import(name: str):
     try:
         return __import__(name)
@@ -146,7 +188,19 @@ def bench_postprocess(report: Report, name: str, c, h, w, out_h, out_w, overlay:
             logits, (out_h, out_w), frame=frame_arg, palette=palette_arg, confidence=True
         )
 
-    rows = [("edgeseg (fused C++)", ours)]
+    rows = _our_rows(ours, args)
+    if args.compare_core is not None:
+        other = args.compare_core
+        lg = logits[None]
+        frames = None if frame_arg is None else [frame_arg]
+        rows.append(
+            (
+                f"edgeseg (other core: {args.compare_core_name})",
+                lambda: other.postprocess(
+                    lg, out_h, out_w, frames, palette_arg, 0.5, True, True, [], None
+                ),
+            )
+        )
     if cv2 is not None:
         rows.append(
             (
@@ -176,7 +230,17 @@ def bench_preprocess(report: Report, name: str, src_h, src_w, h, w, args):
     def ours():
         return kernels.preprocess(img, (h, w), MEAN, STD, input_order="bgr", output_order="rgb")
 
-    rows = [("edgeseg (fused C++)", ours)]
+    rows = _our_rows(ours, args)
+    if args.compare_core is not None:
+        other = args.compare_core
+        rows.append(
+            (
+                f"edgeseg (other core: {args.compare_core_name})",
+                lambda: other.preprocess(
+                    [img], h, w, 3, list(MEAN), list(STD), True, False, False, 114
+                ),
+            )
+        )
     if cv2 is not None:
 
         def blob_from_image():
@@ -198,13 +262,26 @@ def bench_preprocess(report: Report, name: str, src_h, src_w, h, w, args):
 
 
 def _run_rows(report: Report, name: str, rows, args) -> None:
+    samples: list[list[float]] = [[] for _ in rows]
+    rounds = max(1, min(args.rounds, args.repeat))
+    for r in range(rounds):
+        per_round = args.repeat // rounds + (1 if r < args.repeat % rounds else 0)
+        for (_, fn), acc in zip(rows, samples):
+            # Let the previous implementation's thread pools (OpenMP, OpenBLAS, OpenCV, ours)
+            # stop spinning, so that none runs against another one's busy-waiting threads.
+            time.sleep(args.pause / rounds)
+            for _ in range(args.warmup if r == 0 else 1):
+                fn()
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                fn()
+                acc.append((time.perf_counter() - t0) * 1e3)
     results = []
-    for impl, fn in rows:
-        # Let the previous implementation's thread pools (OpenMP, OpenBLAS, OpenCV, ours) stop
-        # spinning, so that no implementation runs against another one's busy-waiting threads.
-        time.sleep(args.pause)
-        med, p10, p90 = time_fn(fn, args.repeat, args.warmup)
-        results.append(Row(name, impl, med, p10, p90))
+    for (impl, _), acc in zip(rows, samples):
+        acc.sort()
+        q = statistics.quantiles(acc, n=10) if len(acc) >= 2 else acc * 9
+        med = statistics.median(acc)
+        results.append(Row(name, impl, med, q[0], q[-1]))
         if not args.json:
             print(f"  {name:<44} {impl:<32} {med:9.3f} ms", file=sys.stderr)
     ours_ms = results[0].median_ms
@@ -244,7 +321,8 @@ def format_table(report: Report) -> str:
         if r.median_ms is None:
             lines.append(f"| {r.workload} | {r.impl} | – | {r.note} |")
             continue
-        ratio = "1.0 (ours)" if r.impl.startswith("edgeseg") else f"{r.speedup_vs_ours:.1f}×"
+        first = r.speedup_vs_ours is not None and abs(r.speedup_vs_ours - 1.0) < 1e-12
+        ratio = "1.0 (ours)" if first else f"{r.speedup_vs_ours:.2f}×"
         lines.append(f"| {r.workload} | {r.impl} | {r.median_ms:.3f} | {ratio} |")
     m = report.machine
     lines.append("")
@@ -286,13 +364,49 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         help="keep glibc's default allocator thresholds (large temporaries then pay page "
         "faults on every call, as in a fresh process)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=5,
+        help="interleaved rounds the repeats are split into (default 5)",
+    )
+    parser.add_argument(
+        "--simd",
+        default=None,
+        help="comma-separated instruction-set tiers to time our kernels on, e.g. "
+        "'avx2,avx512' (tiers this CPU runs: see edgeseg.kernels.set_simd_level)",
+    )
+    parser.add_argument(
+        "--compare-core",
+        default=None,
+        metavar="PATH",
+        help="another build of the native module (_core*.so) to time beside ours",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough look)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
-    if args.repeat < 1 or args.warmup < 0 or args.pause < 0:
-        parser.error("--repeat must be >= 1, --warmup >= 0 and --pause >= 0")
+    if args.repeat < 1 or args.warmup < 0 or args.pause < 0 or args.rounds < 1:
+        parser.error("--repeat and --rounds must be >= 1, --warmup >= 0 and --pause >= 0")
+    if args.simd is not None:
+        args.simd = [lv.strip() for lv in args.simd.split(",") if lv.strip()]
+        for lv in args.simd:
+            try:
+                kernels.set_simd_level(lv)
+            except ValueError as e:
+                parser.error(f"--simd: {e}")
+            finally:
+                kernels.set_simd_level(None)
+    args.compare_core_name = None
+    if args.compare_core is not None:
+        if not os.path.isfile(args.compare_core):
+            parser.error(f"--compare-core: no such file: {args.compare_core}")
+        args.compare_core_name = os.path.basename(
+            os.path.dirname(os.path.abspath(args.compare_core))
+        )
+        args.compare_core = load_core(args.compare_core)
+        args.compare_core.set_num_threads(args.threads)
     if args.quick:
         args.repeat, args.warmup = min(args.repeat, 7), min(args.warmup, 2)
 
@@ -305,6 +419,8 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         torch.set_num_threads(args.threads)
 
     report = Report(machine=machine_info(args.threads))
+    if args.simd:
+        report.machine["simd_tiers"] = args.simd
     report.machine["allocator"] = warm_allocator() if not args.cold_allocator else "default"
     selected = args.only or ["pre", "post-c4", "post-c19"]
     if "pre" in selected:

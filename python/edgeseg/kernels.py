@@ -28,6 +28,8 @@ __all__ = [
     "postprocess",
     "preprocess",
     "set_num_threads",
+    "set_simd_level",
+    "simd_level",
 ]
 
 #: Where a frame sits inside a letterboxed network input (see ``preprocess(letterbox=True)``).
@@ -50,6 +52,22 @@ def set_num_threads(n: int) -> None:
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise InvalidArgumentError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
     _core.set_num_threads(int(n))
+
+
+def simd_level() -> str:
+    """The instruction-set tier the CPU kernels use now: ``"avx512"``, ``"avx2"``,
+    ``"sse2"``, ``"neon"`` or ``"scalar"``."""
+    return _core.simd_level()
+
+
+def set_simd_level(level: Optional[str]) -> None:
+    """Forces the CPU kernels onto a tier this CPU runs, for the whole process (``None``:
+    back to the best one). ``"avx2"`` on an AVX-512 machine runs the AVX2 clones, which is what
+    an AVX2-only CPU runs; ``EDGESEG_SIMD=avx2`` in the environment does the same for a whole
+    run. Not safe to call while a kernel runs."""
+    if level is not None and not isinstance(level, str):
+        raise InvalidArgumentError(f"level: expected a string or None, got {level!r}")
+    _core.set_simd_level(level or "")
 
 
 def cuda_available() -> tuple[bool, str]:

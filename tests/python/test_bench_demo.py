@@ -39,3 +39,21 @@ def test_numpy_opencv_peer_agrees_with_kernel():
     np.testing.assert_allclose(ours.confidence, conf, atol=1e-4)
     assert np.abs(ours.overlay.astype(int) - ov).max() <= 1 or (ours.class_map != cm).any()
     assert np.abs(ours.counts - counts).sum() <= 2 * (ours.class_map != cm).sum()
+
+
+def test_bench_times_each_simd_tier_in_the_same_rounds(capsys):
+    best = kernels.simd_level()
+    argv = ["--only", "post-c4", "--repeat", "4", "--rounds", "2", "--warmup", "1", "--pause", "0"]
+    assert bench.main([*argv, "--simd", f"scalar,{best}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    impls = [r["impl"] for r in report["rows"]]
+    assert impls[:2] == ["edgeseg (fused C++, simd=scalar)", f"edgeseg (fused C++, simd={best})"]
+    assert report["machine"]["simd_tiers"] == ["scalar", best]
+    assert kernels.simd_level() == best  # the forced tier does not leak out of the bench
+
+
+def test_bench_rejects_unknown_tier_and_missing_core(tmp_path):
+    with pytest.raises(SystemExit):
+        bench.main(["--simd", "avx9"])
+    with pytest.raises(SystemExit):
+        bench.main(["--compare-core", str(tmp_path / "missing.so")])

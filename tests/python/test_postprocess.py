@@ -601,3 +601,73 @@ def test_cuda_extreme_shapes(rng):
         assert (gpu.class_map == cpu.class_map).mean() > 0.999
         np.testing.assert_allclose(gpu.confidence, cpu.confidence, rtol=0, atol=1e-5)
         np.testing.assert_array_equal(gpu.counts, np.bincount(gpu.class_map.ravel(), minlength=c))
+
+
+# ---- SIMD tiers ---------------------------------------------------------------------------
+
+
+def runnable_tiers():
+    tiers = []
+    for level in ("scalar", "sse2", "avx2", "avx512", "neon"):
+        try:
+            kernels.set_simd_level(level)
+        except edgeseg.InvalidArgumentError:
+            continue
+        finally:
+            kernels.set_simd_level(None)
+        tiers.append(level)
+    return tiers
+
+
+@pytest.mark.parametrize("c", [2, 4, 9, 16, 17])
+@pytest.mark.parametrize("alpha", [0.0, 0.35, 1.0])
+def test_simd_tiers_agree(rng, c, alpha):
+    """Every tier this CPU runs (forced as on a CPU that has only it) gives the same class map,
+    overlay and counts, and the confidence to the last bits (the baseline tier within 1e-6)."""
+    tiers = runnable_tiers()
+    assert "scalar" in tiers and kernels.simd_level() == tiers[-1]
+    logits = inject_nonfinite(
+        rng, (rng.standard_normal((2, c, 13, 29)) * 3).astype(np.float32), [2, 0]
+    )
+    # odd sizes: vector loops end in scalar tails, the last rows end at the buffer's end
+    frames = rng.integers(0, 256, (2, 61, 203, 3), dtype=np.uint8)
+    palette = rng.integers(0, 256, (c, 3), dtype=np.uint8)
+    kw = dict(frame=frames, palette=palette, alpha=alpha, ignore=[1])
+    results = {}
+    try:
+        for level in tiers:
+            kernels.set_simd_level(level)
+            assert kernels.simd_level() == level
+            results[level] = kernels.postprocess(logits, **kw)
+    finally:
+        kernels.set_simd_level(None)
+    ref = results[tiers[-1]]
+    for i in range(2):
+        assert_overlay(
+            kernels.PostprocessResult(ref.class_map[i], None, ref.overlay[i], None),
+            frames[i],
+            palette,
+            alpha,
+            ignore=[1],
+        )
+    for level, res in results.items():
+        np.testing.assert_array_equal(res.class_map, ref.class_map, err_msg=level)
+        np.testing.assert_array_equal(res.overlay, ref.overlay, err_msg=level)
+        np.testing.assert_array_equal(res.counts, ref.counts, err_msg=level)
+        np.testing.assert_array_equal(res.nonfinite, ref.nonfinite, err_msg=level)
+        tol = 1e-6 if level in ("scalar", "sse2") else 0
+        np.testing.assert_allclose(res.confidence, ref.confidence, rtol=0, atol=tol, err_msg=level)
+
+
+def test_set_simd_level_rejects_unknown_and_unrunnable():
+    with pytest.raises(edgeseg.InvalidArgumentError, match="simd level.*avx9"):
+        kernels.set_simd_level("avx9")
+    other = "neon" if kernels.simd_level() != "neon" else "avx2"
+    with pytest.raises(edgeseg.InvalidArgumentError, match="cannot run"):
+        kernels.set_simd_level(other)
+    kernels.set_simd_level("scalar")
+    try:
+        assert edgeseg.build_info()["simd"] == "scalar"
+    finally:
+        kernels.set_simd_level(None)
+    assert kernels.simd_level() != "scalar" or runnable_tiers() == ["scalar"]
