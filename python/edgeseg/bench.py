@@ -314,16 +314,16 @@ WORKLOADS = {
 
 def format_table(report: Report) -> str:
     lines = [
-        "| workload | implementation | median ms | ours is N× faster |",
-        "|---|---|---:|---:|",
+        "| workload | implementation | median ms | p10 ms | ours is N× faster |",
+        "|---|---|---:|---:|---:|",
     ]
     for r in report.rows:
         if r.median_ms is None:
-            lines.append(f"| {r.workload} | {r.impl} | – | {r.note} |")
+            lines.append(f"| {r.workload} | {r.impl} | – | – | {r.note} |")
             continue
         first = r.speedup_vs_ours is not None and abs(r.speedup_vs_ours - 1.0) < 1e-12
         ratio = "1.0 (ours)" if first else f"{r.speedup_vs_ours:.2f}×"
-        lines.append(f"| {r.workload} | {r.impl} | {r.median_ms:.3f} | {ratio} |")
+        lines.append(f"| {r.workload} | {r.impl} | {r.median_ms:.3f} | {r.p10_ms:.3f} | {ratio} |")
     m = report.machine
     lines.append("")
     lines.append(
