@@ -173,7 +173,8 @@ __attribute__((target("avx2"))) int blendRowAvx2(const Job& job, const uint8_t* 
             __m256i hi = _mm256_shuffle_epi8(hi0, idx);
             hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi1, idx), m1);
             hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi2, idx), m2);
-            const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(frame + 3 * i) + k);
+            const __m256i f =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(frame + 3 * i) + k);
             const __m256i sumLo = _mm256_add_epi16(
                 _mm256_mullo_epi16(_mm256_unpacklo_epi8(f, zero), keep),
                 _mm256_unpacklo_epi8(lo, hi));
