@@ -17,6 +17,7 @@ __all__ = [
     "EdgesegError",
     "EngineMismatchError",
     "InvalidArgumentError",
+    "InvalidResultError",
     "ModelError",
     "RulesError",
     "SinkError",
@@ -41,6 +42,12 @@ class TrainingError(EdgesegError):
 class ModelError(EdgesegError):
     """A model file (ONNX, engine) cannot be read or lacks what edgeseg needs (e.g. its
     embedded metadata); the message names the file and how to get a usable one."""
+
+
+class InvalidResultError(ModelError):
+    """A model gave output that cannot be trusted (NaN/±Inf logits or input) where the policy
+    is to stop (``on_invalid: error``, or too many invalid frames in a row); the message names
+    the model, the reason and what to check."""
 
 
 class EngineMismatchError(EdgesegError):

@@ -11,7 +11,9 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
+from edgeseg.camera.loop import MAX_INVALID
 from edgeseg.errors import EdgesegError
+from edgeseg.rules.invalid import ON_INVALID
 
 _PICTURE_SINKS = {"video", "images", "window", "serve", "archive"}
 _SINK_ALPHA = 0.5  # the picture sinks' default overlay opacity (the cached overlay must match)
@@ -28,6 +30,12 @@ examples:
   edgeseg run --model model.onnx --source rtsp://cam/stream --sink jsonl:- --serve 127.0.0.1:8080
   edgeseg run --model model.onnx --source line.mp4 --sink video:out.mp4 --max-frames 500 --json
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed and the final stats printed.
+
+fail closed: a frame whose model output is NaN/Inf is never OK (--on-invalid: ng = verdict NG
+  with the reason, error = stop, skip = no verdict); --max-invalid such frames in a row stop
+  the run.
+exit status: 0 the source ended or a signal stopped the run, 1 an error stopped it (or no
+  frame was processed), 2 bad arguments, model, rules or sinks.
 """
 
 
@@ -67,10 +75,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="trigger mode: one frame per external trigger — mqtt://HOST:PORT/TOPIC, "
         "http://127.0.0.1:PORT/trigger or opcua:opc.tcp://127.0.0.1:4840",
     )
+    p.add_argument(
+        "--on-invalid",
+        choices=ON_INVALID,
+        help="a frame whose model output is NaN/Inf: verdict NG with the reason (ng, the "
+        "default), stop the run (error), or no verdict (skip); overrides the rules file's "
+        "on_invalid",
+    )
+    p.add_argument(
+        "--max-invalid",
+        type=_count,
+        default=MAX_INVALID,
+        metavar="N",
+        help=f"stop with an error after N invalid frames in a row (default {MAX_INVALID}, "
+        "0 = never)",
+    )
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--stats-every", type=float, default=5.0, help="live stats period (s), 0=off")
     p.add_argument("--json", action="store_true", help="final stats as JSON on stdout")
     return p
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
 
 
 def _sinks(args: argparse.Namespace) -> list:
@@ -145,6 +178,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_fps=args.max_fps,
             max_frames=args.max_frames,
             trigger=_trigger(args.trigger),
+            on_invalid=args.on_invalid,
+            max_invalid=args.max_invalid,
         )
     except (EdgesegError, ImportError) as e:
         print(f"edgeseg run: {e}", file=sys.stderr)
@@ -179,6 +214,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             signal.signal(s, h)
     final["stopped_by"] = "signal" if stop.is_set() else ("error" if status else "end")
     print(format_stats(final), file=sys.stderr)
+    if not final.get("frames") and not stop.is_set() and status == 0:
+        why = final.get("last_error") or "the source delivered no usable frame"
+        print(f"edgeseg run: no frame was processed ({why})", file=sys.stderr)
+        status = 1
     if args.json:
         print(json.dumps(final, indent=2, default=str))
     return status

@@ -16,6 +16,13 @@ The inference thread runs ``segmenter.predict`` and ``rules.evaluate``; the sink
 writes every sink, calls ``on_result`` and feeds the iterator. A failing sink or callback
 is counted per sink (``stats["sinks"]``) and reported, and the loop goes on.
 
+Fail closed: a result that is not ``valid`` (NaN/±Inf model output) is never measured by
+the rules and never OK. ``on_invalid`` (else the rules' own, else ``ng``) gives it verdict NG
+with the reason, stops the run (``error``) or no verdict (``skip``); every such frame counts
+in ``stats["invalid"]``, and ``max_invalid`` invalid frames in a row stop the run with an
+:class:`~edgeseg.errors.InvalidResultError` naming the model (see
+:mod:`edgeseg.rules.invalid`).
+
 Trigger mode (``trigger=``): one frame per trigger id (see :mod:`edgeseg.camera.trigger`);
 the frame carries ``meta["trigger_id"]`` and ``trigger.done(id, record)`` follows its sinks.
 """
@@ -34,7 +41,8 @@ from edgeseg.camera._queues import _END, _POLL, BlockingSlot, LatestSlot
 from edgeseg.camera.frame import Frame, FrameDropped, Source, open_source
 from edgeseg.camera.stats import LoopStats
 from edgeseg.camera.trigger import Trigger
-from edgeseg.errors import InvalidArgumentError, SinkError, SourceError
+from edgeseg.errors import InvalidArgumentError, InvalidResultError, SinkError, SourceError
+from edgeseg.rules.invalid import ON_INVALID, invalid_message, invalid_verdict, is_valid, reason_of
 from edgeseg.sinks.base import LoopItem, Sink, make_record, open_sink
 
 __all__ = ["CameraLoop"]
@@ -43,6 +51,7 @@ log = logging.getLogger("edgeseg.camera")
 
 _JOIN = 10.0  # s: the longest stop() waits for one thread
 _MAX_READ_FAILURES = 50  # unexpected read errors in a row that end the run
+MAX_INVALID = 50  # default: invalid results in a row that end the run
 
 
 class CameraLoop:
@@ -54,6 +63,9 @@ class CameraLoop:
     anything with ``evaluate(result) -> Verdict``; ``on_result(item)``: a callback from the
     sink thread; ``max_fps``: cap on processed frames per second; ``trigger``: a
     :class:`~edgeseg.camera.trigger.Trigger`; ``max_frames``: stop after that many results.
+    ``on_invalid``: ``ng`` | ``error`` | ``skip`` for results with NaN/±Inf model output
+    (default: the rules' ``on_invalid``, else ``ng``); ``max_invalid``: invalid results in a
+    row that stop the run with an error (0: never).
     """
 
     def __init__(
@@ -68,6 +80,8 @@ class CameraLoop:
         trigger: Optional[Trigger] = None,
         max_frames: Optional[int] = None,
         queue_size: int = 4,
+        on_invalid: Optional[str] = None,
+        max_invalid: int = MAX_INVALID,
     ) -> None:
         if drop not in ("latest", "none"):
             raise InvalidArgumentError(f"drop: expected 'latest' or 'none', got {drop!r}")
@@ -83,6 +97,16 @@ class CameraLoop:
                 f"rules: expected an edgeseg.Rules (an object with evaluate(result)), "
                 f"got {type(rules).__name__}"
             )
+        if on_invalid is None:
+            on_invalid = getattr(rules, "on_invalid", None) or "ng"
+        if on_invalid not in ON_INVALID:
+            raise InvalidArgumentError(
+                f"on_invalid: expected one of {list(ON_INVALID)}, got {on_invalid!r}"
+            )
+        if not isinstance(max_invalid, int) or isinstance(max_invalid, bool) or max_invalid < 0:
+            raise InvalidArgumentError(
+                f"max_invalid: expected an int >= 0 (0: never stop), got {max_invalid!r}"
+            )
         import edgeseg.camera.sources  # noqa: F401 - registers the URI schemes
         import edgeseg.sinks  # noqa: F401 - registers the sink kinds
 
@@ -96,6 +120,8 @@ class CameraLoop:
         self.trigger = trigger
         self.max_frames = max_frames
         self.queue_size = int(queue_size)
+        self.on_invalid = on_invalid
+        self.max_invalid = max_invalid
         self.stats = LoopStats()
         self._stop = threading.Event()
         self._abort = threading.Event()
@@ -332,6 +358,7 @@ class CameraLoop:
         min_dt = 1.0 / self.max_fps if self.max_fps else 0.0
         next_t = 0.0
         producer, consumer = self._alive("capture"), self._alive("sinks")
+        invalid_run = 0  # invalid results in a row
         while not self._abort.is_set():
             if min_dt:
                 now = time.monotonic()
@@ -358,17 +385,41 @@ class CameraLoop:
             t1 = time.time()
             self.stats.add_latency("inference", (t1 - t0) * 1000)
             verdict = None
-            if self.rules is not None:
-                try:
-                    verdict = self.rules.evaluate(result)
-                except Exception as e:
-                    self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
-                self.stats.add_latency("rules", (time.time() - t1) * 1000)
+            halt: Optional[InvalidResultError] = None
+            if not is_valid(result):
+                # fail closed: the rules never measure it; it is NG, stops the run, or no verdict
+                invalid_run += 1
+                self.stats.invalid_frame(f"frame {frame.index}: {reason_of(result)}")
+                stop_now = self.on_invalid == "error" or 0 < self.max_invalid <= invalid_run
+                if stop_now:
+                    model = str(getattr(getattr(self.segmenter, "info", None), "path", "")) or (
+                        type(self.segmenter).__name__
+                    )
+                    halt = InvalidResultError(
+                        invalid_message(model, reason_of(result), invalid_run)
+                    )
+                policy = "ng" if self.on_invalid == "error" else self.on_invalid
+                verdict = invalid_verdict(result, policy)
+            else:
+                invalid_run = 0
+                if self.rules is not None:
+                    try:
+                        verdict = self.rules.evaluate(result)
+                    except Exception as e:
+                        self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
+                    self.stats.add_latency("rules", (time.time() - t1) * 1000)
             t_done = time.time()
             record = make_record(frame, result, verdict, t_done)
             self.stats.add_latency("total", (t_done - frame.t_capture) * 1000)
             self.stats.frame_done(t_done)
             self._q2.put(LoopItem(frame, result, verdict, record), consumer)
+            if halt is not None:
+                # the frame above still reaches the sinks; then the run ends with the error
+                log.error("camera loop stopped: %s", halt)
+                if self._fatal is None:
+                    self._fatal = halt
+                self._stop.set()
+                break
             if self.max_frames is not None and self.stats.frames >= self.max_frames:
                 self._stop.set()
                 break

@@ -5,7 +5,8 @@
     {"frames": processed frames, "fps": recent rate (last ~2 s), "fps_mean": over the run,
      "elapsed_s": ..., "captured": frames the source delivered, "dropped": frames skipped
      so that latency stays bounded (drop="latest"), "corrupt": bad frames skipped,
-     "reconnects": stream/camera reopenings, "source": the source's own counters,
+     "reconnects": stream/camera reopenings, "invalid": results whose model output was
+     not finite (never OK; "last_invalid" the newest reason), "source": the source's own counters,
      "latency_ms": {"capture": {"p50":..,"p99":..}, "queue": .., "inference": ..,
                     "rules": .., "sinks": .., "total": ..},   # total = capture -> result
      "sinks": {spec: {"written": n, "failed": n, "last_error": str|None, ...}},
@@ -43,6 +44,8 @@ class LoopStats:
         self.captured = 0
         self.dropped = 0
         self.corrupt = 0
+        self.invalid = 0
+        self.last_invalid: Optional[str] = None
         self.errors = {"inference": 0, "rules": 0, "source": 0, "trigger": 0}
         self.last_error: Optional[str] = None
         self._sinks: dict[str, dict] = {}
@@ -62,6 +65,12 @@ class LoopStats:
         with self._lock:
             self.errors[where] = self.errors.get(where, 0) + 1
             self.last_error = f"{where}: {message}"
+
+    def invalid_frame(self, message: str) -> None:
+        """Counts one result with non-finite model output (``message``: frame and reason)."""
+        with self._lock:
+            self.invalid += 1
+            self.last_invalid = message
 
     def frame_done(self, t_done: float) -> None:
         with self._lock:
@@ -125,6 +134,8 @@ class LoopStats:
                 "captured": self.captured,
                 "dropped": self.dropped,
                 "corrupt": self.corrupt,
+                "invalid": self.invalid,
+                "last_invalid": self.last_invalid,
                 "reconnects": int(src.get("reconnects", 0)),
                 "source": src,
                 "latency_ms": lat,
@@ -147,7 +158,7 @@ def format_stats(s: dict) -> str:
     lines = [
         f"frames {s['frames']}  fps {s['fps_mean']:.1f} (recent {s['fps']:.1f})  "
         f"captured {s['captured']}  dropped {s['dropped']}  corrupt {s['corrupt']}  "
-        f"reconnects {s['reconnects']}",
+        f"reconnects {s['reconnects']}" + (f"  invalid {s['invalid']}" if s.get("invalid") else ""),
         "latency p50/p99 ms: "
         + "  ".join(f"{st} {p(st)}" for st in STAGES if st in lat)
         + "   (total = capture to result)",
@@ -155,6 +166,11 @@ def format_stats(s: dict) -> str:
     for spec, v in s.get("sinks", {}).items():
         extra = f"  last error: {v['last_error']}" if v.get("failed") else ""
         lines.append(f"sink {spec}: written {v['written']} failed {v['failed']}{extra}")
+    if s.get("invalid"):
+        lines.append(
+            f"invalid model output in {s['invalid']} frame(s), never OK; last: "
+            f"{s.get('last_invalid')}"
+        )
     if s.get("last_error"):
         lines.append(f"last error: {s['last_error']}")
     return "\n".join(lines)

@@ -500,8 +500,9 @@ def load_manifest(manifest: Union[str, Path, dict]) -> tuple[dict, str]:
         )
     try:
         m = json.loads(p.read_text())
-    except ValueError as e:
-        raise ModelError(f"{p}: not a valid engine manifest ({e}); rebuild the engine") from None
+    except (ValueError, RecursionError, OSError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
+        raise ModelError(f"{p}: not a valid engine manifest ({why}); rebuild the engine") from None
     if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
         found = m.get("format") if isinstance(m, dict) else None
         raise ModelError(

@@ -81,16 +81,16 @@ def _from_props(props: dict[str, str], path: Path) -> dict:
         if k in JSON_KEYS:
             try:
                 meta[k] = json.loads(v)
-            except ValueError:
+            except (ValueError, RecursionError) as e:
+                why = "nested too deeply" if isinstance(e, RecursionError) else "not valid JSON"
                 raise ModelError(
-                    f"{path}: metadata {k!r} is not valid JSON ({v[:80]!r}); re-export the "
+                    f"{path}: metadata {k!r} is {why} ({v[:80]!r}); re-export the "
                     "model with `edgeseg export`"
                 ) from None
         elif v in ("true", "false"):
             meta[k] = v == "true"
         else:
             meta[k] = v
-    meta["input_size"] = [int(x) for x in meta["input_size"]]
     return meta
 
 

@@ -13,6 +13,7 @@ from typing import Optional, Union
 
 from edgeseg.errors import RulesError
 from edgeseg.rules.check import Check, judge
+from edgeseg.rules.invalid import check_on_invalid, invalid_verdict, is_valid
 from edgeseg.rules.measure import HIST_MIN_CLASSES, FrameMeasure
 from edgeseg.rules.schema import TOP_KEYS, Rule, check_keys, number, parse_rule, parse_zone
 from edgeseg.rules.verdict import Verdict
@@ -35,6 +36,8 @@ class Rules:
     or a :class:`Zone`; ``"frame"`` is the whole frame. ``classes`` (the model's ClassInfo list
     or names) checks class names now; without it they are checked on the first result.
     ``frame_size`` ``(width, height)`` checks pixel zones now; otherwise on the first frame.
+    ``on_invalid`` (``ng`` | ``error`` | ``skip``): the verdict of a result whose model output
+    was not finite (see :mod:`edgeseg.rules.invalid`); such a result is never OK.
     Every problem raises :class:`~edgeseg.errors.RulesError` naming ``source``, the rule and
     the fix.
     """
@@ -47,8 +50,10 @@ class Rules:
         classes: Optional[list] = None,
         frame_size: Optional[tuple[int, int]] = None,
         source: str = "<rules>",
+        on_invalid: str = "ng",
     ) -> None:
         self.source = source
+        self.on_invalid = check_on_invalid(on_invalid, source)
         if px_per_mm is not None:
             px_per_mm = number(px_per_mm, "px_per_mm", source)
             if px_per_mm <= 0:
@@ -104,7 +109,8 @@ class Rules:
             ok = isinstance(size, (list, tuple)) and len(size) == 2
             if not ok or not all(isinstance(v, int) and v > 0 for v in size):
                 raise RulesError(f"{source}: frame_size must be [width, height], got {size!r}")
-        return cls(data["rules"], zones, data.get("px_per_mm"), classes, size, source)
+        on_invalid = data.get("on_invalid", "ng")
+        return cls(data["rules"], zones, data.get("px_per_mm"), classes, size, source, on_invalid)
 
     @classmethod
     def from_file(cls, path: Union[str, Path], classes: Optional[list] = None) -> Rules:
@@ -174,9 +180,15 @@ class Rules:
             self._masks[(height, width)] = masks
         return masks
 
-    def evaluate(self, result) -> Verdict:
+    def evaluate(self, result) -> Optional[Verdict]:
         """The verdict on one :class:`~edgeseg.runtime.result.SegResult`: NG with one reason
-        per broken limit, ``details`` with the measured area/blobs of every rule."""
+        per broken limit, ``details`` with the measured area/blobs of every rule.
+
+        A result that is not ``valid`` (NaN/±Inf model output) is never measured: NG with
+        its reason, :class:`~edgeseg.errors.InvalidResultError` or None, per ``on_invalid``.
+        """
+        if not is_valid(result):
+            return invalid_verdict(result, self.on_invalid)
         names = tuple(c.name for c in result.classes)
         if names != self._bound:
             self.bind_classes(result.classes)

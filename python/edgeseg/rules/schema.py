@@ -5,6 +5,7 @@ The YAML (or dict) form::
 
     px_per_mm: 12.5              # optional: pixels per millimetre, for limits in mm²
     frame_size: [1280, 720]      # optional: check pixel zones against it at load time
+    on_invalid: ng               # NaN/Inf model output: ng (default) | error | skip
     zones:
       seal:
         polygon: [[420, 180], [860, 180], [860, 540], [420, 540]]   # frame pixels (x, y)
@@ -34,7 +35,7 @@ from edgeseg.rules.zones import FRAME_ZONE, Zone, polygon_problem
 
 __all__ = ["RULE_KEYS", "TOP_KEYS", "ZONE_KEYS", "Rule", "parse_rule", "parse_zone"]
 
-TOP_KEYS = ("px_per_mm", "frame_size", "zones", "rules")
+TOP_KEYS = ("px_per_mm", "frame_size", "on_invalid", "zones", "rules")
 ZONE_KEYS = ("polygon", "normalized")
 #: Limits a rule may set; at least one is needed.
 LIMIT_KEYS = (

@@ -134,6 +134,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if frame is None:
                 raise EdgesegError(f"{path}: not a readable image (corrupt or unsupported)")
             res = seg.predict(frame)
+            if not getattr(res, "valid", True):
+                raise EdgesegError(
+                    f"{path}: {res.invalid_reason}: the model's output for this image is "
+                    "invalid, its mask cannot be trusted and was not written; the model "
+                    "overflows or is broken (rebuild the engine in FP32 or re-export it)"
+                )
             totals += res.counts_array
             if "mask" in args.save:
                 res.save_png(out / f"{name}_mask.png")

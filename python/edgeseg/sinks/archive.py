@@ -1,10 +1,12 @@
 """``archive:DIR``: keeps the evidence of every NG frame on disk, within a disk quota.
 
-Each NG frame (verdict NG) becomes one folder ``DIR/<UTC time>_f<frame index>/`` (for example
-``20261125T154412.123Z_f000042``) holding ``original.jpg`` (the camera frame), ``overlay.jpg``
-(the classes over it), ``mask.png`` (the class map as a palette PNG: pixel value = class index)
-and ``record.json`` (the loop's per-frame record plus the verdict's details). Entries are
-written to a hidden temporary folder and renamed, so a crash never leaves half an entry.
+Each NG frame (verdict NG, and every frame whose model output was not finite — record
+``valid: false`` — whatever its verdict) becomes one folder ``DIR/<UTC time>_f<frame index>/``
+(for example ``20261125T154412.123Z_f000042``) holding ``original.jpg`` (the camera frame),
+``overlay.jpg`` (the classes over it), ``mask.png`` (the class map as a palette PNG: pixel
+value = class index) and ``record.json`` (the loop's per-frame record plus the verdict's
+details). Entries are written to a hidden temporary folder and renamed, so a crash never
+leaves half an entry.
 
 Options, in the spec (``archive:DIR?quota_mb=500&format=png``) or as keywords of
 ``open_sink``: ``quota_mb`` (total size of the entries; the oldest are removed first),
@@ -87,8 +89,10 @@ class ArchiveSink(Sink):
         self._apply_quota(keep=None)
 
     def write(self, item: LoopItem) -> None:
-        """Archives ``item`` when its verdict is NG; raises SinkError when it cannot."""
-        if item.verdict is None or item.verdict.ok:
+        """Archives ``item`` when its verdict is NG or its result is not valid; raises
+        SinkError when it cannot."""
+        invalid = (item.record or {}).get("valid") is False
+        if not invalid and (item.verdict is None or item.verdict.ok):
             self._counts["skipped_ok"] += 1
             return
         try:

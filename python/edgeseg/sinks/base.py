@@ -47,7 +47,9 @@ def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_d
 
     Keys: ``frame`` (index), ``t_capture`` (Unix s), ``latency_ms`` (capture → result),
     ``counts`` and ``area_fraction`` (by class name), ``verdict`` ("OK"/"NG", or None without
-    rules), ``reasons`` (list of str), plus ``trigger_id`` / ``camera_timestamp_ns`` /
+    rules), ``reasons`` (list of str), ``valid`` (False when the model's output was not
+    finite: the counts mean nothing and the verdict is never OK) with ``invalid_reason``
+    (None when valid), plus ``trigger_id`` / ``camera_timestamp_ns`` /
     ``camera_frame_id`` when the frame carries them.
     """
     rec: dict[str, Any] = {
@@ -58,6 +60,8 @@ def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_d
         "area_fraction": {k: round(v, 6) for k, v in result.area_fraction.items()},
         "verdict": None if verdict is None else verdict.label,
         "reasons": [] if verdict is None else list(verdict.reasons),
+        "valid": bool(getattr(result, "valid", True)),
+        "invalid_reason": getattr(result, "invalid_reason", None),
     }
     for key in ("trigger_id", "camera_timestamp_ns", "camera_frame_id", "path"):
         if key in frame.meta:

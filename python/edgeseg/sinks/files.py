@@ -8,7 +8,8 @@ arguments of :func:`~edgeseg.sinks.base.open_sink`:
 - ``video:out.mp4``: ``what=overlay|frame|mask|confidence`` (default overlay), ``fps=25``,
   ``fourcc=mp4v``; frames of another size than the first are resized to it.
 - ``images:DIR``: ``what=overlay,mask,confidence,frame`` (any list; default overlay),
-  ``every=N`` (every Nth frame), ``only=ng`` (only frames the rules judged NG), ``ext=png|jpg``.
+  ``every=N`` (every Nth frame), ``only=ng`` (only frames the rules judged NG and frames whose
+  model output was not finite), ``ext=png|jpg``.
   Files are ``DIR/<frame index>_<what>.<ext>``; masks are palette PNGs of class indices.
 - ``window``: an OpenCV window (needs a display and an OpenCV with a GUI).
 
@@ -219,7 +220,8 @@ class ImagesSink(Sink):
     def write(self, item: LoopItem) -> None:
         self._seen += 1
         if self.only:
-            if item.verdict is None or item.verdict.ok:
+            invalid = (item.record or {}).get("valid") is False
+            if not invalid and (item.verdict is None or item.verdict.ok):
                 self._counts["skipped"] += 1
                 return
         elif (self._seen - 1) % self.every:

@@ -4,7 +4,9 @@ Spec: ``opcua:opc.tcp://HOST:PORT`` (e.g. ``opcua:opc.tcp://0.0.0.0:4840``). The
 (asyncua, run in a thread of its own with its own asyncio event loop) publishes, under
 ``Objects/EdgeSeg`` in namespace ``urn:edgeseg``:
 
-``Verdict`` (String "OK"/"NG"/""), ``Ok`` (Boolean), ``FrameIndex`` (Int64), ``TriggerId``
+``Verdict`` (String "OK"/"NG"/""), ``Ok`` (Boolean), ``Valid`` (Boolean: False when the
+model's output was not finite; never with ``Ok``), ``InvalidReason`` (String, "" when valid),
+``FrameIndex`` (Int64), ``TriggerId``
 (String), ``Reasons`` (String array), ``ReasonsText`` (String, "; "-joined), ``LatencyMs``
 (Double), ``Frames`` / ``NgCount`` (Int64, since start), ``Health`` (String: ``starting``,
 ``ok``, ``stopped``), ``Stats`` (String, the loop's stats as JSON), ``LastRecord`` (String,
@@ -159,6 +161,8 @@ class OpcuaServer:
         spec = {
             "Verdict": ("", V.String),
             "Ok": (False, V.Boolean),
+            "Valid": (True, V.Boolean),
+            "InvalidReason": ("", V.String),
             "FrameIndex": (-1, V.Int64),
             "TriggerId": ("", V.String),
             "Reasons": ([], V.String),
@@ -243,7 +247,9 @@ class OpcuaSink(Sink):
         reasons = [str(r) for r in rec.get("reasons") or []]
         values = {
             "Verdict": (rec.get("verdict") or "", "String"),
-            "Ok": (rec.get("verdict") == "OK", "Boolean"),
+            "Ok": (rec.get("verdict") == "OK" and rec.get("valid") is not False, "Boolean"),
+            "Valid": (rec.get("valid") is not False, "Boolean"),
+            "InvalidReason": (str(rec.get("invalid_reason") or ""), "String"),
             "FrameIndex": (int(rec.get("frame", -1)), "Int64"),
             "TriggerId": (str(rec.get("trigger_id") or ""), "String"),
             "Reasons": (reasons, "String"),

@@ -201,8 +201,12 @@ class ServeSink(Sink):
     def write(self, item: LoopItem) -> None:
         """Keeps ``item`` as the newest frame (no encoding here; viewers encode on demand)."""
         rec = item.record or {}
+        label = reasons = None
         if item.verdict is not None:
             label, reasons = item.verdict.label, list(item.verdict.reasons)
+        elif rec.get("valid") is False:  # no verdict (on_invalid: skip): listed as INVALID
+            label, reasons = "INVALID", [str(rec.get("invalid_reason"))]
+        if label is not None:
             frame = rec.get("frame", getattr(item.frame, "index", None))
             with self._lock:
                 last = self._verdicts[-1] if self._verdicts else None
@@ -322,6 +326,8 @@ class ServeSink(Sink):
             latency_ms=rec.get("latency_ms"),
             verdict=rec.get("verdict", None if item.verdict is None else item.verdict.label),
             reasons=rec.get("reasons", [] if item.verdict is None else item.verdict.reasons),
+            valid=rec.get("valid", bool(getattr(res, "valid", True))),
+            invalid_reason=rec.get("invalid_reason", getattr(res, "invalid_reason", None)),
             width=res.shape[1],
             height=res.shape[0],
             has_confidence=res.confidence is not None,
