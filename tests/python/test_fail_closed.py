@@ -534,3 +534,41 @@ def test_predict_reports_invalid_images(tmp_path, capsys):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert code == 1 and "model output not finite" in summary["failed"][0]["error"]
     assert not (tmp_path / "o" / "a_mask.png").exists()
+
+
+def test_opcua_publishes_valid_and_the_reason(tmp_path):
+    asyncua = pytest.importorskip("asyncua", reason="needs asyncua: pip install 'edgeseg[line]'")
+    import asyncio
+
+    from line_helpers import free_port
+
+    from edgeseg.sinks import open_sink
+    from edgeseg.sinks.opcua import NAMESPACE
+
+    async def read(url: str, names: list[str]) -> dict:
+        async with asyncua.Client(url=url, timeout=10) as client:
+            idx = await client.get_namespace_index(NAMESPACE)
+            out = {}
+            for name in names:
+                node = await client.nodes.objects.get_child([f"{idx}:EdgeSeg", f"{idx}:{name}"])
+                out[name] = await node.read_value()
+            return out
+
+    url = f"opc.tcp://127.0.0.1:{free_port()}"
+    sink = open_sink(f"opcua:{url}")
+    sink.open()
+    try:
+        res = invalid_result(nonfinite=11)
+        sink.write(_item(res, Verdict(ok=False, reasons=[res.invalid_reason], valid=False)))
+        got = asyncio.run(read(url, ["Verdict", "Ok", "Valid", "InvalidReason"]))
+        assert got == {
+            "Verdict": "NG",
+            "Ok": False,
+            "Valid": False,
+            "InvalidReason": "model output not finite (11 px)",
+        }
+        sink.write(_item(dataclasses.replace(res, nonfinite=0), Verdict(ok=True)))
+        got = asyncio.run(read(url, ["Ok", "Valid", "InvalidReason"]))
+        assert got == {"Ok": True, "Valid": True, "InvalidReason": ""}
+    finally:
+        sink.close()
