@@ -49,12 +49,13 @@ def reason_of(result: Any) -> str:
 
 
 def invalid_verdict(
-    result: Any, on_invalid: str = "ng", model: str = "the model"
+    result: Any, on_invalid: str = "ng", model: Optional[str] = None
 ) -> Optional[Verdict]:
     """The verdict of a result that is not valid: NG (``ng``, ``error``) or None (``skip``).
 
     With ``on_invalid="error"`` raises :class:`~edgeseg.errors.InvalidResultError` naming
-    ``model`` (callers that must deliver the frame first build the NG verdict with ``"ng"``).
+    ``model`` when given (callers that must deliver the frame first build the NG verdict with
+    ``"ng"``).
     """
     reason = reason_of(result)
     if on_invalid == "error":
@@ -64,11 +65,12 @@ def invalid_verdict(
     return Verdict(ok=False, reasons=[reason], details=[], valid=False)
 
 
-def invalid_message(model: str, reason: str, frames: int) -> str:
-    """The error that stops a run on invalid model output."""
+def invalid_message(model: Optional[str], reason: str, frames: int) -> str:
+    """The error that stops a run on invalid model output (``model``: its path or name)."""
     what = "a frame" if frames == 1 else f"{frames} frames in a row"
+    who = "the model" if model is None else f"model {model}"
     return (
-        f"model {model}: {what} with invalid output ({reason}); the model overflows or is "
+        f"{who}: {what} with invalid output ({reason}); the model overflows or is "
         "broken — check it with `edgeseg predict MODEL IMAGE`, and rebuild a TensorRT engine "
         "in FP32 or re-calibrate / re-export the model (`edgeseg build --precision fp32`, "
         "`edgeseg export`)"
