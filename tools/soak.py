@@ -7,10 +7,10 @@ background/product, with edgeseg metadata) → rules (OK/NG) → ``archive:`` (w
 MJPEG stream, the event stream and the stats and leave again. At the end it prints, as JSON:
 
 - RSS, Python threads, OS threads and open file descriptors before the loop started (after a
-  warm-up run of the same pipeline) and after it stopped;
+  warm-up run of the same pipeline) and after it stopped, and RSS at every tenth of the run;
 - capture → result latency p50/p99 over every frame, and the loop's FPS;
-- records lost: frames processed minus the frames the MQTT subscriber received (deduplicated
-  by record id) minus those still waiting in the sink's outbox; JSON lines written; archive
+- records lost: frames processed minus the frames the MQTT subscriber received (by frame
+  index; redeliveries count once) minus those still waiting in the outbox; JSON lines; archive
   entries and bytes against the quota; broker restarts; viewer connections.
 
 Usage: ``python tools/soak.py --frames 100000 [--restart-every 20] [--json-out soak.json]``
@@ -155,13 +155,15 @@ class Broker:
 
 
 class Collector:
-    """A persistent-session QoS 1 subscriber: the frame index of every record id it got."""
+    """A persistent-session QoS 1 subscriber: which frame indices arrived (a bitmap, so that
+    the harness itself does not grow with the run and blur the RSS figures)."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, frames: int) -> None:
         import paho.mqtt.client as mqtt
 
-        self.frames: dict[str, int] = {}
+        self.seen = np.zeros(frames, bool)
         self.messages = 0
+        self.foreign = 0  # records with an index outside the run (none expected)
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = mqtt.Client(
@@ -179,10 +181,13 @@ class Collector:
     def _on_message(self, client, userdata, msg) -> None:
         if not msg.payload.startswith(b"{"):
             return  # the status topic's online/offline
-        rec = json.loads(msg.payload)
+        k = int(json.loads(msg.payload)["frame"])
         with self._lock:
             self.messages += 1
-            self.frames[rec["id"]] = int(rec["frame"])
+            if 0 <= k < len(self.seen):
+                self.seen[k] = True
+            else:
+                self.foreign += 1
 
     def count(self) -> int:
         with self._lock:
@@ -255,18 +260,22 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     broker = Broker(work / "broker")
     broker.start()
-    collector = Collector(broker.port, "soak/#")
+    collector = Collector(broker.port, "soak/#", args.frames)
     model = tiny_model(work / "soak.onnx")
     serve_port = free_port()
 
-    latencies = np.zeros(args.frames + 16, np.float32)
-    indices: list[int] = []
+    # preallocated, so that the harness does not grow with the run
+    latencies = np.zeros(args.frames, np.float32)
+    processed = np.zeros(args.frames, bool)
+    done = [0]
 
     def on_result(item) -> None:
-        k = len(indices)
-        if k < len(latencies):
-            latencies[k] = item.record["latency_ms"]
-        indices.append(int(item.frame.index))
+        k = int(item.frame.index)
+        if 0 <= k < args.frames:
+            processed[k] = True
+        if done[0] < args.frames:
+            latencies[done[0]] = item.record["latency_ms"]
+        done[0] += 1
 
     # warm-up: the same pipeline for a few frames, so that imports, the ORT session and first
     # allocations are in the "before" figures; then the real run on fresh sinks
@@ -292,10 +301,13 @@ def main(argv=None) -> int:
     loop.start()
     for t in threads:
         t.start()
+    trace: list[list] = []  # [frames, RSS MiB] at every tenth of the run
     try:
         while not loop.join(1.0):
-            done = len(indices)
-            print(f"\rsoak: {done}/{args.frames} frames", end="", file=sys.stderr, flush=True)
+            n = done[0]
+            if n >= (len(trace) + 1) * args.frames / 10:
+                trace.append([n, resources()["rss_mb"]])
+            print(f"\rsoak: {n}/{args.frames} frames", end="", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("\nsoak: interrupted; stopping", file=sys.stderr)
     stop.set()
@@ -320,18 +332,18 @@ def main(argv=None) -> int:
     from edgeseg.sinks.outbox import Outbox
 
     box = Outbox(mqtt_stats["outbox"])
-    waiting = {json.loads(e.payload)["frame"] for e in box.peek(limit=10**9)}
+    waiting = np.zeros(args.frames, bool)
+    for e in box.peek(limit=10**9):
+        waiting[int(json.loads(e.payload)["frame"])] = True
     box.close()
-    processed = set(indices)
-    received = set(collector.frames.values())
-    lost = sorted(processed - received - waiting)
+    lost = np.flatnonzero(processed & ~collector.seen & ~waiting).tolist()
     jsonl = sum(1 for _ in open(work / "run" / "records.jsonl"))
     archive = next(v for k, v in final["sinks"].items() if k.startswith("archive"))
-    lat = latencies[: min(len(indices), len(latencies))]
+    lat = latencies[: min(done[0], args.frames)]
     out = {
-        "frames": len(indices),
+        "frames": done[0],
         "elapsed_s": round(elapsed, 1),
-        "fps": round(len(indices) / max(elapsed, 1e-9), 1),
+        "fps": round(done[0] / max(elapsed, 1e-9), 1),
         "latency_ms": {
             "p50": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p99": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
@@ -339,10 +351,12 @@ def main(argv=None) -> int:
         },
         "resources_before": before,
         "resources_after": after,
+        "rss_mb_trace": trace,
         "mqtt": {
-            "received_unique": len(received),
+            "received_unique": int(collector.seen.sum()),
             "received_messages": collector.messages,
-            "in_outbox": len(waiting),
+            "received_foreign": collector.foreign,
+            "in_outbox": int(waiting.sum()),
             "lost": len(lost),
             "lost_frames_first": lost[:10],
             "broker_restarts": broker.restarts,
@@ -362,7 +376,7 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     grew = after["rss_mb"] - before["rss_mb"] > args.max_rss_growth_mb
     leaked = after["fds"] > before["fds"] or after["os_threads"] > before["os_threads"]
-    bad = lost or jsonl != len(indices) or grew or leaked
+    bad = lost or jsonl != done[0] or grew or leaked or collector.foreign
     return 1 if bad else 0
 
 
