@@ -390,6 +390,13 @@ class CameraLoop:
                 # fail closed: the rules never measure it; it is NG, stops the run, or no verdict
                 invalid_run += 1
                 self.stats.invalid_frame(f"frame {frame.index}: {reason_of(result)}")
+                if invalid_run == 1:  # once per run of invalid frames, not once per frame
+                    log.warning(
+                        "frame %d: %s; never OK (on_invalid=%s)",
+                        frame.index,
+                        reason_of(result),
+                        self.on_invalid,
+                    )
                 stop_now = self.on_invalid == "error" or 0 < self.max_invalid <= invalid_run
                 if stop_now:
                     model = str(getattr(getattr(self.segmenter, "info", None), "path", "")) or (
