@@ -96,7 +96,7 @@ def tiny_onnx(path: Path, output: str = "finite", props: dict | None = None) -> 
 
 
 def invalid_result(nonfinite: int = 0, nonfinite_input: int = 0, h: int = 48, w: int = 64):
-    """What a NaN/Inf model gives: class 0 with confidence 1 everywhere, plus the counts."""
+    """What a NaN/Inf model gives: class 0 everywhere, plus the non-finite counts."""
     cm = np.zeros((h, w), np.uint8)
     counts = np.array([h * w, 0], np.int64)
     return SegResult(

@@ -2,7 +2,7 @@
 
 A :class:`~edgeseg.runtime.result.SegResult` is not ``valid`` when the network's input or
 output held NaN/±Inf values (an FP16/INT8 engine that overflows, a broken export). Its class
-map is meaningless — NaN logits come out as class 0 with full confidence — so it must never
+map is meaningless — NaN logits come out as class 0, a clean-looking part — so it must never
 pass a part. ``on_invalid`` says what happens instead:
 
 - ``ng`` (default): the frame's verdict is NG with the reason, e.g.
