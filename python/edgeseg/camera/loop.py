@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import Callable, Optional, Union
 
 from edgeseg.camera._queues import _END, _POLL, BlockingSlot, LatestSlot
+from edgeseg.camera._ratelog import RateLimitedLog
 from edgeseg.camera.frame import Frame, FrameDropped, Source, open_source
 from edgeseg.camera.stats import LoopStats
 from edgeseg.camera.trigger import Trigger
@@ -97,6 +98,7 @@ class CameraLoop:
         self.max_frames = max_frames
         self.queue_size = int(queue_size)
         self.stats = LoopStats()
+        self._sink_log = RateLimitedLog(log)  # a full disk: one line, then summaries
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
@@ -399,7 +401,7 @@ class CameraLoop:
             except Exception as e:  # counted and reported; the loop goes on
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
                 self.stats.sink_result(s.spec, False, msg)
-                log.warning("sink %s failed on frame %d: %s", s.spec, item.frame.index, msg)
+                self._sink_log.failure(f"sink {s.spec}", f"frame {item.frame.index}", msg)
         if self.on_result is not None:
             try:
                 self.on_result(item)
@@ -439,6 +441,7 @@ class CameraLoop:
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
                 self.stats.sink_result(s.spec, False, f"close: {msg}")
             self.stats.set_sink_extra(s.spec, _quiet(s.stats) or {})
+        self._sink_log.flush()
         if self.trigger is not None:
             _quiet(self.trigger.close)
         _quiet(self.source.close)
