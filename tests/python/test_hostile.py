@@ -440,6 +440,34 @@ def test_secrets_never_reach_stats_live_view_or_logs(tmp_path, caplog):
     assert any("user:***@127.0.0.1" in k for k in final["sinks"])
 
 
+def test_secrets_never_reach_edgeseg_run_output(tmp_path, tiny_onnx, capsys, monkeypatch):
+    pytest.importorskip("cv2")
+    from camera_helpers import free_port
+
+    from edgeseg.camera.cli import main
+
+    monkeypatch.setenv("EDGESEG_OUTBOX_DIR", str(tmp_path / "outbox"))
+    spec = f"webhook:http://user:PASSW0RD@127.0.0.1:{free_port()}/in?token=T0KEN"
+    rc = main(
+        [
+            "--model",
+            str(tiny_onnx),
+            "--source",
+            "synthetic://?width=64&height=64&frames=3",
+            "--sink",
+            spec,
+            "--json",
+            "--stats-every",
+            "0.1",
+        ]
+    )
+    out = capsys.readouterr()
+    assert rc == 0 and json.loads(out.out)["frames"] == 3
+    assert "user:***@127.0.0.1" in out.out
+    for text in (out.out, out.err):
+        assert "PASSW0RD" not in text and "T0KEN" not in text
+
+
 def test_outbox_and_archive_are_private_whatever_the_umask(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     from line_helpers import make_item

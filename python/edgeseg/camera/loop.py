@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Callable, Optional, Union
 
+from edgeseg._redact import redact
 from edgeseg.camera._queues import _END, _POLL, BlockingSlot, LatestSlot
 from edgeseg.camera._ratelog import RateLimitedLog
 from edgeseg.camera.frame import Frame, FrameDropped, Source, open_source
@@ -233,7 +234,7 @@ class CameraLoop:
         try:
             fn()
         except BaseException as e:  # a stage died: end the run, keep the reason
-            log.error("camera loop %s stopped: %s", threading.current_thread().name, e)
+            log.error("camera loop %s stopped: %s", threading.current_thread().name, redact(e))
             if self._fatal is None:
                 self._fatal = e
             self.stats.error("source" if isinstance(e, SourceError) else "inference", str(e))
@@ -465,5 +466,5 @@ def _quiet(fn):
     try:
         return fn()
     except Exception as e:
-        log.warning("while closing: %s", e)
+        log.warning("while closing: %s", redact(e))
         return None
