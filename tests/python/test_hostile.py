@@ -143,15 +143,16 @@ def test_error_messages_quote_bounded_values(tmp_path):
 # images: the pixel budget
 # ======================================================================================
 def huge_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
-    """A valid 1-bit PNG of width × height black pixels, about 100 kB on disk."""
+    """A valid 1-bit PNG of width × height black pixels (height a multiple of 1000), about
+    100 kB on disk."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
 
-    row = b"\0" * (1 + (width + 7) // 8)
+    rows = b"\0" * (1 + (width + 7) // 8) * 1000
     z = zlib.compressobj(9)
-    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    idat = b"".join(z.compress(rows) for _ in range(height // 1000)) + z.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
@@ -160,24 +161,18 @@ def huge_png(path: Path, width: int = 30000, height: int = 30000) -> Path:
 
 
 def small_dataset(root: Path, rng, n: int = 6, size: int = 32, names=None) -> Path:
+    """A folder dataset of ``n`` random images with a square of class 1; ``names`` (bytes)
+    are written as given, whatever their encoding."""
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
     (root / "classes.yaml").write_text(CLASSES_YAML)
-    names = names or [f"img{i:02d}" for i in range(n)]
-    for name in names:
+    for name in names or [b"img%02d" % i for i in range(n)]:
         img = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         mask = np.zeros((size, size), np.uint8)
         mask[4:12, 4:12] = 1
-        Image.fromarray(img).save(
-            os.path.join(os.fsencode(root / "images"), name + b".png")
-            if isinstance(name, bytes)
-            else root / "images" / f"{name}.png"
-        )
-        Image.fromarray(mask).save(
-            os.path.join(os.fsencode(root / "masks"), name + b".png")
-            if isinstance(name, bytes)
-            else root / "masks" / f"{name}.png"
-        )
+        for folder, arr in (("images", img), ("masks", mask)):
+            path = os.fsdecode(os.path.join(os.fsencode(root / folder), name + b".png"))
+            Image.fromarray(arr).save(path)
     return root
 
 

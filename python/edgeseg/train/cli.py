@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from edgeseg._text import short
 from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import DatasetError, EdgesegError, TrainingError
 
@@ -113,6 +114,11 @@ def config_from_args(args: argparse.Namespace):
         if not isinstance(loaded, dict):
             raise TrainingError(f"{src}: a config is a mapping of settings, got {type(loaded)}")
         loaded.pop("meta", None)
+        bad = [k for k in loaded if not isinstance(k, str)]
+        if bad:
+            raise TrainingError(
+                f"{src}: setting names are words such as 'epochs', got {short(bad[0])}"
+            )
         base.update({k.replace("-", "_"): v for k, v in loaded.items()})
     for k in _FLAG_KEYS:
         v = getattr(args, k)
