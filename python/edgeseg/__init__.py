@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# First: OpenCV reads its pixel limit once, when cv2 is imported; _limits sets it on import.
+from edgeseg import _limits  # noqa: F401  # isort: skip
 from edgeseg import kernels
 from edgeseg._core import build_info
 from edgeseg.errors import (

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from edgeseg._cli import EXIT_ERROR, guarded
+from edgeseg._text import printable
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ok, report = guarded("edgeseg eval", run)
     if not ok:
         return EXIT_ERROR
-    text = json.dumps(report, indent=2)
+    text = printable(json.dumps(report, indent=2, ensure_ascii=False))  # no lone surrogates
     if args.json == "-":
         print(text)
         return 0

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from edgeseg._text import printable
+
 __all__ = ["report_links", "write_report"]
 
 _CSS = """
@@ -279,7 +281,7 @@ def write_report(
         f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n"
     )
     path = out / "report.html"
-    path.write_text(page)
+    path.write_text(printable(page), encoding="utf-8")  # file names that are not UTF-8: \xNN
     missing = [link for link in report_links(path) if not (out / link).exists()]
     if missing:
         raise FileNotFoundError(f"{path}: links to missing files {missing}")

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from edgeseg._redact import redact
 from edgeseg.camera.frame import Frame, FrameDropped, Source
 from edgeseg.errors import SourceError
 
@@ -62,7 +63,7 @@ def gstreamer_available() -> bool:
 
 def _no_gstreamer(uri: str) -> SourceError:
     return SourceError(
-        f"source {uri!r} needs an OpenCV built with GStreamer, and this one is not "
+        f"source {redact(uri)!r} needs an OpenCV built with GStreamer, and this one is not "
         "(cv2.getBuildInformation() says 'GStreamer: NO'; pip's opencv-python wheels never "
         "have it). On a Jetson use JetPack's OpenCV (apt install python3-opencv, and "
         "pip uninstall opencv-python opencv-python-headless in this environment), elsewhere "
@@ -107,6 +108,7 @@ class CaptureSource(Source):
         fps: Optional[float] = None,
     ) -> None:
         self.uri = str(uri)
+        self.shown = redact(self.uri)  # in messages, stats and records: no password
         self.open_timeout = float(open_timeout)
         self.read_timeout = float(read_timeout)
         self.reconnect = bool(reconnect)
@@ -232,7 +234,7 @@ class CaptureSource(Source):
         if self.kind == "stream":
             return (
                 "check the address, port, path and credentials, that the camera or server is "
-                f"up and reachable (try: ffprobe '{self.uri}'), and any firewall"
+                f"up and reachable (try: ffprobe '{self.shown}'), and any firewall"
             )
         if self.kind == "file":
             return f"OpenCV's FFmpeg cannot decode it; check it with: ffprobe '{self._target}'"
@@ -252,7 +254,7 @@ class CaptureSource(Source):
             delay = min(self.backoff[1], delay * 2)
         waited = f" (tried for {self.open_timeout:g} s)" if self.live else ""
         raise SourceError(
-            f"source {self.uri!r} ({self.kind}) cannot be opened{waited}: {self._fix()}"
+            f"source {self.shown!r} ({self.kind}) cannot be opened{waited}: {self._fix()}"
         )
 
     # ---- reading ----------------------------------------------------------------------
@@ -275,13 +277,13 @@ class CaptureSource(Source):
             rt = self.reconnect_timeout
             if rt is not None and self._down_since is not None and now - self._down_since > rt:
                 raise SourceError(
-                    f"source {self.uri!r} has been down for more than {rt:g} s "
+                    f"source {self.shown!r} has been down for more than {rt:g} s "
                     f"({self.last_error}): {self._fix()}"
                 )
             if now < self._next_try:
                 if self._next_try > deadline:
                     time.sleep(max(0.0, deadline - now))
-                    raise FrameDropped(f"{self.uri}: reconnecting", kind="timeout")
+                    raise FrameDropped(f"{self.shown}: reconnecting", kind="timeout")
                 time.sleep(self._next_try - now)
             if self._try_open():
                 self._counts["reconnects"] += 1
@@ -310,19 +312,19 @@ class CaptureSource(Source):
                 return None
             if not self.reconnect:
                 raise SourceError(
-                    f"source {self.uri!r}: the stream ended or dropped: {self._fix()}"
+                    f"source {self.shown!r}: the stream ended or dropped: {self._fix()}"
                 )
             self._lost("no frame from the stream (dropped or ended)")
         return None
 
     def _frame(self, img: np.ndarray) -> Frame:
         t = time.time()
-        img = _to_bgr(img, self.uri, self._counts)
+        img = _to_bgr(img, self.shown, self._counts)
         size = (img.shape[1], img.shape[0])
         if self._size is not None and size != self._size:
             self._counts["size_changes"] += 1
         self._size = size
-        frame = Frame(img, self._index, t, self.uri, {})
+        frame = Frame(img, self._index, t, self.shown, {})
         self._index += 1
         self._counts["frames"] += 1
         return frame

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import Optional
 
+from edgeseg._redact import redact
 from edgeseg.camera.loop import MAX_INVALID
 from edgeseg.errors import EdgesegError
 from edgeseg.rules.invalid import ON_INVALID
@@ -182,7 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_invalid=args.max_invalid,
         )
     except (EdgesegError, ImportError) as e:
-        print(f"edgeseg run: {e}", file=sys.stderr)
+        print(f"edgeseg run: {redact(e)}", file=sys.stderr)
         return 2
 
     stop = threading.Event()
@@ -194,7 +195,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = 0
     try:
         loop.start()
-        print(f"edgeseg run: {args.source} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
+        print(f"edgeseg run: {redact(args.source)} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
         waited = 0.0
         while not loop.join(0.2) and not stop.is_set():
             waited += 0.2
@@ -203,10 +204,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(format_stats(loop.stats.snapshot()), file=sys.stderr)
         final = loop.stop()
         if loop.error is not None:
-            print(f"edgeseg run: stopped by an error: {loop.error}", file=sys.stderr)
+            print(f"edgeseg run: stopped by an error: {redact(loop.error)}", file=sys.stderr)
             status = 1
     except EdgesegError as e:
-        print(f"edgeseg run: {e}", file=sys.stderr)
+        print(f"edgeseg run: {redact(e)}", file=sys.stderr)
         loop.stop()
         return 1
     finally:

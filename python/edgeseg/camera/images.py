@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from edgeseg._limits import check_image_file
 from edgeseg.camera.frame import Frame, FrameDropped, Source
-from edgeseg.errors import SourceError
+from edgeseg.errors import EdgesegError, SourceError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "looks_like_images"]
 
@@ -85,7 +86,15 @@ class ImageFolderSource(Source):
             self._next_t = max(self._next_t + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
         path = self._paths[self._pos]
         self._pos += 1
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        try:
+            check_image_file(path)  # the pixel budget, from the header
+        except EdgesegError as e:
+            self._counts["corrupt"] += 1
+            raise FrameDropped(str(e)) from None
+        try:
+            img = cv2.imread(path, cv2.IMREAD_COLOR)
+        except cv2.error:  # OpenCV's own pixel limit (OpenCV 5 raises, 4 returns None)
+            img = None
         if img is None or img.size == 0:
             self._counts["corrupt"] += 1
             raise FrameDropped(f"{path}: not a readable image (corrupt or unsupported)")

@@ -37,7 +37,9 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Callable, Optional, Union
 
+from edgeseg._redact import redact
 from edgeseg.camera._queues import _END, _POLL, BlockingSlot, LatestSlot
+from edgeseg.camera._ratelog import RateLimitedLog
 from edgeseg.camera.frame import Frame, FrameDropped, Source, open_source
 from edgeseg.camera.stats import LoopStats
 from edgeseg.camera.trigger import Trigger
@@ -123,6 +125,7 @@ class CameraLoop:
         self.on_invalid = on_invalid
         self.max_invalid = max_invalid
         self.stats = LoopStats()
+        self._sink_log = RateLimitedLog(log)  # a full disk: one line, then summaries
         self._stop = threading.Event()
         self._abort = threading.Event()
         self._threads: dict[str, threading.Thread] = {}
@@ -257,7 +260,7 @@ class CameraLoop:
         try:
             fn()
         except BaseException as e:  # a stage died: end the run, keep the reason
-            log.error("camera loop %s stopped: %s", threading.current_thread().name, e)
+            log.error("camera loop %s stopped: %s", threading.current_thread().name, redact(e))
             if self._fatal is None:
                 self._fatal = e
             self.stats.error("source" if isinstance(e, SourceError) else "inference", str(e))
@@ -457,7 +460,7 @@ class CameraLoop:
             except Exception as e:  # counted and reported; the loop goes on
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
                 self.stats.sink_result(s.spec, False, msg)
-                log.warning("sink %s failed on frame %d: %s", s.spec, item.frame.index, msg)
+                self._sink_log.failure(f"sink {s.spec}", f"frame {item.frame.index}", msg)
         if self.on_result is not None:
             try:
                 self.on_result(item)
@@ -497,6 +500,7 @@ class CameraLoop:
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
                 self.stats.sink_result(s.spec, False, f"close: {msg}")
             self.stats.set_sink_extra(s.spec, _quiet(s.stats) or {})
+        self._sink_log.flush()
         if self.trigger is not None:
             _quiet(self.trigger.close)
         _quiet(self.source.close)
@@ -520,5 +524,5 @@ def _quiet(fn):
     try:
         return fn()
     except Exception as e:
-        log.warning("while closing: %s", e)
+        log.warning("while closing: %s", redact(e))
         return None

@@ -22,6 +22,8 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg._redact import redact
+
 __all__ = ["STAGES", "LoopStats", "format_stats"]
 
 #: Stages whose latency is tracked (milliseconds).
@@ -62,6 +64,7 @@ class LoopStats:
             setattr(self, name, getattr(self, name) + n)
 
     def error(self, where: str, message: str) -> None:
+        message = redact(message)
         with self._lock:
             self.errors[where] = self.errors.get(where, 0) + 1
             self.last_error = f"{where}: {message}"
@@ -78,6 +81,8 @@ class LoopStats:
             self._done_times.append(t_done)
 
     def sink_result(self, spec: str, ok: bool, error: Optional[str] = None) -> None:
+        spec = redact(spec)
+        error = None if error is None else redact(error)
         with self._lock:
             s = self._sinks.setdefault(spec, {"written": 0, "failed": 0, "last_error": None})
             if ok:
@@ -92,6 +97,8 @@ class LoopStats:
             self._source_stats = dict(stats)
 
     def set_sink_extra(self, spec: str, extra: dict) -> None:
+        spec = redact(spec)
+        extra = {k: redact(v) if isinstance(v, str) else v for k, v in extra.items()}
         with self._lock:
             s = self._sinks.setdefault(spec, {"written": 0, "failed": 0, "last_error": None})
             for k, v in extra.items():

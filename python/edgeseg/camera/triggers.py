@@ -30,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from edgeseg._redact import redact
 from edgeseg.camera.trigger import Trigger
 from edgeseg.errors import SinkError, SourceError
 
@@ -386,4 +387,6 @@ def open_trigger(spec, **options: Any) -> Trigger:
         return HttpTrigger(text, **options)
     if scheme == "opcua":
         return OpcuaTrigger(text[len("opcua:") :], **options)
-    raise SourceError(f"trigger {text!r}: unknown kind {scheme!r}; expected {TRIGGER_FORMS}")
+    raise SourceError(
+        f"trigger {redact(text)!r}: unknown kind {scheme!r}; expected {TRIGGER_FORMS}"
+    )

@@ -23,6 +23,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from edgeseg._text import short
+from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import DatasetError
 
 __all__ = ["VOID", "VOC_VOID_COLOR", "ClassInfo", "ClassMap", "default_color"]
@@ -65,7 +67,7 @@ def _parse_color(value, where: str) -> tuple[int, int, int]:
         or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
     ):
         raise DatasetError(
-            f"{where}: color {value!r} is not a list of three integers 0..255; "
+            f"{where}: color {short(value)} is not a list of three integers 0..255; "
             "write it as color: [r, g, b]"
         )
     return (int(value[0]), int(value[1]), int(value[2]))
@@ -93,7 +95,7 @@ class ClassMap:
         for c in items:
             if not isinstance(c.id, int) or isinstance(c.id, bool) or not 0 <= c.id <= _MAX_ID:
                 raise DatasetError(
-                    f"{source}: id {c.id!r} of {c.name!r} is not an integer 0..65535"
+                    f"{source}: id {short(c.id)} of {c.name!r} is not an integer 0..65535"
                 )
             if c.id == VOID:
                 raise DatasetError(
@@ -183,7 +185,7 @@ class ClassMap:
             return self._by_name[name]
         except KeyError:
             raise DatasetError(
-                f"{self.source}: no class named {name!r}; classes are {self.names}"
+                f"{self.source}: no class named {short(name)}; classes are {self.names}"
             ) from None
 
     def by_color(self, color: Sequence[int]) -> Optional[ClassInfo]:
@@ -242,7 +244,7 @@ class ClassMap:
         for n, e in enumerate(entries):
             where = f"{source} entry {n + 1}"
             if not isinstance(e, dict) or "id" not in e or "name" not in e:
-                raise DatasetError(f"{where}: {e!r} needs at least 'id' and 'name'")
+                raise DatasetError(f"{where}: {short(e)} needs at least 'id' and 'name'")
             unknown = set(e) - {"id", "name", "color"}
             if unknown:
                 raise DatasetError(
@@ -250,7 +252,7 @@ class ClassMap:
                 )
             cid = e["id"]
             if not isinstance(cid, int) or isinstance(cid, bool):
-                raise DatasetError(f"{where}: id {cid!r} is not an integer")
+                raise DatasetError(f"{where}: id {short(cid)} is not an integer")
             if cid == VOID:
                 void_color = _parse_color(e["color"], where) if "color" in e else None
                 continue
@@ -272,15 +274,8 @@ class ClassMap:
     @classmethod
     def load(cls, path: Union[str, Path]) -> ClassMap:
         """Read and validate ``classes.yaml``; errors name the file and the entry."""
-        import yaml
-
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise DatasetError(f"{path}: cannot read class map ({e})") from e
-        except yaml.YAMLError as e:
-            raise DatasetError(f"{path}: not valid YAML ({e}); fix the syntax") from e
+        data = load_yaml_file(path, DatasetError, "class map")
         return cls.from_list(data, source=str(path))
 
     @classmethod
@@ -305,7 +300,7 @@ class ClassMap:
             parts = line.split(":")
             if len(parts) < 2 or not parts[0]:
                 raise DatasetError(
-                    f"{path}:{lineno}: {raw!r} is not 'name:r,g,b:parts:actions'; fix the line"
+                    f"{path}:{lineno}: {short(raw)} is not 'name:r,g,b:parts:actions'; fix the line"
                 )
             name = parts[0]
             try:
@@ -314,12 +309,12 @@ class ClassMap:
                     raise ValueError
             except ValueError:
                 raise DatasetError(
-                    f"{path}:{lineno}: colour {parts[1]!r} of {name!r} is not 'r,g,b' with "
-                    "values 0..255; fix the line"
+                    f"{path}:{lineno}: colour {short(parts[1])} of {short(name)} is not 'r,g,b' "
+                    "with values 0..255; fix the line"
                 ) from None
             if rgb in lines:
                 raise DatasetError(
-                    f"{path}:{lineno}: {name!r} has the colour {','.join(map(str, rgb))} "
+                    f"{path}:{lineno}: {short(name)} has the colour {','.join(map(str, rgb))} "
                     f"already used by {lines[rgb][1]!r} on line {lines[rgb][0]}; masks could not "
                     "tell them apart, give each label its own colour in CVAT and export again"
                 )

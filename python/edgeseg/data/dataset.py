@@ -43,8 +43,10 @@ from typing import Optional, Union
 
 import numpy as np
 
+from edgeseg._text import printable
 from edgeseg.data import files, labelme
 from edgeseg.data.classes import VOC_VOID_COLOR, VOID, ClassInfo, ClassMap, default_color
+from edgeseg.data.zipped import extract_zip
 from edgeseg.errors import DatasetError
 
 __all__ = ["SPLITS", "Sample", "SegDataset", "Loaded", "detect_layout", "open_dataset"]
@@ -60,8 +62,14 @@ _LAYOUT_HELP = (
 
 
 def finding(kind: str, file: str, detail: str, severity: str = "error") -> dict:
-    """A QA finding as it appears in the report (``severity`` is 'error' or 'warning')."""
-    return {"kind": kind, "file": file, "detail": detail, "severity": severity}
+    """A QA finding as it appears in the report (``severity`` is 'error' or 'warning'); file
+    names that are not UTF-8 are shown with ``\\xNN`` escapes."""
+    return {
+        "kind": kind,
+        "file": printable(file),
+        "detail": printable(detail),
+        "severity": severity,
+    }
 
 
 def _error(kind: str, message: str) -> DatasetError:
@@ -160,10 +168,11 @@ class SegDataset:
             return "<embedded>"
         if self._is_zip_root():
             try:
-                return f"{self.display_root}!{Path(path).relative_to(self.root).as_posix()}"
+                rel = Path(path).relative_to(self.root).as_posix()
+                return printable(f"{self.display_root}!{rel}")
             except ValueError:
-                return path
-        return path
+                pass
+        return printable(path)
 
     def _is_zip_root(self) -> bool:
         return self.display_root.lower().endswith(".zip")
@@ -282,7 +291,7 @@ def open_dataset(
         if not zipfile.is_zipfile(src):
             raise DatasetError(f"{src}: not a folder or a .zip archive; {_LAYOUT_HELP}")
         keepalive = _TempDir(tempfile.mkdtemp(prefix="edgeseg-data-"))
-        _extract(src, Path(keepalive.path))
+        extract_zip(src, Path(keepalive.path))
         root = _unwrap(Path(keepalive.path))
     else:
         root = src
@@ -314,21 +323,6 @@ def open_dataset(
             stacklevel=2,
         )
     return ds
-
-
-def _extract(archive: Path, dest: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as z:
-            for member in z.infolist():
-                target = (dest / member.filename).resolve()
-                if not str(target).startswith(str(dest.resolve())):
-                    raise DatasetError(
-                        f"{archive}: member {member.filename!r} points outside the archive; "
-                        "rebuild the zip with relative paths"
-                    )
-            z.extractall(dest)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DatasetError(f"{archive}: cannot extract ({e}); zip the dataset again") from None
 
 
 def _unwrap(root: Path) -> Path:
@@ -437,7 +431,9 @@ def _read_split_files(
         by_stem.setdefault(s.key.rsplit("/", 1)[-1], []).append(s)
     assigned: dict[str, str] = {}
     for name, path in sorted(split_files.items()):
-        for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        # surrogateescape: names that are not UTF-8 match the files' names as Python sees them
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        for lineno, raw in enumerate(text.splitlines(), 1):
             entry = raw.strip()
             if not entry or entry.startswith("#"):
                 continue

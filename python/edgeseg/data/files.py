@@ -16,6 +16,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from edgeseg._limits import bomb_error, check_pil_image, max_image_pixels
 from edgeseg.data.classes import VOID, ClassMap
 from edgeseg.errors import DatasetError
 
@@ -29,7 +30,8 @@ Source = Union[str, Path, bytes]
 def _pil():
     from PIL import Image, ImageOps
 
-    Image.MAX_IMAGE_PIXELS = None  # inspection images are legitimately large
+    # Inspection images are large, but not unbounded: the pixel budget (edgeseg._limits).
+    Image.MAX_IMAGE_PIXELS = max_image_pixels()
     return Image, ImageOps
 
 
@@ -37,7 +39,12 @@ def _open(src: Source, name: str, what: str):
     Image, _ = _pil()
     try:
         im = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
+        check_pil_image(im, name, what, DatasetError)  # from the header, before decoding
         im.load()
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise bomb_error(e, src, name, what, DatasetError) from None
     except FileNotFoundError:
         raise DatasetError(f"{name}: {what} file not found; restore it or fix the path") from None
     except Exception as e:  # Pillow raises OSError, SyntaxError, ValueError... on bad files

@@ -19,6 +19,7 @@ from typing import Union
 
 import numpy as np
 
+from edgeseg._limits import check_pil_image
 from edgeseg.data.classes import VOID, ClassMap
 from edgeseg.errors import DatasetError
 
@@ -132,7 +133,11 @@ def _paste_mask(canvas, shape: dict, origin, value: int, where: str) -> None:
 
     try:
         data = base64.b64decode(shape["mask"])
-        m = np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
+        with Image.open(io.BytesIO(data)) as im:
+            check_pil_image(im, where, "shape mask", DatasetError)
+            m = np.asarray(im.convert("L")) > 0
+    except DatasetError:
+        raise
     except Exception as e:
         raise DatasetError(f"{where}: its 'mask' is not a base64 PNG ({e}); redraw it") from None
     x0, y0 = int(origin[0]), int(origin[1])

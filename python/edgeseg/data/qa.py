@@ -27,6 +27,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from edgeseg._text import printable
 from edgeseg.data.classes import VOID, ClassMap
 from edgeseg.data.dataset import SegDataset, cpu_workers, finding, open_dataset
 from edgeseg.errors import DatasetError
@@ -228,7 +229,7 @@ def _aggregate(
     errors.sort(key=lambda f: (f["file"], f["kind"]))
     warns.sort(key=lambda f: (f["kind"], f["file"]))
     return {
-        "dataset": ds.display_root,
+        "dataset": printable(ds.display_root),
         "layout": ds.layout,
         "num_images": len(ds),
         "splits": ds.split_sizes(),

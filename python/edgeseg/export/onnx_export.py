@@ -76,10 +76,10 @@ def _run_data(run_dir_or_ckpt: Path) -> Optional[str]:
     conf = run / "config.yaml"
     if not conf.is_file():
         return None
-    import yaml
+    from edgeseg._yaml import load_yaml_file
 
     try:
-        data = (yaml.safe_load(conf.read_text()) or {}).get("data")
+        data = (load_yaml_file(conf) or {}).get("data")
     except Exception:
         return None
     return data if data and Path(data).exists() else None

@@ -11,6 +11,8 @@ import difflib
 from pathlib import Path
 from typing import Optional, Union
 
+from edgeseg._text import short
+from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import RulesError
 from edgeseg.rules.check import Check, judge
 from edgeseg.rules.invalid import check_on_invalid, invalid_verdict, is_valid
@@ -64,17 +66,19 @@ class Rules:
         for name, spec in items:
             zone = parse_zone(name, spec, source)
             if name in self.zones:
-                raise RulesError(f"{source}: zone {name!r} is defined twice")
+                raise RulesError(f"{source}: zone {short(name)} is defined twice")
             self.zones[name] = zone
         if not isinstance(rules, (list, tuple)) or not rules:
-            raise RulesError(f"{source}: 'rules' must be a non-empty list of rules, got {rules!r}")
+            raise RulesError(
+                f"{source}: 'rules' must be a non-empty list of rules, got {short(rules)}"
+            )
         self._checks: list[Check] = []
         for i, spec in enumerate(rules):
             for rule in parse_rule(spec, i, source):
                 chk = Check(rule, i, px_per_mm, source)
                 if rule.zone not in self.zones:
                     raise RulesError(
-                        f"{chk.where}: unknown zone {rule.zone!r}; "
+                        f"{chk.where}: unknown zone {short(rule.zone)}; "
                         + _suggest(rule.zone, list(self.zones), "the zones are")
                     )
                 self._checks.append(chk)
@@ -103,31 +107,22 @@ class Rules:
             raise RulesError(f"{source}: missing 'rules:' (a list of rules)")
         zones = data.get("zones") or {}
         if not isinstance(zones, dict):
-            raise RulesError(f"{source}: 'zones' must map zone names to polygons, got {zones!r}")
+            raise RulesError(
+                f"{source}: 'zones' must map zone names to polygons, got {short(zones)}"
+            )
         size = data.get("frame_size")
         if size is not None:
             ok = isinstance(size, (list, tuple)) and len(size) == 2
             if not ok or not all(isinstance(v, int) and v > 0 for v in size):
-                raise RulesError(f"{source}: frame_size must be [width, height], got {size!r}")
+                raise RulesError(f"{source}: frame_size must be [width, height], got {short(size)}")
         on_invalid = data.get("on_invalid", "ng")
         return cls(data["rules"], zones, data.get("px_per_mm"), classes, size, source, on_invalid)
 
     @classmethod
     def from_file(cls, path: Union[str, Path], classes: Optional[list] = None) -> Rules:
         """Rules from a YAML (or JSON) file; ``classes``: the model's classes to check names."""
-        import yaml
-
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise RulesError(f"{p}: cannot read the rules file: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise RulesError(f"{p}: not valid YAML{at}: {getattr(e, 'problem', e)}") from None
+        data = load_yaml_file(p, RulesError, "rules file")
         return cls.from_dict(data, classes, source=str(p))
 
     @property
@@ -152,7 +147,7 @@ class Rules:
         for chk in self._checks:
             if chk.rule.class_name not in names:
                 raise RulesError(
-                    f"{chk.where}: unknown class {chk.rule.class_name!r}; "
+                    f"{chk.where}: unknown class {short(chk.rule.class_name)}; "
                     + _suggest(chk.rule.class_name, list(names), "the model's classes are")
                 )
             chk.index = names.index(chk.rule.class_name)

@@ -30,6 +30,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from edgeseg._text import short
 from edgeseg.errors import RulesError
 from edgeseg.rules.zones import FRAME_ZONE, Zone, polygon_problem
 
@@ -92,7 +93,7 @@ def check_keys(d: dict, valid: tuple[str, ...], where: str) -> None:
             continue
         close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise RulesError(f"{where}: unknown key {key!r}; {hint}valid keys are {list(valid)}")
+        raise RulesError(f"{where}: unknown key {short(key)}; {hint}valid keys are {list(valid)}")
 
 
 def number(value: Any, what: str, where: str, *, integer: bool = False) -> float:
@@ -103,15 +104,15 @@ def number(value: Any, what: str, where: str, *, integer: bool = False) -> float
             raise RulesError(f"{where}: {what} is negative ({value}); limits are ≥ 0")
         return int(value) if integer else float(value)
     kind = "a whole number ≥ 0" if integer else "a number ≥ 0"
-    raise RulesError(f"{where}: {what} must be {kind}, got {value!r}")
+    raise RulesError(f"{where}: {what} must be {kind}, got {short(value)}")
 
 
 def parse_zone(name: Any, spec: Any, source: str) -> Zone:
     """A :class:`Zone` from its YAML form: ``{polygon: [[x, y], ...], normalized: bool}`` or
     just the list of vertices (pixels)."""
-    where = f"{source}: zone {name!r}"
+    where = f"{source}: zone {short(name)}"
     if not isinstance(name, str) or not name:
-        raise RulesError(f"{source}: zone names must be non-empty strings, got {name!r}")
+        raise RulesError(f"{source}: zone names must be non-empty strings, got {short(name)}")
     if name == FRAME_ZONE:
         raise RulesError(
             f"{where}: {FRAME_ZONE!r} is the built-in whole-frame zone; give yours another name"
@@ -125,14 +126,14 @@ def parse_zone(name: Any, spec: Any, source: str) -> Zone:
         raise RulesError(f"{where}: missing 'polygon: [[x, y], [x, y], [x, y], ...]'")
     normalized = spec.get("normalized", False)
     if not isinstance(normalized, bool):
-        raise RulesError(f"{where}: normalized must be true or false, got {normalized!r}")
+        raise RulesError(f"{where}: normalized must be true or false, got {short(normalized)}")
     try:
         pts = np.array(spec["polygon"], dtype=np.float64)
     except (TypeError, ValueError):
         pts = np.zeros((0,))
     if pts.ndim != 2 or pts.shape[1] != 2 or not np.isfinite(pts).all():
         raise RulesError(
-            f"{where}: polygon must be a list of [x, y] number pairs, got {spec['polygon']!r}"
+            f"{where}: polygon must be a list of [x, y] number pairs, got {short(spec['polygon'])}"
         )
     problem = polygon_problem(pts)
     if problem:
@@ -160,7 +161,7 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
     where = f"{source}: rule {index + 1}"
     if not isinstance(spec, dict):
         raise RulesError(
-            f"{where}: expected a mapping such as {{class: scratch, ...}}, got {spec!r}"
+            f"{where}: expected a mapping such as {{class: scratch, ...}}, got {short(spec)}"
         )
     if "class_name" in spec and "class" not in spec:
         spec = {("class" if k == "class_name" else k): v for k, v in spec.items()}
@@ -171,7 +172,7 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
     zones = _names(spec.get("zone", FRAME_ZONE), "zone", where)
     name = spec.get("name")
     if name is not None and not isinstance(name, str):
-        raise RulesError(f"{where}: name must be a string, got {name!r}")
+        raise RulesError(f"{where}: name must be a string, got {short(name)}")
     kw = {k: v for k, v in spec.items() if k in RULE_KEYS[3:] and v is not None}
     out = []
     many = len(classes) * len(zones) > 1
@@ -185,5 +186,5 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
 def _names(value: Any, what: str, where: str) -> list[str]:
     vals = value if isinstance(value, (list, tuple)) else [value]
     if not vals or not all(isinstance(v, str) and v for v in vals):
-        raise RulesError(f"{where}: {what} must be a name or a list of names, got {value!r}")
+        raise RulesError(f"{where}: {what} must be a name or a list of names, got {short(value)}")
     return list(vals)

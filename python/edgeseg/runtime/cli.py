@@ -103,6 +103,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import cv2
     from tqdm import tqdm
 
+    from edgeseg._limits import check_image_file
     from edgeseg.runtime.segmenter import Segmenter
 
     try:
@@ -130,7 +131,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     bar = tqdm(list(zip(paths, names)), desc="predict", unit="img", disable=args.no_progress)
     for path, name in bar:
         try:
-            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            check_image_file(path)  # the pixel budget, from the header
+            try:
+                frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            except cv2.error as e:  # OpenCV's own pixel limit (OpenCV 5 raises)
+                raise EdgesegError(f"{path}: OpenCV cannot read it ({str(e).strip()})") from None
             if frame is None:
                 raise EdgesegError(f"{path}: not a readable image (corrupt or unsupported)")
             res = seg.predict(frame)

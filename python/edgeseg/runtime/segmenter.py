@@ -41,7 +41,9 @@ class Segmenter:
     the fused postprocess also blends the class colours over the frame at this opacity
     (``result.overlay(alpha)`` then returns it without extra work).
     ``tile=(h, w)``, ``overlap``: tiled inference for frames much larger than the input
-    (see :mod:`edgeseg.runtime.tiling`); ``tile_batch`` tiles per inference call.
+    (see :mod:`edgeseg.runtime.tiling`); ``tile_batch`` tiles per inference call. A frame
+    smaller than the tile is padded to one tile (its edge pixels repeated) and processed at the
+    tiles' scale; the result has the frame's size.
     """
 
     def __init__(
@@ -273,7 +275,15 @@ class Segmenter:
         if not isinstance(frame, np.ndarray) or frame.ndim < 2 or frame.size == 0:
             kernels.preprocess(frame, self.info.input_size)  # raises the standard error
         h, w = frame.shape[:2]
-        boxes = tile_boxes((h, w), self.tile, self.overlap)
+        src = frame
+        ph, pw = max(0, self.tile[0] - h), max(0, self.tile[1] - w)
+        if ph or pw:
+            # A frame smaller than the tile is padded (edge pixels repeated) to one whole
+            # tile, so the network sees it at the scale of every other tile; the padding's
+            # logits are cut off before the postprocess.
+            pad = ((0, ph), (0, pw)) + ((0, 0),) * (frame.ndim - 2)
+            frame = np.pad(frame, pad, mode="edge")
+        boxes = tile_boxes(frame.shape[:2], self.tile, self.overlap)
         tile = boxes[0][2] - boxes[0][0], boxes[0][3] - boxes[0][1]
         canvas = None
         t = {"preprocess": 0.0, "inference": 0.0}
@@ -291,14 +301,15 @@ class Segmenter:
                 tc = time.perf_counter()
                 if canvas is None:
                     scale = (logits.shape[2] / tile[0], logits.shape[3] / tile[1])
-                    canvas = TileCanvas((h, w), tile, self.overlap, logits.shape[1], scale)
+                    canvas = TileCanvas(frame.shape[:2], tile, self.overlap, logits.shape[1], scale)
                 for box, lg in zip(chunk, logits):
                     canvas.add(box, lg)
                 t["preprocess"] += _ms(ta, tb)
                 t["inference"] += _ms(tb, tc)
-            res = self._finish(
-                canvas.result()[None], [frame], rgb, None, keep_frame, t, [nonfinite_input]
-            )[0]
+            logits = canvas.result()
+            if ph or pw:
+                logits = logits[:, : max(1, round(h * canvas.sy)), : max(1, round(w * canvas.sx))]
+            res = self._finish(logits[None], [src], rgb, None, keep_frame, t, [nonfinite_input])[0]
             res.timings["tiles"] = float(len(boxes))
             res.timings["total"] = _ms(t0, time.perf_counter())
             return res

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl
 import numpy as np
 
 from edgeseg.errors import EdgesegError, SinkError
+from edgeseg.sinks._private import DIR_MODE, FILE_MODE, private_dirs
 from edgeseg.sinks.base import LoopItem, Sink, register_sink
 
 __all__ = ["ArchiveSink"]
@@ -76,7 +77,7 @@ class ArchiveSink(Sink):
     def open(self) -> None:
         """Creates the folder, takes stock of the entries already there and applies the quota."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.directory)
             names = sorted(p.name for p in self.directory.iterdir() if _ENTRY.match(p.name))
         except OSError as e:
             raise SinkError(
@@ -131,7 +132,8 @@ class ArchiveSink(Sink):
         name = self._entry_name(item)
         tmp = self.directory / f".tmp-{name}"
         try:
-            tmp.mkdir(parents=True)
+            tmp.mkdir(mode=DIR_MODE)
+            os.chmod(tmp, DIR_MODE)  # before any file is in it: no umask decides who reads
             files = self._write_files(item, tmp)
             os.replace(tmp, self.directory / name)
         except (OSError, EdgesegError) as e:
@@ -176,6 +178,7 @@ class ArchiveSink(Sink):
         text = json.dumps(record, ensure_ascii=False, indent=1, default=_json_default)
         (folder / "record.json").write_text(text + "\n", encoding="utf-8")
         for p in folder.iterdir():
+            os.chmod(p, FILE_MODE)
             out[p.name] = p.stat().st_size
         return out
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from edgeseg._redact import redact
 from edgeseg.errors import SinkError
 
 if TYPE_CHECKING:
@@ -108,8 +109,10 @@ def open_sink(spec, **options) -> Sink:
     kind, _, arg = text.partition(":")
     factory = _REGISTRY.get(kind.lower())
     if factory is None:
-        raise SinkError(f"sink {text!r}: unknown kind {kind!r}; known kinds: {sink_kinds()}")
+        raise SinkError(
+            f"sink {redact(text)!r}: unknown kind {kind!r}; known kinds: {sink_kinds()}"
+        )
     # URL-style specs (mqtt://..., webhook:http://...) get their full text when they need it.
     sink = factory(text if arg.startswith("//") else arg, **options)
-    sink.spec = text
+    sink.spec = redact(text)  # shown in stats, logs and the live view: never a secret
     return sink

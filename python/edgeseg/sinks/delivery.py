@@ -173,6 +173,7 @@ class OutboxSink(Sink):
             if key is not None:
                 self._counts[key] = self._counts.get(key, 0) + n
             if error is not None:
+                error = redact_spec(error)
                 if error != self._last_error:  # each new problem once, not every retry
                     _log.warning("sink %s: %s", self.label, error)
                 self._last_error = error

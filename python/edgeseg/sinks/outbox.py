@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
+from edgeseg._redact import redact
 from edgeseg.errors import SinkError
+from edgeseg.sinks._private import private_dirs, private_file
 
 __all__ = [
     "Outbox",
@@ -97,10 +99,8 @@ def outbox_path(where: Union[str, Path, None], kind: str, endpoint: str) -> Path
     return folder / f"{kind}-{readable}-{digest}.sqlite3"
 
 
-def redact_spec(spec: str) -> str:
-    """``spec`` with passwords hidden (``user:***@``, ``password=***``), for messages and logs."""
-    text = re.sub(r"(//[^/@:]*):[^/@]*@", r"\1:***@", str(spec))
-    return re.sub(r"(?<=[?&])(password|token)=[^&]*", r"\1=***", text)
+#: ``spec`` with its secrets hidden, for messages and logs (:func:`edgeseg._redact.redact`).
+redact_spec = redact
 
 
 def with_id(record: dict) -> dict:
@@ -143,7 +143,9 @@ class Outbox:
         self.owner = owner
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
+            private_file(str(self.path) + ".lock")
+            private_file(self.path)  # SQLite gives its -wal and -shm files the same mode
             self._lockfile = open(str(self.path) + ".lock", "a+")  # noqa: SIM115
         except OSError as e:
             raise SinkError(

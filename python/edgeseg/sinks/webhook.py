@@ -85,6 +85,7 @@ class WebhookSink(OutboxSink):
             close_timeout=close_timeout,
         )
         self.url = str(url)
+        self._shown_url = redact_spec(self.url)
         self.timeout = float(timeout)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -122,13 +123,18 @@ class WebhookSink(OutboxSink):
             err.close()
             if 400 <= code < 500 and code not in _RETRY_CODES:
                 outbox.reject(e.seq, f"HTTP {code} {err.reason}")
-                self._count("rejected", error=f"{self.url} refused record {e.id}: HTTP {code}")
+                self._count(
+                    "rejected", error=f"{self._shown_url} refused record {e.id}: HTTP {code}"
+                )
                 return
             retry_after = _seconds(err.headers.get("Retry-After") if err.headers else None)
-            error = f"{self.url} answered HTTP {code} {err.reason}"
+            error = f"{self._shown_url} answered HTTP {code} {err.reason}"
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
-            error = f"cannot POST to {self.url}: {reason}; records wait in {self.outbox_path}"
+            error = (
+                f"cannot POST to {self._shown_url}: {redact_spec(reason)}; records wait in "
+                f"{self.outbox_path}"
+            )
         self._failures += 1
         self._count("retries", error=error)
         delay = min(self.max_backoff, self.backoff * 2 ** min(self._failures - 1, 30))

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from edgeseg._text import short
+from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import DatasetError, EdgesegError, TrainingError
 
 
@@ -101,8 +103,6 @@ _FLAG_KEYS = (
 
 
 def config_from_args(args: argparse.Namespace):
-    import yaml
-
     from edgeseg.train.trainer import TrainConfig
 
     base: dict = {}
@@ -110,13 +110,15 @@ def config_from_args(args: argparse.Namespace):
     for src in ([run_conf] if args.resume and run_conf.is_file() else []) + (
         [Path(args.config)] if args.config else []
     ):
-        try:
-            loaded = yaml.safe_load(src.read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise TrainingError(f"{src}: cannot read the config ({e})") from None
+        loaded = load_yaml_file(src, TrainingError, "training config") or {}
         if not isinstance(loaded, dict):
             raise TrainingError(f"{src}: a config is a mapping of settings, got {type(loaded)}")
         loaded.pop("meta", None)
+        bad = [k for k in loaded if not isinstance(k, str)]
+        if bad:
+            raise TrainingError(
+                f"{src}: setting names are words such as 'epochs', got {short(bad[0])}"
+            )
         base.update({k.replace("-", "_"): v for k, v in loaded.items()})
     for k in _FLAG_KEYS:
         v = getattr(args, k)

@@ -205,7 +205,7 @@ def _data_hash(digests: list[tuple[str, str]], classes: ClassMap) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr([(c.id, c.name) for c in classes]).encode())
     for key, digest in sorted(digests):
-        h.update(f"{key}\0{digest}".encode())
+        h.update(f"{key}\0{digest}".encode("utf-8", "surrogateescape"))  # names as on disk
     return "blake2b:" + h.hexdigest()
 
 
