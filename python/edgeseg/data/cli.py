@@ -21,7 +21,8 @@ def _add_check(sub) -> None:
         "check",
         help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates",
         description="Decode every image and label and report what breaks the labelling rules. "
-        "Exit code 1 when there are errors, 0 when there are only warnings.",
+        "Exit code 0 when there are only warnings, 1 when there are label errors, 2 when the "
+        "dataset cannot be opened at all (no such path, unknown layout).",
     )
     p.add_argument("dataset", help="dataset folder or .zip (folder, CVAT or LabelMe layout)")
     p.add_argument("--json", metavar="OUT", help="also write the full report as JSON to OUT")
@@ -74,13 +75,16 @@ def _cmd_check(args) -> int:
             "class_pixels": {},
             "class_images": {},
         }
-        print(f"error: {e}", file=sys.stderr)
+        print(f"edgeseg data check: error: {e}", file=sys.stderr)
+        bad_input = True
     else:
         print(format_report(report, limit=args.limit))
+        bad_input = False
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=2)
-    return 1 if report["errors"] else 0
+    # 2: the input is not a dataset (nothing was checked); 1: findings in a dataset.
+    return 2 if bad_input else 1 if report["errors"] else 0
 
 
 def _add_synth(sub) -> None:
@@ -206,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"edgeseg data {args.action}: error: {e}", file=sys.stderr)
         return 2
 
 

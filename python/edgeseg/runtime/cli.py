@@ -99,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # checked before any image is read: a bad value would otherwise fail once per image
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha {args.alpha:g}: the overlay opacity must be within 0..1")
     import cv2
     from tqdm import tqdm
 
