@@ -145,6 +145,26 @@ def preprocess(
     filled with ``pad_value`` (before normalization); ``blob.letterbox`` then holds the
     :data:`Letterbox` transform (a list of them when ``images`` was a batch) to pass to
     ``postprocess(letterbox=blob.letterbox)``. Otherwise ``blob.letterbox`` is None.
+
+    Args:
+        images: One uint8 image, a list of them, or an NxHxWxC array.
+        size: Output ``(h, w)``.
+        mean: Per-channel mean, in output channel order.
+        std: Per-channel standard deviation, in output channel order.
+        input_order: ``"bgr"`` (OpenCV) or ``"rgb"``.
+        output_order: ``"rgb"`` or ``"bgr"``.
+        dtype: ``"float32"`` or ``"float16"``.
+        letterbox: Keep the aspect ratio and pad instead of stretching.
+        pad_value: Border value of the letterbox (0..255).
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA twin (a core built with CUDA and a GPU).
+
+    Returns:
+        A :class:`Blob`: the ``(N, C, h, w)`` array with a ``letterbox`` attribute.
+
+    Raises:
+        InvalidArgumentError: Empty images, a wrong dtype or rank, zero sizes, mean/std of
+            the wrong length or a zero std, an unknown order or dtype.
+        DeviceUnavailableError: ``device="cuda"`` without CUDA in the core or a GPU.
     """
     out_h, out_w = _pair(size, "size")
     for name, order in (("input_order", input_order), ("output_order", output_order)):
@@ -258,6 +278,28 @@ def postprocess(
     array for a batch) and ``palette`` (Cx3 uint8 in the frame's channel order) give
     ``overlay = frame * (1 - alpha) + colour * alpha`` (rounded); classes in ``ignore`` stay
     transparent.
+
+    Args:
+        logits: ``(C, h, w)`` or ``(N, C, h, w)`` float32/float16 network output.
+        out_size: ``(H, W)`` of the outputs (default: the frame's size).
+        frame: The frame(s) to blend the overlay over.
+        palette: Cx3 uint8 class colours, in the frame's channel order.
+        alpha: Overlay opacity, 0..1.
+        confidence: Compute the softmax max-probability per pixel.
+        counts: Count the pixels of each class.
+        letterbox: The transform from ``preprocess(letterbox=True)`` to undo.
+        ignore: Class indices drawn transparent in the overlay.
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA twin.
+
+    Returns:
+        A :class:`PostprocessResult` with ``class_map`` (uint8, ties → lowest class),
+        ``confidence`` (float32 or None), ``overlay`` (uint8 or None) and ``counts``
+        (int64 or None), each with the batch axis when the logits had one.
+
+    Raises:
+        InvalidArgumentError: C = 0 or > 255, a wrong dtype or rank, a mismatched batch,
+            zero sizes, a palette of the wrong shape, an alpha outside 0..1.
+        DeviceUnavailableError: ``device="cuda"`` without CUDA in the core or a GPU.
     """
     if not isinstance(logits, np.ndarray):
         raise InvalidArgumentError(
