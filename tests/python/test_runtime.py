@@ -1,4 +1,4 @@
-"""Segmenter + SegResult end to end on a model trained and exported inside the test session
+"""Segmenter + SegResult end to end on a model trained and exported inside the test run
 (conftest.tiny_onnx), against independent references: ONNX Runtime called directly with
 OpenCV/numpy pre- and postprocessing, scikit-image connected components, PIL."""
 
