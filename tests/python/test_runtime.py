@@ -227,7 +227,7 @@ def test_tiles_larger_than_frame_and_bad_tile_args(tiny_onnx, frames):
         (np.zeros((32, 32, 4), np.uint8), "HxWx3"),
         (np.zeros((0, 32, 3), np.uint8), "empty"),
         (np.zeros((2, 32, 32, 3), np.uint8), "predict_batch"),
-        ("frame.png", "numpy"),
+        ("frame.png", "no such image file"),  # paths are read; a missing one is refused
     ],
 )
 def test_bad_frames_raise_and_the_segmenter_keeps_working(seg, frames, bad, match):

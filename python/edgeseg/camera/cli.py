@@ -20,6 +20,7 @@ from edgeseg._cli import (
     deprecated,
     epilog,
     error,
+    install_hint,
     write_json,
 )
 from edgeseg.errors import EdgesegError
@@ -188,8 +189,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_frames=args.max_frames,
             trigger=_trigger(args.trigger),
         )
-    except (EdgesegError, ImportError) as e:
+    except EdgesegError as e:
         error(PROG, e)
+        return EXIT_ERROR
+    except ImportError as e:  # OpenCV or ONNX Runtime missing
+        error(PROG, f"{e}; {install_hint('camera')}")
         return EXIT_ERROR
 
     stop = threading.Event()
