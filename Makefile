@@ -1,6 +1,6 @@
 # edgeseg: two commands do all set-up on a fresh machine.
-#   make demo   - the main job (bootstraps .venv, builds the core, runs the demo)
-#   make test   - lint + the whole test suite (what CI runs)
+#   make demo   - the whole chain on synthetic data (bootstraps .venv, builds the core)
+#   make test   - lint + docs build + the whole test suite + the Jetson portability check
 # Both are idempotent: a second run reuses .venv and rebuilds only what changed.
 
 PYTHON ?= python3
@@ -16,17 +16,22 @@ CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint pytest jetson-check bench build system-deps sanitize clean distclean help
+.PHONY: all demo test lint pytest jetson-check jetson-deps bench build system-deps sanitize \
+	docs docs-build wheel clean distclean help
 
 all: test
 
 help:
-	@echo "make demo      run the main job (kernel demo + benchmark table)"
-	@echo "make test      ruff + pytest (what .ci/run runs)"
+	@echo "make demo          synthetic dataset -> training -> ONNX -> INT8 -> camera loop with rules;"
+	@echo "                   open demo_out/report.html"
+	@echo "make test          ruff, mkdocs build --strict, pytest, jetson-check (what CI runs)"
+	@echo "make docs          serve the documentation site at http://127.0.0.1:8000/"
+	@echo "make wheel         manylinux x86_64 wheel (auditwheel) and an sdist into dist/"
 	@echo "make jetson-check  aarch64 cross-build + qemu parity, CUDA 12 (sm_87) and CUDA 13 compile checks"
-	@echo "make bench     benchmark the fused kernels against numpy+OpenCV and torch"
-	@echo "make sanitize  build the core with ASan+UBSan and run the kernel tests under it"
-	@echo "make clean     remove build outputs (keeps .venv)"
+	@echo "make bench         benchmark the fused kernels against numpy+OpenCV and torch"
+	@echo "make sanitize      build the core with ASan+UBSan and run the kernel tests under it"
+	@echo "make system-deps   install the Debian packages the tests use (root or sudo)"
+	@echo "make clean         remove build outputs (keeps .venv)"
 
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +45,7 @@ $(VENV)/.deps-stamp: pyproject.toml | $(VPY)
 # The package itself (editable: Python edits are live) with its dev extra; the native core is
 # rebuilt incrementally in build/ when a C++/CUDA/CMake source changes.
 $(VENV)/.core-stamp: $(VENV)/.deps-stamp $(CORE_SRCS)
-	$(PIP) install -q --no-build-isolation -e ".[dev]"
+	$(PIP) install -q --no-build-isolation -e ".[dev,docs]"
 	@touch $@
 
 build: $(VENV)/.core-stamp
@@ -59,10 +64,28 @@ pytest: build system-deps
 # Jetson portability (README, "Jetson"): aarch64 cross-build of the core run under qemu against
 # the x86 build, CUDA 12.6 / sm_87 and CUDA 13 / sm_87+sm_90 compile checks. Builds are cached
 # in build/jetson-*, build/cuda12.
-jetson-check: build
+jetson-check: build jetson-deps
 	$(VPY) tools/jetson_check.py
 
-test: lint pytest jetson-check
+# The cross tools jetson-check needs (tools/apt-packages-jetson.txt): installed as root or with
+# sudo; otherwise the one command to run is printed and the target fails.
+jetson-deps:
+	@tools/system_deps.sh tools/apt-packages-jetson.txt --required
+
+# The documentation site: `make docs` serves it with live reload, `make docs-build` is the
+# strict build `make test` runs (warnings, broken links and missing docstrings fail it).
+docs: build
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
+
+docs-build: build
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+# Wheels and sdist into dist/: the x86_64 wheel (reusing the core built in build/) repaired
+# to a manylinux tag by auditwheel, the sdist, and a wheel built from that sdist.
+wheel: build
+	$(VPY) tools/build_wheel.py --sdist
+
+test: lint docs-build pytest jetson-check
 
 demo: build system-deps
 	$(VPY) -m edgeseg demo --out $(DEMO_OUT)
@@ -77,7 +100,7 @@ sanitize: build
 	tools/sanitize.sh "$(VPY)" "$(ASAN_VENV)"
 
 clean:
-	rm -rf build $(DEMO_OUT) $(VENV)/.core-stamp
+	rm -rf build dist $(DEMO_OUT) $(VENV)/.core-stamp
 
 distclean: clean
 	rm -rf $(VENV)

@@ -5,7 +5,7 @@
 Exports the run (default: trains the default model on the synthetic ``defects`` set, 256²,
 for ``--minutes``) at each size, quantizes it with :func:`edgeseg.quant.quantize` (calibrated
 on the train split, gated on val) and prints median latencies, the speedup and both mIoUs
-(the issue's targets: >= 1.5x faster, <= 1.0 mIoU point lost). FP32 and INT8 run in turns
+(a useful int8 model is >= 1.5x faster for <= 1.0 mIoU point lost). FP32 and INT8 run in turns
 (alternating blocks of 5 runs) in one process (medians), so load from other processes falls
 on both alike; the load average is printed with the table. ``--all-int8`` quantizes every
 convolution (the pre-plan behaviour) for comparison; by default the convolutions ONNX Runtime

@@ -514,7 +514,7 @@ def check_aarch64(build_root: Path) -> None:
     real = check_parity(cases, build_root / "jetson-out-x86", build_root / "jetson-out-aarch64")
     if real == 0:
         log(
-            "[parity] WARNING: the kernels are still placeholders on this branch; the outputs "
+            "[parity] WARNING: the kernels are still placeholders in this build; the outputs "
             "compared are their identical 'not implemented' errors only"
         )
     else:

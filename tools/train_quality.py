@@ -1,4 +1,4 @@
-"""Quality run of issue 4: the default model on the synthetic defect set at 256², CPU.
+"""Quality run: the default model on the synthetic defect set at 256², CPU, under a budget.
 
     python tools/train_quality.py [--out /tmp/edgeseg_quality] [--minutes 5] [-- extra train flags]
 

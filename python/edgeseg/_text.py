@@ -13,7 +13,7 @@ import os
 import reprlib
 from typing import Any, Union
 
-__all__ = ["SHORT_LIMIT", "printable", "short"]
+__all__ = ["SHORT_LIMIT", "json_safe", "printable", "short"]
 
 #: Most characters of a value quoted in a message.
 SHORT_LIMIT = 200
@@ -47,3 +47,20 @@ def printable(name: Union[str, bytes, os.PathLike]) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return raw.decode("utf-8", "backslashreplace")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every string (keys too) that holds lone surrogates — file names that are
+    not UTF-8 — made :func:`printable`, inside dicts, lists and tuples, so that the JSON
+    written from it is valid UTF-8 and carries visible ``\\xNN`` escapes."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return printable(value)
+        return value
+    if isinstance(value, dict):
+        return {json_safe(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value

@@ -18,7 +18,6 @@ Run ``edgeseg bench`` or ``python tools/bench_kernels.py`` (``--json`` for scrip
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -30,7 +29,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from edgeseg import _core, kernels
+from edgeseg import _cli, _core, kernels
 from edgeseg._platform import cpu_name
 
 MEAN = (0.485, 0.456, 0.406)
@@ -339,6 +338,8 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         prog="edgeseg bench",
         description="Benchmark the fused kernels against numpy+OpenCV and torch (medians of "
         "repeated calls in one warm process; ratios = peer time / our time).",
+        epilog=_cli.epilog("edgeseg bench", "edgeseg bench --only post-c4 --json bench.json"),
+        formatter_class=_cli.HELP_FORMATTER,
     )
     parser.add_argument(
         "--threads", type=int, default=2, help="threads for every library (default 2)"
@@ -383,7 +384,7 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
         help="another build of the native module (_core*.so) to time beside ours",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough look)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    _cli.add_json(parser, "the report")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error("--threads must be >= 1")
@@ -434,12 +435,9 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     report, args = run(argv)
-    if args.json:
-        print(
-            json.dumps(
-                {"machine": report.machine, "rows": [asdict(r) for r in report.rows]}, indent=2
-            )
-        )
-    else:
+    _cli.write_json(
+        args.json, {"machine": report.machine, "rows": [asdict(r) for r in report.rows]}
+    )
+    if args.json != "-":
         print(format_table(report))
     return 0

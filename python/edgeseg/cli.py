@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg import _core
+from edgeseg import _cli, _core
 
 
 def _version_text() -> str:
@@ -40,9 +40,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ok, reason = _core.cuda_available()
     info["cuda_device"] = reason if ok else None
     info["cuda_unavailable_reason"] = None if ok else reason
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
+    _cli.write_json(args.json, info)
+    if args.json != "-":
         print(_version_text())
         print(f"  cuda device:  {reason}")
     return 0
@@ -72,14 +71,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg",
         description="Semantic segmentation from labelled pixels to a live OK/NG verdict.",
+        epilog=_cli.epilog(
+            "edgeseg data synth data/defects && edgeseg train --data data/defects --out runs/d",
+            "edgeseg export runs/d -o model.onnx && edgeseg predict model.onnx images/ --out preds",
+            "edgeseg run model.onnx --source rtsp://cam/stream --rules rules.yaml --sink jsonl:-",
+            extra="The model is the first argument of every command that takes one; -o/--output "
+            "names a file,\n--out a folder; --json [FILE] and --no-progress mean the same "
+            "everywhere.",
+        ),
+        formatter_class=_cli.HELP_FORMATTER,
     )
     parser.add_argument(
         "--version", action=_VersionAction, nargs=0, help="print version and build info"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p_info = sub.add_parser("info", help="what this build contains and which devices it sees")
-    p_info.add_argument("--json", action="store_true", help="machine-readable output")
+    p_info = sub.add_parser(
+        "info",
+        help="what this build contains and which devices it sees",
+        epilog=_cli.epilog("edgeseg info", "edgeseg info --json"),
+        formatter_class=_cli.HELP_FORMATTER,
+    )
+    _cli.add_json(p_info, "the build information")
     p_info.set_defaults(func=_cmd_info)
 
     for name, (_, text) in DELEGATED.items():
@@ -94,8 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         try:
             return int(module.main(argv[1:]) or 0)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            return 130
+            _cli.error(f"edgeseg {argv[0]}", "interrupted")
+            return _cli.EXIT_INTERRUPTED
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -104,8 +117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        _cli.error("edgeseg", "interrupted")
+        return _cli.EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

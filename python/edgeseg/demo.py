@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg import _cli
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.result import SegResult
 
@@ -415,7 +416,12 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog="edgeseg demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="edgeseg demo",
+        description=__doc__.split("\n\n")[0],
+        epilog=_cli.epilog("edgeseg demo --out demo_out", "edgeseg demo --quick --out /tmp/demo"),
+        formatter_class=_cli.HELP_FORMATTER,
+    )
     ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     ap.add_argument("--quick", action="store_true", help="a seconds-long run (tiny sizes)")
     ap.add_argument("--train-minutes", type=float, help="training budget (default 3)")
@@ -429,8 +435,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run_demo(Path(args.out), cfg)
     except EdgesegError as e:
-        print(f"edgeseg demo: {e}", file=sys.stderr)
-        return 1
+        _cli.error("edgeseg demo", e)
+        return _cli.EXIT_FINDINGS
     return 0
 
 

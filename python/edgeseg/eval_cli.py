@@ -1,17 +1,24 @@
 """``edgeseg eval MODEL --data DATASET``: segmentation metrics of a trained model.
 
-Exit codes: 0 done, 2 the model, dataset or arguments could not be used.
+Exit codes: 0 done, 2 the model, dataset or arguments could not be used, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg._cli import EXIT_ERROR, guarded
-from edgeseg._text import printable
+from edgeseg._cli import (
+    EXIT_ERROR,
+    HELP_FORMATTER,
+    add_json,
+    add_no_progress,
+    epilog,
+    guarded,
+    show_progress,
+    write_json,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgeseg eval",
         description="Evaluate a trained model: mIoU, per-class IoU, pixel accuracy, Dice and "
         "boundary F1 on a dataset split.",
+        epilog=epilog(
+            "edgeseg eval runs/defects --data data/defects --split val",
+            "edgeseg eval model.int8.onnx --data data/defects --json report.json",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument(
         "model",
@@ -27,11 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="dataset folder or .zip")
     p.add_argument("--split", default="val", help="train, val, test or all (default val)")
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout)")
+    add_json(p, "the report")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (.pt only)")
     p.add_argument("--batch", type=int, default=4, help="images per forward pass (4)")
     p.add_argument("--tolerance", type=int, default=2, help="boundary F1 tolerance in px (2)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     return p
 
 
@@ -53,20 +65,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             None if args.split == "all" else args.split,
             batch=args.batch,
             tolerance=args.tolerance,
-            progress=not args.no_progress,
+            progress=show_progress(args),
             **kw,
         )
 
-    ok, report = guarded("edgeseg eval", run)
+    extra = "export" if args.model.lower().endswith(".onnx") else "train"
+    ok, report = guarded("edgeseg eval", run, extra=extra)
     if not ok:
         return EXIT_ERROR
-    text = printable(json.dumps(report, indent=2, ensure_ascii=False))  # no lone surrogates
+    write_json(args.json, report)
     if args.json == "-":
-        print(text)
         return 0
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
 
     def fmt(v):
         return "n/a" if v is None else f"{v:.4f}"

@@ -219,6 +219,28 @@ def preprocess(
     ``(x/255 - mean)/std`` is not finite in ``dtype`` is refused up front
     (:class:`~edgeseg.InvalidArgumentError` naming the channel), so it is 0 here; the count
     guards the paths that bypass this check.
+
+    Args:
+        images: One uint8 image, a list of them, or an NxHxWxC array.
+        size: Output ``(h, w)``.
+        mean: Per-channel mean, in output channel order.
+        std: Per-channel standard deviation, in output channel order.
+        input_order: ``"bgr"`` (OpenCV) or ``"rgb"``.
+        output_order: ``"rgb"`` or ``"bgr"``.
+        dtype: ``"float32"`` or ``"float16"``.
+        letterbox: Keep the aspect ratio and pad instead of stretching.
+        pad_value: Border value of the letterbox (0..255).
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA twin (a core built with CUDA and a GPU).
+
+    Returns:
+        A :class:`Blob`: the ``(N, C, h, w)`` array with ``letterbox`` and ``nonfinite``
+        attributes.
+
+    Raises:
+        InvalidArgumentError: Empty images, a wrong dtype or rank, zero sizes, mean/std of
+            the wrong length, not finite, or a std so small that the output overflows, an
+            unknown order or dtype.
+        DeviceUnavailableError: ``device="cuda"`` without CUDA in the core or a GPU.
     """
     out_h, out_w = _pair(size, "size")
     for name, order in (("input_order", input_order), ("output_order", output_order)):
@@ -347,6 +369,29 @@ def postprocess(
     where ``F.interpolate`` gives a non-finite value in some class. Such pixels get class 0
     and confidence 0 (never 1), are blended and counted as class 0, and ``result.nonfinite``
     counts them.
+
+    Args:
+        logits: ``(C, h, w)`` or ``(N, C, h, w)`` float32/float16 network output.
+        out_size: ``(H, W)`` of the outputs (default: the frame's size).
+        frame: The frame(s) to blend the overlay over.
+        palette: Cx3 uint8 class colours, in the frame's channel order.
+        alpha: Overlay opacity, 0..1.
+        confidence: Compute the softmax max-probability per pixel.
+        counts: Count the pixels of each class.
+        letterbox: The transform from ``preprocess(letterbox=True)`` to undo.
+        ignore: Class indices drawn transparent in the overlay.
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA twin.
+
+    Returns:
+        A :class:`PostprocessResult` with ``class_map`` (uint8, ties → lowest class),
+        ``confidence`` (float32 or None), ``overlay`` (uint8 or None), ``counts``
+        (int64 or None) and ``nonfinite`` (non-finite pixels per image), each with the batch
+        axis when the logits had one.
+
+    Raises:
+        InvalidArgumentError: C = 0 or > 255, a wrong dtype or rank, a mismatched batch,
+            zero sizes, a palette of the wrong shape, an alpha outside 0..1.
+        DeviceUnavailableError: ``device="cuda"`` without CUDA in the core or a GPU.
     """
     if not isinstance(logits, np.ndarray):
         raise InvalidArgumentError(

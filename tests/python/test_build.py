@@ -123,7 +123,11 @@ def test_build_writes_engine_and_manifest(precision, models, tmp_path):
     assert out.is_file() and out.stat().st_size == m["engine_bytes"] > 0
     on_disk = json.loads((tmp_path / "model.engine.json").read_text())
     assert on_disk == m
-    assert m["format"] == "edgeseg-engine/1" and m["precision"] == precision
+    assert m["format"] == "edgeseg-engine/1" and m["requested_precision"] == precision
+    # A strongly typed builder (TensorRT for RTX) runs the float32 ONNX in float32 whatever was
+    # asked: the manifest must say what the engine computes in, not what was requested.
+    assert m["strongly_typed"] == (m["tensorrt"]["module"] == "tensorrt_rtx")
+    assert m["precision"] == ("fp32" if m["strongly_typed"] else precision)
     assert m["onnx_sha256"] == hashlib.sha256(models["fp32"].read_bytes()).hexdigest()
     assert m["engine_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert m["tensorrt"]["version"] == trt.__version__
@@ -151,6 +155,7 @@ def test_int8_from_qdq_and_dynamic_batch_profile(models, tmp_path):
     _trt_or_skip()
     m = build_engine(models["qdq"], tmp_path / "q.engine", precision="int8", log=None)
     assert m["onnx_quantized"] is True and m["precision"] == "int8"
+    assert m["requested_precision"] == "int8"
     d = build_engine(models["dyn"], tmp_path / "d.engine", "fp32", max_batch=4, log=None)
     assert d["optimization_profile"] == {
         "images": {"min": [1, 3, SIZE, SIZE], "opt": [1, 3, SIZE, SIZE], "max": [4, 3, SIZE, SIZE]}
@@ -234,3 +239,15 @@ def test_cli_build_json(models, tmp_path, capsys):
     assert (
         cli_main(["build", str(models["fp32"]), "--dla", "7", "-o", str(out)]) == 2
     )  # no such DLA core
+
+
+def test_onnx_precision_is_what_the_file_computes_in(models, tmp_path):
+    """What a strongly typed build records: int8 for Q/DQ, fp16 for float16 weights, else fp32."""
+    f16 = pytest.importorskip("onnxconverter_common.float16")
+    from edgeseg.engine.builder import _onnx_precision
+
+    half = f16.convert_float_to_float16(onnx.load(str(models["fp32"])), keep_io_types=True)
+    onnx.save(half, str(tmp_path / "half.onnx"))
+    assert _onnx_precision(models["fp32"], {}, qdq=False) == "fp32"
+    assert _onnx_precision(tmp_path / "half.onnx", {}, qdq=False) == "fp16"
+    assert _onnx_precision(models["qdq"], {}, qdq=True) == "int8"

@@ -25,7 +25,7 @@ def _run(args, timeout=120):
 def test_run_to_max_frames_with_json_stats(tiny_onnx, tmp_path):
     out = tmp_path / "r.jsonl"
     p = _run(
-        ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48&seed=2",
+        [str(tiny_onnx), "--source", "synthetic://?size=64x48&seed=2",
          "--sink", f"jsonl:{out}", "--max-frames", "15", "--json"]
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -42,7 +42,7 @@ def test_signal_stops_cleanly_and_flushes_every_sink(tiny_onnx, tmp_path, sig):
     out, video = tmp_path / "r.jsonl", tmp_path / "out.mp4"
     shots = tmp_path / "shots"
     p = subprocess.Popen(
-        RUN + ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48&fps=30",
+        RUN + [str(tiny_onnx), "--source", "synthetic://?size=64x48&fps=30",
                "--sink", f"jsonl:{out}", "--sink", f"video:{video}",
                "--sink", f"images:{shots}?every=5", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -76,17 +76,60 @@ def test_signal_stops_cleanly_and_flushes_every_sink(tiny_onnx, tmp_path, sig):
 
 
 def test_bad_source_and_options_are_clear_errors(tiny_onnx, tmp_path):
-    p = _run(["--model", str(tiny_onnx), "--source", str(tmp_path / "line.mp4")])
+    p = _run([str(tiny_onnx), "--source", str(tmp_path / "line.mp4")])
     assert p.returncode == 2 and "line.mp4" in p.stderr and "no such video file" in p.stderr
-    p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--sink", "ftp:x"])
+    p = _run([str(tiny_onnx), "--source", "synthetic://", "--sink", "ftp:x"])
     assert p.returncode == 2 and "unknown kind 'ftp'" in p.stderr
-    p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--token", "t"])
+    p = _run([str(tiny_onnx), "--source", "synthetic://", "--token", "t"])
     assert p.returncode == 2 and "--token protects the live view" in p.stderr
     if importlib.util.find_spec("edgeseg.sinks.serve") is None:
-        p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--serve", ":8080"])
+        p = _run([str(tiny_onnx), "--source", "synthetic://", "--serve", ":8080"])
         assert p.returncode == 2 and "--serve" in p.stderr
     p = _run(["--source", "synthetic://"])
-    assert p.returncode == 2 and "--model" in p.stderr
+    assert p.returncode == 2 and "the model is required" in p.stderr
+
+
+def test_model_option_is_the_deprecated_spelling(tiny_onnx):
+    p = _run(["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames",
+              "2", "--json", "--no-progress"])  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "edgeseg run: warning: --model is deprecated; use the model as the first argument" in (
+        p.stderr
+    )
+    assert json.loads(p.stdout)["frames"] == 2
+    p = _run([str(tiny_onnx), "--model", str(tiny_onnx), "--source", "synthetic://"])
+    assert p.returncode == 2 and "give the model once" in p.stderr
+
+
+def test_json_file_and_no_progress(tiny_onnx, tmp_path):
+    out = tmp_path / "stats.json"
+    p = _run([str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "3",
+              "--stats-every", "0.01", "--no-progress", f"--json={out}"])  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and json.loads(out.read_text())["frames"] == 3
+    assert p.stderr.count("latency p50/p99") == 1  # only the final stats, no live lines
+
+
+def test_unreachable_stream_is_one_clear_line_and_bad_input(tiny_onnx):
+    """An RTSP source that never answers: our message alone (no OpenCV/FFmpeg log lines before
+    it) and exit 2, since nothing ran."""
+    import os
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
+    url = f"rtsp://127.0.0.1:{port}/line1"
+    p = subprocess.run(
+        RUN + [str(tiny_onnx), "--source", url], capture_output=True, text=True, env=env,
+        timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 2, p.stderr
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("edgeseg run: error: ") and url in lines[0]
+    assert "WARN" not in p.stderr and "Connection" not in p.stderr
 
 
 @pytest.mark.skipif(
@@ -94,7 +137,7 @@ def test_bad_source_and_options_are_clear_errors(tiny_onnx, tmp_path):
 )
 def test_serve_flag_maps_to_the_serve_sink(tiny_onnx):
     p = _run(
-        ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "5",
+        [str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "5",
          "--serve", "127.0.0.1:0", "--token", "s3cret", "--json"]
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -107,7 +150,7 @@ def test_rules_file_gives_verdicts_and_a_bad_one_is_a_clear_error(tiny_onnx, tmp
     rules, out = tmp_path / "rules.yaml", tmp_path / "v.jsonl"
     rules.write_text("rules:\n  - class: product\n    min_area_px: 1000000\n")  # never met
     p = _run(
-        ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "4",
+        [str(tiny_onnx), "--source", "synthetic://?size=64x48", "--max-frames", "4",
          "--rules", str(rules), "--sink", f"jsonl:{out}"]
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
@@ -115,7 +158,7 @@ def test_rules_file_gives_verdicts_and_a_bad_one_is_a_clear_error(tiny_onnx, tmp
     assert len(recs) == 4 and all(r["verdict"] == "NG" for r in recs)
     assert all(any("product" in why for why in r["reasons"]) for r in recs)
     rules.write_text("rules:\n  - class: rust\n    max_area_px: 10\n")
-    p = _run(["--model", str(tiny_onnx), "--source", "synthetic://", "--rules", str(rules)])
+    p = _run([str(tiny_onnx), "--source", "synthetic://", "--rules", str(rules)])
     assert p.returncode == 2 and "rust" in p.stderr and "rules.yaml" in p.stderr
 
 
@@ -128,7 +171,7 @@ def test_trigger_flag_processes_one_frame_per_http_trigger(tiny_onnx, tmp_path):
         port = s.getsockname()[1]
     out = tmp_path / "r.jsonl"
     p = subprocess.Popen(
-        RUN + ["--model", str(tiny_onnx), "--source", "synthetic://?size=64x48&fps=30",
+        RUN + [str(tiny_onnx), "--source", "synthetic://?size=64x48&fps=30",
                "--sink", f"jsonl:{out}", "--trigger", f"http://127.0.0.1:{port}/trigger",
                "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

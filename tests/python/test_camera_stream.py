@@ -78,7 +78,9 @@ def test_stream_killed_and_restarted_loop_reconnects(tmp_path, server_kind):
         stop_process(server)
     drops = final["source"]["disconnects"]
     assert final["reconnects"] >= 1
-    assert drops - 1 <= final["reconnects"] <= drops  # every drop recovered (bar one at the end)
+    assert (
+        drops - 1 <= final["reconnects"] <= drops
+    )  # every drop recovered (all but one at the end)
     assert final["frames"] >= n_down + 10
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == final["frames"]

@@ -157,9 +157,17 @@ def test_cli_check_unusable_dataset(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "r.json"
     rc = cli.main(["data", "check", str(tmp_path / "empty"), "--json", str(out)])
-    assert rc == 1
+    assert rc == 2  # bad input, not findings
     assert json.loads(out.read_text())["errors"][0]["kind"] == "invalid_dataset"
-    assert "cannot tell the dataset layout" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot tell the dataset layout" in err and err.startswith("edgeseg data check: error:")
+
+
+def test_cli_check_missing_path_is_bad_input(tmp_path, capsys):
+    rc = cli.main(["data", "check", str(tmp_path / "nothere"), "--no-progress"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseg data check: error:") and "nothere" in err
 
 
 @pytest.mark.parametrize("bad", [b"", b"\x89PNG\r\n\x1a\n" + b"\0" * 40])

@@ -283,9 +283,9 @@ def test_ok_frame_and_zone_objects():
     assert v.ok and v.reasons == [] and v.details[0]["area_px"] == 0 and v.details[0]["ok"]
 
 
-def test_readme_example_loads_and_evaluates(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Inspection rules", 1)[1]
+def test_documented_example_loads_and_evaluates(tmp_path):
+    page = Path(__file__).resolve().parents[2] / "docs" / "reference" / "rules.md"
+    section = page.read_text(encoding="utf-8").split("# Inspection rules", 1)[1]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     path = tmp_path / "rules.yaml"
     path.write_text(block)
@@ -297,7 +297,7 @@ def test_readme_example_loads_and_evaluates(tmp_path):
         cm, np.ones(cm.shape, np.float32), CLASSES, np.bincount(cm.ravel(), minlength=4)
     )
     v = rules.evaluate(res)
-    assert v.reasons == ['scratch: 1.8 mm² in zone "seal" > 0.5 mm²']  # as the README shows
+    assert v.reasons == ['scratch: 1.8 mm² in zone "seal" > 0.5 mm²']  # as the page shows
     assert v.details[0]["area_px"] == 281 and v.details[0]["area_mm2"] == 1.7984
 
 

@@ -1,4 +1,4 @@
-"""Segmenter + SegResult end to end on a model trained and exported inside the test session
+"""Segmenter + SegResult end to end on a model trained and exported inside the test run
 (conftest.tiny_onnx), against independent references: ONNX Runtime called directly with
 OpenCV/numpy pre- and postprocessing, scikit-image connected components, PIL."""
 
@@ -227,7 +227,7 @@ def test_tiles_larger_than_frame_and_bad_tile_args(tiny_onnx, frames):
         (np.zeros((32, 32, 4), np.uint8), "HxWx3"),
         (np.zeros((0, 32, 3), np.uint8), "empty"),
         (np.zeros((2, 32, 32, 3), np.uint8), "predict_batch"),
-        ("frame.png", "numpy"),
+        ("frame.png", "no such image file"),  # paths are read; a missing one is refused
     ],
 )
 def test_bad_frames_raise_and_the_segmenter_keeps_working(seg, frames, bad, match):
@@ -421,3 +421,18 @@ def test_tensorrt_backend_matches_onnxruntime(tiny_onnx, tiny_run, tmp_path):
         assert sum(a.counts.values()) == frame.shape[0] * frame.shape[1]
     batch = trt.predict_batch(frames[:2])
     assert all((r.class_map == trt.predict(f).class_map).all() for r, f in zip(batch, frames))
+
+
+@pytest.mark.parametrize("alpha", ["2", "-0.1"])
+def test_predict_cli_rejects_alpha_up_front(tmp_path, capsys, alpha):
+    """A bad --alpha fails once, before any model or image is read (not once per image)."""
+    from edgeseg.cli import main
+
+    img = tmp_path / "a.png"
+    cv2.imwrite(str(img), np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "m.onnx", str(img), "--out", str(tmp_path / "o"), "--alpha", alpha])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--alpha" in err and "0..1" in err and err.count("error") == 1
+    assert not (tmp_path / "o").exists()

@@ -4,11 +4,11 @@ main features with ``--features ID``."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Optional
 
+from edgeseg import _cli
 from edgeseg.errors import SourceError
 
 _COLUMNS = (
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
             "open one in a loop with --source genicam://ID (genicam:// = the first one). "
             "GigE Vision discovery waits about a second for replies."
         ),
+        epilog=_cli.epilog("edgeseg cameras", "edgeseg cameras --features --json"),
+        formatter_class=_cli.HELP_FORMATTER,
     )
     parser.add_argument(
         "--features",
@@ -39,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the main features of camera ID (the first camera when ID is left out): "
         "pixel formats, region, exposure/gain/frame-rate ranges, trigger sources, packet size",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _cli.add_json(parser, "the cameras (or features)")
     return parser
 
 
@@ -68,23 +70,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         load_aravis("edgeseg cameras")
     except SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        _cli.error("edgeseg cameras", exc)
+        return _cli.EXIT_ERROR
     if args.features is not None:
         device = args.features or None
         try:
             feats = device_features(device, context="edgeseg cameras --features")
         except SourceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        if args.json:
-            print(json.dumps(feats, indent=2))
-        else:
+            _cli.error("edgeseg cameras", exc)
+            return _cli.EXIT_FINDINGS
+        _cli.write_json(args.json, feats)
+        if args.json != "-":
             print(_features_text(device or "(first found)", feats))
         return 0
     devices = list_devices()
-    if args.json:
-        print(json.dumps(devices, indent=2))
+    _cli.write_json(args.json, devices)
+    if args.json == "-":
+        pass
     elif devices:
         print(_table(devices))
     else:

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from typing import Optional
 
+from edgeseg._cli import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    HELP_FORMATTER,
+    add_json,
+    add_no_progress,
+    deprecated,
+    epilog,
+    error,
+    install_hint,
+    write_json,
+)
 from edgeseg._redact import redact
 from edgeseg.camera.loop import MAX_INVALID
 from edgeseg.errors import EdgesegError
 from edgeseg.rules.invalid import ON_INVALID
+
+PROG = "edgeseg run"
 
 _PICTURE_SINKS = {"video", "images", "window", "serve", "archive"}
 _SINK_ALPHA = 0.5  # the picture sinks' default overlay opacity (the cached overlay must match)
@@ -27,27 +41,37 @@ sinks: jsonl:FILE or jsonl:- (one JSON record per frame), video:out.mp4,
   images:DIR[?what=overlay,mask,confidence&every=N&only=ng], window,
   and those of the line integration (mqtt://, webhook:, opcua:, archive:) when installed
 
-examples:
-  edgeseg run --model model.onnx --source rtsp://cam/stream --sink jsonl:- --serve 127.0.0.1:8080
-  edgeseg run --model model.onnx --source line.mp4 --sink video:out.mp4 --max-frames 500 --json
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed and the final stats printed.
 
 fail closed: a frame whose model output is NaN/Inf is never OK (--on-invalid: ng = verdict NG
   with the reason, error = stop, skip = no verdict); --max-invalid such frames in a row stop
   the run.
-exit status: 0 the source ended or a signal stopped the run, 1 an error stopped it (or no
-  frame was processed), 2 bad arguments, model, rules or sinks.
+exit status: 0 the source ended or a signal stopped the run; 1 an error stopped a running loop
+  (or no frame was processed); 2 bad arguments, model, rules, or a source, sink or trigger
+  that cannot be opened at start.
 """
+EPILOG = epilog(
+    "edgeseg run model.onnx --source rtsp://cam/stream --sink jsonl:- --serve 127.0.0.1:8080",
+    "edgeseg run model.onnx --source line.mp4 --sink video:out.mp4 --max-frames 500 --json",
+    extra=EPILOG.rstrip(),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="edgeseg run",
+        prog=PROG,
         description="Run a segmentation model on a live source and send every result to sinks.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HELP_FORMATTER,
     )
-    p.add_argument("--model", required=True, help="model file (.onnx, or a TensorRT .engine)")
+    p.add_argument("model", nargs="?", help="model file (.onnx, or a TensorRT .engine)")
+    p.add_argument(
+        "--model",
+        dest="model_option",
+        metavar="MODEL",
+        action=deprecated(PROG, "--model", "the model as the first argument"),
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--source", required=True, help="camera/stream URI, video file or folder")
     p.add_argument(
         "--sink", action="append", default=[], metavar="SPEC", help="a sink spec (repeatable)"
@@ -93,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--stats-every", type=float, default=5.0, help="live stats period (s), 0=off")
-    p.add_argument("--json", action="store_true", help="final stats as JSON on stdout")
+    add_no_progress(p)
+    add_json(p, "the final stats")
     return p
 
 
@@ -150,8 +175,25 @@ def _trigger(spec: Optional[str]):
     return open_trigger(spec)
 
 
+def _quiet_opencv() -> None:
+    """OpenCV's and FFmpeg's own log lines (``[ WARN:0@4.3] global cap.cpp ...``, ``[tcp @ 0x..]
+    Connection ... refused``) would bury our one-line error: errors only, unless the user chose
+    a level. Set before OpenCV loads (it reads them once)."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.model and args.model_option:
+        parser.error("give the model once: as the first argument (--model is the older spelling)")
+    args.model = args.model or args.model_option
+    if not args.model:
+        parser.error("the model is required: edgeseg run MODEL --source SOURCE")
+    if args.no_progress:  # the periodic stats lines are this command's progress display
+        args.stats_every = 0.0
+    _quiet_opencv()
     from edgeseg.camera import CameraLoop
     from edgeseg.camera.stats import format_stats
 
@@ -182,9 +224,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             on_invalid=args.on_invalid,
             max_invalid=args.max_invalid,
         )
-    except (EdgesegError, ImportError) as e:
-        print(f"edgeseg run: {redact(e)}", file=sys.stderr)
-        return 2
+    except EdgesegError as e:
+        error(PROG, e)
+        return EXIT_ERROR
+    except ImportError as e:  # OpenCV or ONNX Runtime missing
+        error(PROG, f"{e}; {install_hint('camera')}")
+        return EXIT_ERROR
 
     stop = threading.Event()
 
@@ -195,7 +240,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = 0
     try:
         loop.start()
-        print(f"edgeseg run: {redact(args.source)} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
+    except EdgesegError as e:  # the source, a sink or the trigger cannot be opened
+        error(PROG, e)
+        for s, h in previous.items():
+            signal.signal(s, h)
+        return EXIT_ERROR
+    try:
+        print(f"{PROG}: {redact(args.source)} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
         waited = 0.0
         while not loop.join(0.2) and not stop.is_set():
             waited += 0.2
@@ -204,12 +255,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(format_stats(loop.stats.snapshot()), file=sys.stderr)
         final = loop.stop()
         if loop.error is not None:
-            print(f"edgeseg run: stopped by an error: {redact(loop.error)}", file=sys.stderr)
-            status = 1
+            error(PROG, f"stopped by an error: {loop.error}")
+            status = EXIT_FINDINGS
     except EdgesegError as e:
-        print(f"edgeseg run: {redact(e)}", file=sys.stderr)
+        error(PROG, e)
         loop.stop()
-        return 1
+        return EXIT_FINDINGS
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -217,10 +268,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(format_stats(final), file=sys.stderr)
     if not final.get("frames") and not stop.is_set() and status == 0:
         why = final.get("last_error") or "the source delivered no usable frame"
-        print(f"edgeseg run: no frame was processed ({why})", file=sys.stderr)
-        status = 1
-    if args.json:
-        print(json.dumps(final, indent=2, default=str))
+        error(PROG, f"no frame was processed ({why})")
+        status = EXIT_FINDINGS
+    write_json(args.json, final)
     return status
 
 

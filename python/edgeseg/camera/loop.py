@@ -59,15 +59,33 @@ MAX_INVALID = 50  # default: invalid results in a row that end the run
 class CameraLoop:
     """Runs a segmenter on a source and hands every result to sinks (module docstring).
 
-    ``source``: a URI or a :class:`~edgeseg.camera.frame.Source`; ``segmenter``: anything
-    with ``predict(frame_bgr) -> SegResult`` (an :class:`edgeseg.Segmenter`); ``sinks``:
-    specs (``"jsonl:out.jsonl"``) or :class:`~edgeseg.sinks.base.Sink` objects; ``rules``:
-    anything with ``evaluate(result) -> Verdict``; ``on_result(item)``: a callback from the
-    sink thread; ``max_fps``: cap on processed frames per second; ``trigger``: a
-    :class:`~edgeseg.camera.trigger.Trigger`; ``max_frames``: stop after that many results.
-    ``on_invalid``: ``ng`` | ``error`` | ``skip`` for results with NaN/±Inf model output
-    (default: the rules' ``on_invalid``, else ``ng``); ``max_invalid``: invalid results in a
-    row that stop the run with an error (0: never).
+    Capture, inference (+ rules) and sinks run in three threads joined by bounded queues.
+    ``run()`` blocks and returns the final stats; ``start()`` / ``stop()`` run it in the
+    background; it is a context manager and an iterator of :class:`LoopItem`.
+
+    Args:
+        source: A URI (``rtsp://…``, ``0``, ``csi://0``, ``genicam://``, a video file, an
+            image folder or glob, ``synthetic://``) or a :class:`~edgeseg.camera.frame.Source`.
+        segmenter: An :class:`edgeseg.Segmenter` (anything with ``predict(frame_bgr)``).
+        sinks: Sink specs (``"jsonl:out.jsonl"``, ``"mqtt://host/topic"``, ...) or
+            :class:`~edgeseg.sinks.base.Sink` objects.
+        rules: An :class:`edgeseg.Rules` (anything with ``evaluate(result) -> Verdict``).
+        on_result: A callback ``on_result(item)`` called from the sink thread.
+        drop: ``"latest"``: a live source keeps only its newest frame while inference is busy;
+            ``"none"``: every frame is queued.
+        max_fps: Cap on processed frames per second.
+        trigger: A :class:`~edgeseg.camera.trigger.Trigger`: one frame per external trigger.
+        max_frames: Stop after that many results.
+        queue_size: Depth of the bounded queues between the threads.
+        on_invalid: ``"ng"`` | ``"error"`` | ``"skip"`` for results with NaN/±Inf model
+            input or output (default: the rules' ``on_invalid``, else ``"ng"``).
+        max_invalid: Invalid results in a row that stop the run with an error (0: never).
+
+    Raises:
+        InvalidArgumentError: A bad ``drop`` or ``max_fps``, or objects of the wrong kind.
+        SourceError: An unknown source URI (here) or a source that cannot be opened (at
+            ``start()``).
+        SinkError: An unknown or malformed sink spec.
     """
 
     def __init__(
@@ -138,6 +156,11 @@ class CameraLoop:
         self._fatal: Optional[BaseException] = None
         self._pending: deque = deque()  # (trigger_id, t) waiting for a frame
         self._pending_cv = threading.Condition()
+
+    def __repr__(self) -> str:
+        state = "running" if self._started and not self._closed else "stopped"
+        uri = getattr(self.source, "uri", type(self.source).__name__)
+        return f"CameraLoop({str(uri)!r}, {len(self.sinks)} sinks, {state})"
 
     # ---- public control ---------------------------------------------------------------
     @property

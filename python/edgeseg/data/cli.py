@@ -7,12 +7,19 @@ Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` foun
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import Optional
 
+from edgeseg._cli import (
+    HELP_FORMATTER,
+    add_json,
+    add_no_progress,
+    epilog,
+    show_progress,
+    write_json,
+)
 from edgeseg.errors import DatasetError
 
 
@@ -21,10 +28,16 @@ def _add_check(sub) -> None:
         "check",
         help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates",
         description="Decode every image and label and report what breaks the labelling rules. "
-        "Exit code 1 when there are errors, 0 when there are only warnings.",
+        "Exit code 0 when there are only warnings, 1 when there are label errors, 2 when the "
+        "dataset cannot be opened at all (no such path, unknown layout).",
+        epilog=epilog(
+            "edgeseg data check data/defects",
+            "edgeseg data check data/defects --json qa.json --no-progress",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("dataset", help="dataset folder or .zip (folder, CVAT or LabelMe layout)")
-    p.add_argument("--json", metavar="OUT", help="also write the full report as JSON to OUT")
+    add_json(p, "the full report")
     p.add_argument("--classes", metavar="YAML", help="class map to use instead of the dataset's")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument(
@@ -46,7 +59,7 @@ def _add_check(sub) -> None:
         help="warn when a class appears in fewer images (default 5)",
     )
     p.add_argument("--limit", type=int, default=20, help="findings printed per kind (default 20)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.set_defaults(func=_cmd_check)
 
 
@@ -61,7 +74,7 @@ def _cmd_check(args) -> int:
             max_unlabeled=args.max_unlabeled,
             min_pixel_share=args.min_pixel_share,
             min_class_images=args.min_class_images,
-            progress=not args.no_progress,
+            progress=show_progress(args),
         )
     except DatasetError as e:
         # The dataset could not even be opened: still give scripts a report to read.
@@ -74,13 +87,15 @@ def _cmd_check(args) -> int:
             "class_pixels": {},
             "class_images": {},
         }
-        print(f"error: {e}", file=sys.stderr)
+        print(f"edgeseg data check: error: {e}", file=sys.stderr)
+        bad_input = True
     else:
-        print(format_report(report, limit=args.limit))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report, f, indent=2)
-    return 1 if report["errors"] else 0
+        if args.json != "-":
+            print(format_report(report, limit=args.limit))
+        bad_input = False
+    write_json(args.json, report)
+    # 2: the input is not a dataset (nothing was checked); 1: findings in a dataset.
+    return 2 if bad_input else 1 if report["errors"] else 0
 
 
 def _add_synth(sub) -> None:
@@ -90,6 +105,8 @@ def _add_synth(sub) -> None:
         description="Write a folder dataset (images/, masks/, classes.yaml, splits/) of "
         "textured surfaces with scratches, stains and cracks (--task defects) or textured "
         "products on a surface (--task objects). Deterministic for a seed.",
+        epilog=epilog("edgeseg data synth data/defects --task defects --n 200 --size 256"),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("out", help="output folder")
     p.add_argument("--task", choices=("defects", "objects"), default="defects")
@@ -98,8 +115,8 @@ def _add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in OUT")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    add_no_progress(p)
+    add_json(p, "a summary")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -114,10 +131,12 @@ def _cmd_synth(args) -> int:
         seed=args.seed,
         workers=args.workers,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
     summary = {"path": str(out), "task": args.task, "n": args.n, "size": args.size}
-    print(json.dumps(summary) if args.json else f"wrote {args.n} {args.task} images to {out}")
+    write_json(args.json, summary)
+    if args.json != "-":
+        print(f"wrote {args.n} {args.task} images to {out}")
     return 0
 
 
@@ -127,13 +146,15 @@ def _add_convert(sub) -> None:
         help="convert a dataset to a folder dataset or a CVAT export, pixel for pixel",
         description="Read SRC in any supported layout and write DST as a folder dataset or a "
         "CVAT 'Segmentation mask 1.1' export (a DST ending in .zip writes an archive).",
+        epilog=epilog("edgeseg data convert data/defects data/defects_cvat.zip --to cvat"),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--to", choices=("folder", "cvat"), required=True)
     p.add_argument("--classes", metavar="YAML", help="class map to use instead of SRC's")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
-    p.add_argument("--no-progress", action="store_true")
+    add_no_progress(p)
     p.set_defaults(func=_cmd_convert)
 
 
@@ -146,16 +167,21 @@ def _cmd_convert(args) -> int:
         to=args.to,
         classes=args.classes,
         overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
     print(f"wrote {args.to} dataset {out}")
     return 0
 
 
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="layout, classes and split sizes of a dataset (fast)")
+    p = sub.add_parser(
+        "info",
+        help="layout, classes and split sizes of a dataset (fast)",
+        epilog=epilog("edgeseg data info data/defects --json"),
+        formatter_class=HELP_FORMATTER,
+    )
     p.add_argument("dataset")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_json(p, "the dataset's layout, classes and splits")
     p.set_defaults(func=_cmd_info)
 
 
@@ -173,9 +199,8 @@ def _cmd_info(args) -> int:
         "classes": [c.to_dict() for c in ds.classes],
         "issues": len(ds.issues),
     }
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
+    write_json(args.json, info)
+    if args.json != "-":
         print(repr(ds))
         for c in ds.classes:
             print(f"  {c.id:>5}  {c.name}  {c.color}")
@@ -188,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg data",
         description="Datasets: label QA, synthetic inspection data, format conversion.",
+        epilog=epilog(
+            "edgeseg data synth data/defects --n 200",
+            "edgeseg data check data/defects --json qa.json",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     _add_check(sub)
@@ -206,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"edgeseg data {args.action}: error: {e}", file=sys.stderr)
         return 2
 
 

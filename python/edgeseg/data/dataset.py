@@ -109,7 +109,18 @@ class _TempDir:
 
 
 class SegDataset:
-    """Images with integer class-id masks; see the module docstring."""
+    """Images with integer class-id masks, read without torch (see the module docstring).
+
+    Made by :func:`open_dataset`. ``ds[i]`` is ``(image, mask)``: an H×W×3 uint8 RGB image and
+    an H×W uint8 (or uint16) array of class ids, 255 = void. ``len(ds)`` counts the samples,
+    ``ds.classes`` is the :class:`~edgeseg.data.classes.ClassMap`, ``ds.split("val")`` a view
+    on one split, ``ds.image_path(i)`` / ``ds.label_path(i)`` the files behind a sample.
+
+    Raises:
+        DatasetError: From ``ds[i]`` when a file cannot be decoded or a mask holds values
+            outside the class map; the message names the file.
+        IndexError: An index out of range.
+    """
 
     def __init__(
         self,
@@ -279,8 +290,21 @@ def open_dataset(
 ) -> SegDataset:
     """Open a dataset in any supported layout (see the module docstring).
 
-    ``classes`` overrides the dataset's own class map (a :class:`ClassMap` or a yaml path).
-    Without split files, samples are split train/val/test deterministically from ``seed``.
+    Args:
+        path: A dataset folder or ``.zip`` (folder, CVAT "Segmentation mask 1.1" or LabelMe
+            layout, detected from its files).
+        classes: A :class:`ClassMap` or a ``classes.yaml`` path overriding the dataset's own.
+        layout: ``"folder"``, ``"cvat"`` or ``"labelme"`` instead of detecting it.
+        seed: Seed of the deterministic train/val/test split used without split files.
+        val_fraction: Share of the samples for ``val`` without split files.
+        test_fraction: Share of the samples for ``test`` without split files.
+
+    Returns:
+        A :class:`SegDataset`.
+
+    Raises:
+        DatasetError: No such path, an unknown layout, a class map that cannot be read, or
+            a split file naming missing samples; the message names the file and the fix.
     """
     src = Path(path)
     if not src.exists():

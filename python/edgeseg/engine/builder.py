@@ -172,6 +172,21 @@ def _has_qdq(path: Path, meta: dict) -> bool:
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
 
+def _onnx_precision(path: Path, meta: dict, qdq: bool) -> str:
+    """The precision an ONNX file itself computes in: ``int8`` (Q/DQ nodes), ``fp16`` (float16
+    weights, from ``edgeseg quantize --precision fp16``) or ``fp32``. A strongly typed builder
+    (TensorRT for RTX) runs exactly these types, whatever precision was asked for."""
+    if qdq:
+        return "int8"
+    try:
+        import onnx
+    except ImportError:
+        return "fp16" if meta.get("precision") == "fp16" else "fp32"
+    model = onnx.load(str(path), load_external_data=False)
+    fp16 = onnx.TensorProto.FLOAT16
+    return "fp16" if any(t.data_type == fp16 for t in model.graph.initializer) else "fp32"
+
+
 def _build_command(onnx_path, out, precision, dla, workspace_mb, timing_cache) -> str:
     cmd = ["edgeseg", "build", str(onnx_path), "--precision", precision]
     if dla is not None:
@@ -308,11 +323,15 @@ def build_engine(
     config = builder.create_builder_config()
     applied: list[str] = []
     notes: list[str] = []
-    if flavour == "tensorrt_rtx" and precision != "fp32":
+    # A strongly typed builder (TensorRT for RTX) has no precision flags: the engine computes
+    # in the ONNX's own types, and the manifest records those, not the request.
+    strongly_typed = flavour == "tensorrt_rtx"
+    engine_precision = _onnx_precision(onnx_path, meta, qdq) if strongly_typed else precision
+    if strongly_typed and precision != engine_precision:
         notes.append(
-            "TensorRT for RTX is strongly typed: the engine's precision is the ONNX's own "
-            f"({'Q/DQ int8' if qdq else meta.get('precision', 'float32')}); "
-            "quantize the ONNX (edgeseg quantize) for FP16/INT8 kernels"
+            f"TensorRT for RTX is strongly typed: the engine runs in the ONNX's own precision "
+            f"({engine_precision}), not the requested {precision}; quantize the ONNX "
+            "(edgeseg quantize) for FP16/INT8 kernels"
         )
     if precision in ("fp16", "int8", "best"):
         _set_flag(trt, config, "FP16", applied, notes, "FP16 comes from an FP16 ONNX")
@@ -379,7 +398,9 @@ def build_engine(
         "gpu": plat["gpu"],
         "compute_capability": plat["compute_capability"],
         "target_compute_capabilities": targets,
-        "precision": precision,
+        "precision": engine_precision,
+        "requested_precision": precision,
+        "strongly_typed": strongly_typed,
         "applied_flags": applied,
         "notes": notes,
         "dla_core": dla,

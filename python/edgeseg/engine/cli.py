@@ -8,11 +8,10 @@ the TensorRT install could not be used (the message says what to change or insta
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg._cli import EXIT_ERROR, guarded
+from edgeseg._cli import EXIT_ERROR, HELP_FORMATTER, add_json, epilog, guarded, write_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +23,11 @@ def build_parser() -> argparse.ArgumentParser:
         "TensorRT Python API, and write a manifest (-o + .json) with the TensorRT version, GPU, "
         "compute capability, precision, I/O, the ONNX's sha256, classes and preprocessing. "
         "INT8 is built from the Q/DQ model of `edgeseg quantize --target tensorrt`.",
+        epilog=epilog(
+            "edgeseg build model.onnx --precision fp16 -o model.engine",
+            "edgeseg build model.int8.onnx --precision int8 --dla 0 -o model.dla.engine",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("model", help=".onnx from edgeseg export or edgeseg quantize")
     p.add_argument("-o", "--output", required=True, help="the engine file to write")
@@ -34,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-batch", type=int, default=1, help="profile max batch of a dynamic-batch ONNX (1)"
     )
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    add_json(p, "the manifest")
     return p
 
 
@@ -52,12 +56,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             workspace_mb=args.workspace,
             timing_cache=args.timing_cache,
             max_batch=args.max_batch,
-            log=None if args.json else print,
+            log=None if args.json == "-" else print,
         )
 
     ok, manifest = guarded("edgeseg build", run)
     if not ok:
         return EXIT_ERROR
-    if args.json:
-        print(json.dumps(manifest, indent=2))
+    write_json(args.json, manifest)
     return 0

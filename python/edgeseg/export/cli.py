@@ -7,12 +7,19 @@ check failed; 2 the run, checkpoint or arguments could not be used.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg._cli import EXIT_ERROR, guarded
+from edgeseg._cli import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    HELP_FORMATTER,
+    add_json,
+    epilog,
+    guarded,
+    write_json,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
         "input 'images' Nx3xHxW float32, output 'logits' NxCxHxW) with classes, colours, "
         "mean/std and input size embedded, then check it against torch with ONNX Runtime on "
         "validation images of the run's dataset.",
+        epilog=epilog(
+            "edgeseg export runs/defects -o model.onnx",
+            "edgeseg export runs/defects/best.pt -o model.onnx --size 512 512 --dynamic-batch",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("model", help="run directory of edgeseg train, or its best.pt / last.pt")
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
@@ -47,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMG",
         help="images for the parity check (default: the run's validation images)",
     )
-    p.add_argument("--json", metavar="OUT", help="write the report as JSON to OUT ('-': stdout)")
+    add_json(p, "the report")
     return p
 
 
@@ -71,13 +83,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ok, report = guarded("edgeseg export", run, extra="train,export")
     if not ok:
         return EXIT_ERROR
-    if args.json:
-        text = json.dumps(report, indent=2)
-        if quiet:
-            print(text)
-        else:
-            with open(args.json, "w") as f:
-                f.write(text + "\n")
+    write_json(args.json, report)
     if not report["parity"]["within_tolerance"]:
         print(
             f"edgeseg export: error: torch and ONNX Runtime disagree (max |dlogit| "
@@ -85,5 +91,5 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "not be deployed",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_FINDINGS
     return 0

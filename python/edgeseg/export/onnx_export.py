@@ -156,6 +156,24 @@ def export_onnx(
     "output_shape", "bytes", "batchnorm_folded", "parity": {"max_abs_diff",
     "class_maps_identical", "differing_pixels", "images", "source"}, "metadata"}`` and
     prints a summary through ``log`` (None: silent).
+
+    Args:
+        run_dir_or_ckpt: A run folder of ``edgeseg train`` (its ``best.pt``) or a checkpoint.
+        out_path: The ``.onnx`` file to write.
+        size: ``(H, W)`` of the graph's input (default: the training size).
+        dynamic_batch: A variable batch dimension (default: batch 1).
+        opset: ONNX opset (17 by default: TensorRT 8.5+ parses it).
+        images: Images for the parity check (paths or HWC uint8 RGB arrays).
+        parity_images: How many of the run's images the parity check uses by default.
+        log: Where the summary goes (None: silent).
+
+    Returns:
+        The export report described above.
+
+    Raises:
+        ModelError: The run or checkpoint cannot be loaded, or the exported graph fails
+            ``onnx.checker``.
+        InvalidArgumentError: A bad ``size`` or ``opset``.
     """
     src, out = Path(run_dir_or_ckpt), Path(out_path)
     if not isinstance(opset, int) or not 11 <= opset <= 20:

@@ -7,12 +7,19 @@ written; ``quant_report.json`` says why); 2 the model, dataset or arguments coul
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from typing import Optional
 
-from edgeseg._cli import EXIT_ERROR, guarded
+from edgeseg._cli import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    HELP_FORMATTER,
+    add_json,
+    epilog,
+    guarded,
+    write_json,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         "per-channel weights, calibrated on the dataset's train split), then compare its mIoU "
         "with the float32 model on the val split. Nodes that lose the most accuracy are kept in "
         "float until the drop is within --max-drop; quant_report.json is written next to -o.",
+        epilog=epilog(
+            "edgeseg quantize model.onnx --data data/defects --precision int8 --target cpu "
+            "-o model.int8.onnx",
+            "edgeseg quantize model.onnx --data data/defects --target tensorrt -o model.trt8.onnx",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("model", help="float32 .onnx from edgeseg export")
     p.add_argument(
@@ -63,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="most nodes the gate may keep in float before giving up (8)",
     )
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads for eval/latency")
-    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_json(p, "the report")
     return p
 
 
@@ -86,15 +99,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             threads=args.threads,
             all_int8=args.all_int8,
             cpu_isa=args.cpu_isa,
-            log=None if args.json else print,
+            log=None if args.json == "-" else print,
         )
 
     ok, report = guarded("edgeseg quantize", run, extra="quant")
     if not ok:
         return EXIT_ERROR
-    if args.json:
-        print(json.dumps(report, indent=2))
+    write_json(args.json, report)
     if not report["passed"]:
         print(f"edgeseg quantize: error: {report['reason']}", file=sys.stderr)
-        return 1
+        return EXIT_FINDINGS
     return 0

@@ -16,7 +16,8 @@ runs an int8 ``QLinearConv`` on one of two paths:
 Measured on the default UNet (width 0.25) at 256x256 on a 2-core AVX2 EPYC (no VNNI), per node,
 2 threads, ONNX Runtime 1.32: convolutions on the symmetric path run 1.7-2.2x faster than
 float32, while the full-resolution ones with 8 output channels (generic path) run 1.2-1.7x
-*slower* than the float32 NCHWc kernels, the 1x1 head 5x (see README, Quantization).
+*slower* than the float32 NCHWc kernels, the 1x1 head 5x (docs/benchmarks/index.md, "INT8
+quantization on the CPU").
 
 :func:`float_for_speed` therefore keeps in float every convolution that would take the generic
 path, and every data-movement node (Concat, Resize, MaxPool, ...) that does not sit between

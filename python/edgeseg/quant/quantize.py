@@ -250,6 +250,30 @@ def quantize(
     quantizes every node it can instead (the accuracy fallback may still keep some float).
     ``cpu_isa``: the CPU that will run the model, ``vnni`` (x86 with AVX512-VNNI/AVX-VNNI:
     every dense convolution gains in int8), ``no-vnni``, or ``auto`` (this machine's).
+
+    Args:
+        model: The float32 ``.onnx`` from ``edgeseg export``.
+        data: The dataset (path or :class:`~edgeseg.data.SegDataset`).
+        out: The quantized ``.onnx`` to write.
+        precision: ``"int8"`` or ``"fp16"``.
+        target: ``"cpu"`` (ONNX Runtime, U8S8) or ``"tensorrt"`` (symmetric int8).
+        calib_images: Calibration images from the ``train`` split.
+        calib_method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+        max_drop: Largest mIoU drop allowed, in points.
+        max_float_nodes: Most nodes the gate may keep in float before giving up.
+        threads: ONNX Runtime threads for evaluation and latency.
+        latency_runs: Timed runs per model for the latency figures.
+        all_int8: Quantize every node, even where int8 is slower on a CPU.
+        cpu_isa: ``"auto"``, ``"vnni"`` or ``"no-vnni"``.
+        log: Where progress lines go (None: silent).
+
+    Returns:
+        The report described above.
+
+    Raises:
+        InvalidArgumentError: A bad precision, target, method or limit.
+        ModelError: The model is not an edgeseg float32 export.
+        DatasetError: The dataset cannot be opened or a split is empty.
     """
     _check_args(precision, target, calib_images, calib_method, max_drop)
     if cpu_isa not in ("auto", *CPU_ISAS):

@@ -1,7 +1,7 @@
 """Inspection rules: per class and zone, area and blob limits → an OK/NG verdict per frame.
 
 ``Rules.from_file("rules.yaml", classes=segmenter.classes).evaluate(result)`` returns a
-:class:`Verdict`; see the README's "Inspection rules" for the file format.
+:class:`Verdict`; see docs/reference/rules.md for the file format.
 """
 
 from edgeseg.rules.rules import Rules

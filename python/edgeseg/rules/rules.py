@@ -96,8 +96,22 @@ class Rules:
 
     @classmethod
     def from_dict(cls, data: dict, classes: Optional[list] = None, source: str = "<dict>") -> Rules:
-        """Rules from the dict form of a rules file (keys ``px_per_mm``, ``frame_size``,
-        ``zones``, ``rules``; see the README's "Inspection rules")."""
+        """Rules from the dict form of a rules file.
+
+        Args:
+            data: A mapping with the keys of a rules file: ``px_per_mm``, ``frame_size``,
+                ``zones`` and ``rules`` (see the "Inspection rules" reference page).
+            classes: The model's classes (``ClassInfo`` or names) to check the rules' class
+                names against now; without them they are checked on the first result.
+            source: The name used in error messages.
+
+        Returns:
+            The compiled :class:`Rules`.
+
+        Raises:
+            RulesError: Unknown keys, classes or zones (with suggestions), bad polygons,
+                negative or contradictory limits, mm² limits without a scale.
+        """
         if not isinstance(data, dict):
             raise RulesError(
                 f"{source}: expected a mapping with 'zones' and 'rules', got {type(data).__name__}"
@@ -120,7 +134,20 @@ class Rules:
 
     @classmethod
     def from_file(cls, path: Union[str, Path], classes: Optional[list] = None) -> Rules:
-        """Rules from a YAML (or JSON) file; ``classes``: the model's classes to check names."""
+        """Rules from a YAML (or JSON) file.
+
+        Args:
+            path: The rules file.
+            classes: The model's classes (``segmenter.classes``) to check the class names
+                against now.
+
+        Returns:
+            The compiled :class:`Rules`.
+
+        Raises:
+            RulesError: The file cannot be read or parsed, or a rule is invalid; the message
+                names the file, the rule and the fix.
+        """
         p = Path(path)
         data = load_yaml_file(p, RulesError, "rules file")
         return cls.from_dict(data, classes, source=str(p))
@@ -176,11 +203,24 @@ class Rules:
         return masks
 
     def evaluate(self, result) -> Optional[Verdict]:
-        """The verdict on one :class:`~edgeseg.runtime.result.SegResult`: NG with one reason
-        per broken limit, ``details`` with the measured area/blobs of every rule.
+        """The verdict on one segmented frame.
 
-        A result that is not ``valid`` (NaN/±Inf model output) is never measured: NG with
-        its reason, :class:`~edgeseg.errors.InvalidResultError` or None, per ``on_invalid``.
+        A result that is not ``valid`` (NaN/±Inf model input or output) is never measured:
+        NG with its reason, :class:`~edgeseg.errors.InvalidResultError` or None, per
+        ``on_invalid``.
+
+        Args:
+            result: A :class:`~edgeseg.runtime.result.SegResult`.
+
+        Returns:
+            A :class:`~edgeseg.rules.verdict.Verdict`: NG with one reason per broken limit,
+            ``details`` with the measured area and blobs of every rule; None for an invalid
+            result under ``on_invalid: skip``.
+
+        Raises:
+            RulesError: A rule names a class the result does not have, a rule needs
+                confidence the result lacks, or a pixel zone leaves the frame.
+            InvalidResultError: An invalid result under ``on_invalid: error``.
         """
         if not is_valid(result):
             return invalid_verdict(result, self.on_invalid)

@@ -118,7 +118,7 @@ class OrtBackend(Backend):
         # ORT's intra-op threads spin while a run is in flight (fast), and by default go on
         # spinning after it returns, on the cores our preprocess and postprocess are about to
         # use: on 2 cores that made the 720p postprocess 1.8x slower. Stop them when run()
-        # returns (inference time unchanged; see README, "Runtime overhead").
+        # returns (inference time unchanged; see docs/benchmarks, "Runtime overhead").
         opts.add_session_config_entry("session.force_spinning_stop", "1")
         if providers is None:
             providers = ort_providers(ort.get_available_providers(), device)

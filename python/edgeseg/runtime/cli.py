@@ -1,4 +1,8 @@
-"""``edgeseg predict MODEL INPUTS... --out DIR``: segment image files, folders and globs."""
+"""``edgeseg predict MODEL INPUTS... --out DIR``: segment image files, folders and globs.
+
+Exit codes: 0 every image segmented, 1 some images could not be read or written (listed in
+summary.json; the others are written), 2 bad arguments or a model that cannot be loaded,
+130 interrupted. ``-o`` is the older spelling of ``--out``."""
 
 from __future__ import annotations
 
@@ -12,7 +16,22 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg._cli import (
+    EXIT_ERROR,
+    EXIT_FINDINGS,
+    HELP_FORMATTER,
+    add_json,
+    add_no_progress,
+    deprecated,
+    epilog,
+    error,
+    install_hint,
+    show_progress,
+    write_json,
+)
 from edgeseg.errors import EdgesegError
+
+PROG = "edgeseg predict"
 
 __all__ = ["collect_inputs", "main"]
 
@@ -68,14 +87,26 @@ def _stem_names(paths: list[Path]) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="edgeseg predict",
+        prog=PROG,
         description="Segment images with an exported model (.onnx) or a TensorRT engine. "
         "Writes per image NAME_mask.png (palette PNG of class indices), NAME_overlay.jpg, "
         "NAME_confidence.png (0..255 = 0..1) and NAME.json into --out, plus summary.json.",
+        epilog=epilog(
+            "edgeseg predict model.onnx images/ --out preds",
+            "edgeseg predict model.onnx 'shots/*.png' --out preds --save mask,confidence --json",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     ap.add_argument("model", help="model.onnx or model.engine")
     ap.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
-    ap.add_argument("--out", "-o", required=True, help="output folder")
+    ap.add_argument("--out", help="output folder (required)")
+    ap.add_argument(
+        "-o",
+        dest="out",
+        metavar="DIR",
+        action=deprecated(PROG, "-o", "--out DIR (-o/--output names a file)"),
+        help=argparse.SUPPRESS,
+    )
     ap.add_argument(
         "--save",
         type=_parse_save,
@@ -94,13 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--tile", type=int, nargs=2, metavar=("H", "W"), help="tiled inference")
     ap.add_argument("--overlap", type=int, default=64, help="tile overlap in pixels")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(ap)
+    add_json(ap, "the summary")
     return ap
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    import cv2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.out:
+        parser.error("the output folder is required: --out DIR")
+    # checked before any image is read: a bad value would otherwise fail once per image
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha {args.alpha:g}: the overlay opacity must be within 0..1")
+    try:
+        import cv2
+    except ImportError as e:
+        error(PROG, f"{e}; {install_hint('camera')}")
+        return EXIT_ERROR
     from tqdm import tqdm
 
     from edgeseg._limits import check_image_file
@@ -117,18 +159,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             overlap=args.overlap,
         )
     except EdgesegError as e:
-        print(f"edgeseg predict: {e}", file=sys.stderr)
-        return 2
+        error(PROG, e)
+        return EXIT_ERROR
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        print(f"edgeseg predict: cannot create --out {out}: {e}", file=sys.stderr)
-        return 2
+        error(PROG, f"cannot create --out {out}: {e}")
+        return EXIT_ERROR
     show = {"off": False, "alpha": "alpha", "heatmap": "heatmap"}[args.show_confidence]
     failures, totals = [], np.zeros(len(seg.classes), np.int64)
     names = _stem_names(paths)
-    bar = tqdm(list(zip(paths, names)), desc="predict", unit="img", disable=args.no_progress)
+    bar = tqdm(list(zip(paths, names)), desc="predict", unit="img", disable=not show_progress(args))
     for path, name in bar:
         try:
             check_image_file(path)  # the pixel budget, from the header
@@ -160,7 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 (out / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
         except (EdgesegError, OSError) as e:
             failures.append({"image": str(path), "error": str(e)})
-            tqdm.write(f"edgeseg predict: {e}", file=sys.stderr)
+            tqdm.write(f"{PROG}: error: {e}", file=sys.stderr)
     summary = {
         "model": str(args.model),
         "backend": seg.backend.describe(),
@@ -169,5 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "counts": {c.name: int(n) for c, n in zip(seg.classes, totals)},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"segmented {len(paths) - len(failures)}/{len(paths)} images into {out}")
-    return 1 if failures else 0
+    write_json(args.json, summary)
+    if args.json != "-":
+        print(f"segmented {len(paths) - len(failures)}/{len(paths)} images into {out}")
+    return EXIT_FINDINGS if failures else 0

@@ -72,6 +72,12 @@ class SegResult:
     nonfinite_input: int = 0
     _overlay_cache: Optional[tuple[float, np.ndarray]] = field(default=None, repr=False)
 
+    def __repr__(self) -> str:
+        h, w = self.shape
+        present = {c.name: int(n) for c, n in zip(self.classes, self.counts_array) if n}
+        flags = "" if self.valid else f", invalid: {self.invalid_reason}"
+        return f"SegResult({h}×{w}, {len(self.classes)} classes, counts={present}{flags})"
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)`` of the frame."""

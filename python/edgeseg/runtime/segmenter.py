@@ -1,7 +1,7 @@
 """``Segmenter``: a model file in, ``SegResult`` out — three lines to a mask.
 
 seg = edgeseg.Segmenter("model.onnx")          # or "model.engine"
-result = seg.predict(cv2.imread("part.png"))   # BGR, as OpenCV reads it
+result = seg("part.png")                       # a path, a PIL image or a BGR array
 result.save_png("mask.png"); print(result.counts)
 """
 
@@ -29,21 +29,68 @@ def _ms(t0: float, t1: float) -> float:
     return (t1 - t0) * 1000.0
 
 
-class Segmenter:
-    """Runs one segmentation model on frames.
+#: What ``predict`` takes: an H×W×3 / H×W uint8 array, an image file path or a PIL image.
+ImageLike = Union[np.ndarray, str, Path, "PIL.Image.Image"]  # noqa: F821
 
-    ``model``: an ``.onnx`` from ``edgeseg export``/``quantize`` or an ``.engine`` from
-    ``edgeseg build``; classes, colours and preprocessing come from the file.
-    ``backend``: ``"auto"`` (TensorRT for engines, ONNX Runtime for ONNX), ``"onnxruntime"``
-    or ``"tensorrt"``. ``device``: GPU index for GPU backends (None: CPU only).
-    ``threads``: CPU threads of ONNX Runtime (default: its own choice).
-    ``confidence``: compute the per-pixel softmax confidence. ``overlay_alpha``: when set,
-    the fused postprocess also blends the class colours over the frame at this opacity
-    (``result.overlay(alpha)`` then returns it without extra work).
-    ``tile=(h, w)``, ``overlap``: tiled inference for frames much larger than the input
-    (see :mod:`edgeseg.runtime.tiling`); ``tile_batch`` tiles per inference call. A frame
-    smaller than the tile is padded to one tile (its edge pixels repeated) and processed at the
-    tiles' scale; the result has the frame's size.
+
+def _as_frame(image, rgb: bool, what: str = "frame") -> np.ndarray:
+    """An array in the channel order ``rgb`` names: arrays pass through untouched (checked
+    later by the kernels); a path or a PIL image is decoded (PIL, RGB) and reordered to BGR
+    unless ``rgb``."""
+    if isinstance(image, np.ndarray):
+        return image
+    if isinstance(image, (str, Path)):
+        from PIL import Image, UnidentifiedImageError
+
+        path = Path(image)
+        if not path.is_file():
+            raise InvalidArgumentError(f"{what}: {path}: no such image file")
+        try:
+            with Image.open(path) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise InvalidArgumentError(
+                f"{what}: {path}: not a readable image (corrupt or unsupported: {e})"
+            ) from None
+    elif hasattr(image, "convert") and hasattr(image, "mode") and hasattr(image, "size"):
+        arr = np.asarray(image.convert("RGB"))  # a PIL image (duck-typed: PIL stays optional)
+    else:
+        raise InvalidArgumentError(
+            f"{what}: expected an H×W×3 uint8 array, an image path or a PIL image, got "
+            f"{type(image).__name__}"
+        )
+    return arr if rgb else np.ascontiguousarray(arr[:, :, ::-1])
+
+
+class Segmenter:
+    """Runs one segmentation model on frames: a model file in, a :class:`SegResult` out.
+
+    Classes, colours, mean/std, input size, resize mode and channel order come from the model
+    file (ONNX metadata or the engine's manifest). ``seg(image)`` is ``seg.predict(image)``.
+
+    Args:
+        model: An ``.onnx`` from ``edgeseg export`` / ``edgeseg quantize``, or an ``.engine``
+            from ``edgeseg build`` (its ``.engine.json`` manifest next to it).
+        backend: ``"auto"`` (TensorRT for engines, ONNX Runtime for ONNX), ``"onnxruntime"``
+            or ``"tensorrt"``.
+        device: GPU index for GPU backends (None: CPU only).
+        threads: CPU threads of ONNX Runtime (default: its own choice).
+        confidence: Compute the per-pixel softmax confidence.
+        overlay_alpha: When set, the fused postprocess also blends the class colours over the
+            frame at this opacity (``result.overlay(alpha)`` then returns it without extra
+            work).
+        tile: ``(h, w)`` for tiled inference on frames much larger than the network input.
+            A frame smaller than the tile is padded to one tile (its edge pixels repeated)
+            and processed at the tiles' scale; the result has the frame's size.
+        overlap: Overlap between tiles in pixels (less than half a tile).
+        tile_batch: Tiles per inference call.
+
+    Raises:
+        ModelError: The model file is missing, truncated, lacks edgeseg's metadata, or its
+            class count does not match the graph.
+        EngineMismatchError: An engine built for another TensorRT version or GPU.
+        InvalidArgumentError: A bad ``backend``, ``overlay_alpha``, ``tile`` or ``overlap``.
+        DeviceUnavailableError: The backend asked for is not available on this machine.
     """
 
     def __init__(
@@ -107,9 +154,10 @@ class Segmenter:
         return self.info.input_size
 
     def __repr__(self) -> str:
+        h, w = self.input_size
         return (
-            f"Segmenter({str(self.info.path)!r}, backend={self.backend.name!r}, "
-            f"classes={self.class_names}, input_size={self.input_size})"
+            f"Segmenter({Path(self.info.path).name!r}, {self.backend.name}, "
+            f"{len(self.info.classes)} classes, {h}×{w})"
         )
 
     def close(self) -> None:
@@ -192,8 +240,24 @@ class Segmenter:
             out.append(res)
         return out
 
-    def predict(self, frame: np.ndarray, rgb: bool = False, keep_frame: bool = True) -> SegResult:
-        """Segments one H×W×3 uint8 frame (BGR, OpenCV's order; ``rgb=True`` for RGB)."""
+    def predict(self, frame: ImageLike, rgb: bool = False, keep_frame: bool = True) -> SegResult:
+        """Segments one image.
+
+        Args:
+            frame: An H×W×3 uint8 array (BGR, OpenCV's order, unless ``rgb``) or H×W gray
+                array, an image file path, or a PIL image (both decoded as RGB and reordered
+                to match ``rgb``, so every kind gives the same result for the same pixels).
+            rgb: The array's channel order is RGB (default BGR).
+            keep_frame: Keep the frame in the result (for ``result.overlay``).
+
+        Returns:
+            The :class:`SegResult` at the frame's resolution.
+
+        Raises:
+            InvalidArgumentError: A frame of the wrong dtype, shape or channel count, an empty
+                one, a batch (use :meth:`predict_batch`), or a path that is not a readable
+                image. The segmenter keeps working after it.
+        """
         if isinstance(frame, (list, tuple)):
             raise InvalidArgumentError(
                 "frame: expected one H×W×3 uint8 array; use predict_batch() for a list"
@@ -203,15 +267,30 @@ class Segmenter:
                 f"frame: expected one H×W×3 frame, got a batch of shape {frame.shape}; use "
                 "predict_batch()"
             )
+        frame = _as_frame(frame, rgb)
         if self.tile is not None:
             return self._predict_tiled(frame, rgb, keep_frame)
         return self.predict_batch([frame], rgb=rgb, keep_frame=keep_frame)[0]
 
+    __call__ = predict
+
     def predict_batch(
-        self, frames: Sequence[np.ndarray], rgb: bool = False, keep_frame: bool = True
+        self, frames: Sequence[ImageLike], rgb: bool = False, keep_frame: bool = True
     ) -> list[SegResult]:
-        """Segments several frames in one inference call (sizes may differ)."""
-        frames = list(frames)
+        """Segments several images in one inference call (sizes may differ).
+
+        Args:
+            frames: Arrays, image paths or PIL images, as :meth:`predict` takes them.
+            rgb: The arrays' channel order is RGB (default BGR).
+            keep_frame: Keep each frame in its result.
+
+        Returns:
+            One :class:`SegResult` per frame, in order.
+
+        Raises:
+            InvalidArgumentError: No frames, or a frame :meth:`predict` would refuse.
+        """
+        frames = [_as_frame(f, rgb, f"frames[{i}]") for i, f in enumerate(frames)]
         if not frames:
             raise InvalidArgumentError("frames: expected at least one frame, got none")
         if self.tile is not None:

@@ -6,36 +6,63 @@ and the device), ``--config train.yaml`` (any :class:`TrainConfig` key), the fla
 --nproc_per_node N`` the same command trains with DistributedDataParallel.
 
 Exit codes: 0 done, 2 bad data/arguments (message on stderr), 130 interrupted (Ctrl-C;
-checkpoints kept).
+checkpoints kept). ``--model`` is the older spelling of ``--arch``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from edgeseg._cli import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    HELP_FORMATTER,
+    add_json,
+    add_no_progress,
+    deprecated,
+    epilog,
+    error,
+    install_hint,
+    show_progress,
+    write_json,
+)
 from edgeseg._text import short
 from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import DatasetError, EdgesegError, TrainingError
+
+PROG = "edgeseg train"
 
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeseg.train.models import model_names
 
     p = argparse.ArgumentParser(
-        prog="edgeseg train",
+        prog=PROG,
         description="Train a segmentation model. Writes best.pt, last.pt, metrics.json, "
         "classes.yaml and config.yaml to RUN_DIR. Flags left out are picked from the dataset "
         "size and the device.",
+        epilog=epilog(
+            "edgeseg train --data data/defects --out runs/defects",
+            "edgeseg train --data data/defects --out runs/mb --arch mbv3_lraspp --time-limit 600",
+            "torchrun --nproc_per_node 4 -m edgeseg.cli train --data data/defects --out runs/ddp",
+        ),
+        formatter_class=HELP_FORMATTER,
     )
     p.add_argument("--data", help="dataset folder or .zip (needs train and val splits)")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--model", choices=model_names(), help="architecture (default unet)")
+    p.add_argument("--arch", dest="model", choices=model_names(), help="architecture (unet)")
+    p.add_argument(
+        "--model",
+        dest="model",
+        choices=model_names(),
+        action=deprecated(PROG, "--model", "--arch"),
+        help=argparse.SUPPRESS,
+    )
     p.add_argument("--width", type=float, help="channel width multiplier of the model")
     p.add_argument("--size", type=int, help="model input size in px, multiple of 32 (256)")
     p.add_argument("--crop", type=int, help="training crop in px (default --size)")
@@ -91,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on images smaller than the crop (enlarged)",
     )
     p.add_argument("--config", help="YAML file with any of these settings (underscored keys)")
-    p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_json(p, "the final metrics")
+    add_no_progress(p)
     return p
 
 
@@ -129,7 +156,7 @@ def config_from_args(args: argparse.Namespace):
         base["model_kwargs"] = {**base["model_kwargs"], "width": args.width}
     base["out"] = args.out
     base["resume"] = bool(args.resume)
-    base["progress"] = not args.no_progress
+    base["progress"] = show_progress(args)
     for k in ("mean", "std"):
         if k in base:
             base[k] = tuple(base[k])
@@ -139,22 +166,26 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # the architecture names need torch
+    except ImportError as e:
+        error(PROG, f"{e}; {install_hint('train')}")
+        return EXIT_ERROR
+    args = parser.parse_args(argv)
     try:
         from edgeseg.train.trainer import train
 
         cfg = config_from_args(args)
         summary = train(cfg, log=lambda *a: print(*a, file=sys.stderr, flush=True))
     except (TrainingError, DatasetError, EdgesegError) as e:
-        print(f"edgeseg train: error: {e}", file=sys.stderr)
-        return 2
+        error(PROG, e)
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
-    if args.json:
-        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
-    else:
+    write_json(args.json, {k: v for k, v in summary.items() if k != "history"})
+    if args.json != "-":
         best = summary["best_val_miou"]
         print(
             f"best val mIoU {best:.4f} at epoch {summary['best_epoch']} "

@@ -403,8 +403,20 @@ def _open(path: str) -> SegDataset:
 def train(cfg: TrainConfig, transform=None, log=print) -> dict:
     """Train per ``cfg``; returns the summary written to ``metrics.json``.
 
-    ``transform``: an albumentations ``Compose`` (or any ``f(image=, mask=) -> dict``) that
-    replaces the default pipeline; it must output ``crop``-sized uint8 HWC images.
+    Args:
+        cfg: The settings (:class:`TrainConfig`; ``edgeseg train`` builds it from its flags).
+        transform: An albumentations ``Compose`` (or any ``f(image=, mask=) -> dict``) that
+            replaces the default pipeline; it must output ``crop``-sized uint8 HWC images.
+        log: Where progress lines go (``print`` by default).
+
+    Returns:
+        The run summary: ``best_val_miou``, ``best_epoch``, ``stopped``, ``history`` (per
+        validation) and the calibration record, as written to ``RUN/metrics.json``.
+
+    Raises:
+        TrainingError: Invalid settings, a diverging loss, a device that cannot be used.
+        DatasetError: The dataset cannot be opened or lacks the train/val splits.
+        KeyboardInterrupt: Ctrl-C; the checkpoints written so far are kept.
     """
     cfg.validate()
     device = resolve_device(cfg.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
