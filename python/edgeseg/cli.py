@@ -40,11 +40,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ok, reason = _core.cuda_available()
     info["cuda_device"] = reason if ok else None
     info["cuda_unavailable_reason"] = None if ok else reason
+    from edgeseg.runtime.backends import auto_choice
+    from edgeseg.runtime.openvino_backend import openvino_version
+
+    name, why = auto_choice("onnx", 0)
+    info["openvino"] = openvino_version()
+    info["onnx_backend"] = {"backend": name, "reason": why}
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(_version_text())
         print(f"  cuda device:  {reason}")
+        print(f"  openvino:     {info['openvino'] or 'not installed'}")
+        print(f"  .onnx models: {name} ({why})")
     return 0
 
 

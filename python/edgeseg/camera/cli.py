@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Optional
 
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends import BACKENDS
+from edgeseg.runtime.openvino_backend import OPENVINO_HINTS
 
 _PICTURE_SINKS = {"video", "images", "window", "serve", "archive"}
 _SINK_ALPHA = 0.5  # the picture sinks' default overlay opacity (the cached overlay must match)
@@ -58,8 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "onnxruntime", "tensorrt"),
-        help="inference backend (default: TensorRT for .engine, ONNX Runtime for .onnx)",
+        choices=BACKENDS,
+        help="inference backend (default: TensorRT for .engine; for .onnx OpenVINO on an x86 "
+        "CPU where installed, else ONNX Runtime)",
+    )
+    p.add_argument(
+        "--hint",
+        choices=OPENVINO_HINTS,
+        default="latency",
+        help="OpenVINO: latency (one frame fastest, default) or throughput (more streams)",
     )
     p.add_argument(
         "--trigger",
@@ -116,6 +125,14 @@ def _trigger(spec: Optional[str]):
     return open_trigger(spec)
 
 
+def _backend_line(d: dict) -> str:
+    """``backend openvino (auto: x86 CPU and ...)`` for the run header."""
+    extra = [f"{k} {d[k]}" for k in ("hint", "threads", "streams") if d.get(k) is not None]
+    text = f"backend {d.get('backend')}" + (f" [{', '.join(extra)}]" if extra else "")
+    choice = d.get("choice")
+    return text + (f" (auto: {choice['reason']})" if choice else "")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from edgeseg.camera import CameraLoop
@@ -135,6 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             backend=args.backend,
             threads=args.threads,
             overlay_alpha=_SINK_ALPHA if pictures else None,
+            hint=args.hint,
         )
         loop = CameraLoop(
             source,
@@ -159,7 +177,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = 0
     try:
         loop.start()
-        print(f"edgeseg run: {args.source} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
+        print(
+            f"edgeseg run: {args.source} -> {len(loop.sinks)} sink(s); "
+            f"{_backend_line(segmenter.describe())}",
+            file=sys.stderr,
+        )
         waited = 0.0
         while not loop.join(0.2) and not stop.is_set():
             waited += 0.2
