@@ -166,7 +166,7 @@ def _engines(paths: dict, threads: int, ep) -> dict:
         for name in ("onnxruntime", "openvino"):
             b = create_backend(info, name, None, threads)
             b.infer(x)  # warm-up (and compile)
-            out[(key, name)] = (lambda b=b, x=x: b.infer(x))
+            out[(key, name)] = lambda b=b, x=x: b.infer(x)
         if ep is not None:
             out[(key, "ort-openvino-ep")] = p
     return out
@@ -263,18 +263,20 @@ def main(argv=None) -> int:
     med = {k: float(np.median(v)) * 1000 for k, v in times.items() if v}
 
     import onnxruntime
-    import openvino
+
+    from edgeseg.runtime.openvino_backend import openvino_version
 
     load1 = os.getloadavg()
     engines = ["onnxruntime", "openvino"] + (["ort-openvino-ep"] if ep is not None else [])
+    model = f"run {args.run}" if args.run else f"default UNet trained {args.minutes:g} min"
     print(
-        f"{platform.machine()} {cpu_name()}, {os.cpu_count()} cpus; {args.threads} threads, batch 1; "
-        f"ONNX Runtime {onnxruntime.__version__}, OpenVINO {openvino.__version__}"
+        f"{platform.machine()} {cpu_name()}, {os.cpu_count()} cpus; {args.threads} threads, "
+        f"batch 1; ONNX Runtime {onnxruntime.__version__}, OpenVINO {openvino_version()}"
         + (f", ORT-OpenVINO EP {ep.version}" if ep is not None else "")
         + f"; {args.rounds} interleaved rounds x {args.runs} runs (medians); load average "
         f"{' '.join(f'{v:.2f}' for v in load0)} before, {' '.join(f'{v:.2f}' for v in load1)} "
-        f"after; model: {'run ' + str(args.run) if args.run else 'default UNet trained ' + str(args.minutes) + ' min'}"
-    )  # fmt: skip
+        f"after; model: {model}"
+    )
     if ep_note:
         print(ep_note)
     hdr = f"{'model':<12} {'cpu':<6}" + "".join(f" {e + ' ms':>21}" for e in engines)

@@ -109,7 +109,9 @@ def test_openvino_matches_onnxruntime(which, tiny_onnx, int8_onnx, frames, tmp_p
     # the compiled model went into the cache, and a second load uses it
     assert any((tmp_path / "cache").iterdir())
     again = Segmenter(model, backend="openvino", threads=2, cache_dir=tmp_path / "cache")
-    np.testing.assert_array_equal(again.predict(frames[0]).class_map, ov.predict(frames[0]).class_map)
+    np.testing.assert_array_equal(
+        again.predict(frames[0]).class_map, ov.predict(frames[0]).class_map
+    )
 
 
 @needs_ov
@@ -187,9 +189,7 @@ def _uncompilable(tiny_onnx, tmp_path):
 
 
 @needs_ov
-def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_compile(
-    tiny_onnx, frames, tmp_path
-):
+def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_compile(tiny_onnx, frames, tmp_path):
     path = _uncompilable(tiny_onnx, tmp_path)
     with pytest.raises(ModelError, match="OpenVINO cannot") as e:
         Segmenter(path, backend="openvino", cache_dir=False)
@@ -199,7 +199,9 @@ def test_auto_falls_back_to_onnxruntime_when_openvino_cannot_compile(
     assert d["backend"] == "onnxruntime"
     assert "OpenVINO cannot" in d["choice"]["reason"] and "so ONNX Runtime" in d["choice"]["reason"]
     ref = Segmenter(tiny_onnx, backend="onnxruntime")
-    np.testing.assert_array_equal(seg.predict(frames[0]).class_map, ref.predict(frames[0]).class_map)
+    np.testing.assert_array_equal(
+        seg.predict(frames[0]).class_map, ref.predict(frames[0]).class_map
+    )
 
 
 @needs_ov
@@ -341,3 +343,24 @@ def test_eval_backends_agree(tiny_onnx, tiny_run):
     b = evaluate_onnx(tiny_onnx, tiny_run[0], "val", backend="openvino")
     assert a["backend"]["backend"] == "onnxruntime" and b["backend"]["backend"] == "openvino"
     assert abs(a["miou"] - b["miou"]) < 1e-3
+
+
+@needs_ov
+def test_run_header_names_the_backend_and_why(tiny_onnx, tmp_path):
+    import subprocess
+
+    out = tmp_path / "r.jsonl"
+    p = subprocess.run(
+        [sys.executable, "-m", "edgeseg.cli", "run", "--model", str(tiny_onnx),
+         "--source", "synthetic://?size=64x48&seed=2", "--sink", f"jsonl:{out}",
+         "--max-frames", "12", "--hint", "throughput", "--threads", "2", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    header = next(ln for ln in p.stderr.splitlines() if "sink(s);" in ln)
+    name, reason = auto_choice("onnx", 0)
+    assert f"backend {name}" in header and reason in header
+    if name == "openvino":
+        assert "hint throughput" in header
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["frame"] for r in recs] == list(range(12))

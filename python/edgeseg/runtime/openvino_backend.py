@@ -299,4 +299,3 @@ def _first_line(e: BaseException) -> str:
     # OpenVINO prefixes errors with source locations; the last lines carry the reason
     reason = " ".join(lines[-3:]) if lines else type(e).__name__
     return f"{type(e).__name__}: {reason[:400]}"
-
