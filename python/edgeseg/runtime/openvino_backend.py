@@ -104,7 +104,6 @@ class OpenVINOBackend(Backend):
         hint: str = "latency",
         cache_dir=None,
         config: Optional[dict] = None,
-        device: str = "CPU",
     ) -> None:
         try:
             import openvino as ov
@@ -156,7 +155,7 @@ class OpenVINOBackend(Backend):
             model = self._core.read_model(str(info.path))
         except Exception as e:
             raise ModelError(
-                f"{info.path}: OpenVINO cannot read the model ({_first_line(e)}); is the file "
+                f"{info.path}: OpenVINO cannot read the model ({_reason(e)}); is the file "
                 "truncated? Re-export it with `edgeseg export`, or use backend='onnxruntime'"
             ) from None
         if len(model.inputs) != 1 or len(model.outputs) < 1:
@@ -190,7 +189,7 @@ class OpenVINOBackend(Backend):
         try:
             self.devices = list(compiled.get_property("EXECUTION_DEVICES"))
         except Exception:
-            self.devices = [device]
+            self.devices = ["CPU"]
         try:
             self.streams = int(compiled.get_property("NUM_STREAMS"))
             self.nthreads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
@@ -209,7 +208,7 @@ class OpenVINOBackend(Backend):
         except Exception as e:
             raise ModelError(
                 f"{self.path}: OpenVINO cannot compile the model for the CPU "
-                f"({_first_line(e)}); use backend='onnxruntime'"
+                f"({_reason(e)}); use backend='onnxruntime'"
             ) from None
         self._compiled[n] = compiled
         self._free[n] = [compiled.create_infer_request() for _ in range(_REQUESTS)]
@@ -247,7 +246,7 @@ class OpenVINOBackend(Backend):
             req.start_async()
         except Exception as e:
             self._release(n, req)
-            raise ModelError(f"{self.path}: OpenVINO inference failed: {_first_line(e)}") from None
+            raise ModelError(f"{self.path}: OpenVINO inference failed: {_reason(e)}") from None
         return _OvPending(self, req, blob)
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
@@ -264,9 +263,7 @@ class OpenVINOBackend(Backend):
                 req.infer()
                 return req.get_output_tensor(0).data
             except Exception as e:
-                raise ModelError(
-                    f"{self.path}: OpenVINO inference failed: {_first_line(e)}"
-                ) from None
+                raise ModelError(f"{self.path}: OpenVINO inference failed: {_reason(e)}") from None
 
     def describe(self) -> dict:
         out = {
@@ -293,7 +290,7 @@ class OpenVINOBackend(Backend):
         self._model = None
 
 
-def _first_line(e: BaseException) -> str:
+def _reason(e: BaseException) -> str:
     text = str(e).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # OpenVINO prefixes errors with source locations; the last lines carry the reason
