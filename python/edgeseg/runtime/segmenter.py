@@ -139,7 +139,10 @@ class Segmenter:
 
     def describe(self) -> dict:
         """The backend, its settings and (for ``backend="auto"``) why it was chosen."""
-        return self.backend.describe()
+        out = dict(self.backend.describe())
+        if self.backend.choice and "choice" not in out:
+            out["choice"] = self.backend.choice
+        return out
 
     def close(self) -> None:
         self.backend.close()
