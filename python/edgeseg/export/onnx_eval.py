@@ -90,7 +90,6 @@ def evaluate_onnx(
             bf.update(pred, m)
     report = summarize(cm, [c["name"] for c in meta["classes"]], bf, len(ds))
     report["model"] = str(model_path)
-    report["backend"] = engine.describe()
     engine.close()
     report["split"] = split
     return report
