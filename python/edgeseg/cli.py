@@ -40,10 +40,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ok, reason = _core.cuda_available()
     info["cuda_device"] = reason if ok else None
     info["cuda_unavailable_reason"] = None if ok else reason
+    from edgeseg.runtime.backends import auto_choice
+    from edgeseg.runtime.openvino_backend import openvino_version
+
+    name, why = auto_choice("onnx", 0)
+    info["openvino"] = openvino_version()
+    info["onnx_backend"] = {"backend": name, "reason": why}
     _cli.write_json(args.json, info)
     if args.json != "-":
         print(_version_text())
         print(f"  cuda device:  {reason}")
+        print(f"  openvino:     {info['openvino'] or 'not installed'}")
+        print(f"  .onnx models: {name} ({why})")
     return 0
 
 

@@ -41,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="val", help="train, val, test or all (default val)")
     add_json(p, "the report")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (.pt only)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "onnxruntime", "openvino"),
+        help=".onnx only: the runtime (auto: OpenVINO on an x86 CPU where installed, else "
+        "ONNX Runtime)",
+    )
+    p.add_argument("--threads", type=int, default=2, help=".onnx only: CPU threads (2)")
     p.add_argument("--batch", type=int, default=4, help="images per forward pass (4)")
     p.add_argument("--tolerance", type=int, default=2, help="boundary F1 tolerance in px (2)")
     add_no_progress(p)
@@ -54,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.model.lower().endswith(".onnx"):  # ONNX Runtime on the CPU, no torch needed
             from edgeseg.export.onnx_eval import evaluate_onnx as evaluate
 
-            kw = {}
+            kw = {"backend": args.backend, "threads": args.threads}
         else:
             from edgeseg.train.evaluate import evaluate
 

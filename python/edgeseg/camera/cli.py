@@ -27,6 +27,8 @@ from edgeseg._redact import redact
 from edgeseg.camera.loop import MAX_INVALID
 from edgeseg.errors import EdgesegError
 from edgeseg.rules.invalid import ON_INVALID
+from edgeseg.runtime.backends import BACKENDS
+from edgeseg.runtime.openvino_backend import OPENVINO_HINTS
 
 PROG = "edgeseg run"
 
@@ -91,8 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=("auto", "onnxruntime", "tensorrt"),
-        help="inference backend (default: TensorRT for .engine, ONNX Runtime for .onnx)",
+        choices=BACKENDS,
+        help="inference backend (default: TensorRT for .engine; for .onnx OpenVINO on an x86 "
+        "CPU where installed, else ONNX Runtime)",
+    )
+    p.add_argument(
+        "--hint",
+        choices=OPENVINO_HINTS,
+        default="latency",
+        help="OpenVINO: latency (one frame fastest, default) or throughput (more streams)",
     )
     p.add_argument(
         "--trigger",
@@ -183,6 +192,14 @@ def _quiet_opencv() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
 
 
+def _backend_line(d: dict) -> str:
+    """``backend openvino (auto: x86 CPU and ...)`` for the run header."""
+    extra = [f"{k} {d[k]}" for k in ("hint", "threads", "streams") if d.get(k) is not None]
+    text = f"backend {d.get('backend')}" + (f" [{', '.join(extra)}]" if extra else "")
+    choice = d.get("choice")
+    return text + (f" (auto: {choice['reason']})" if choice else "")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -211,6 +228,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             backend=args.backend,
             threads=args.threads,
             overlay_alpha=_SINK_ALPHA if pictures else None,
+            hint=args.hint,
         )
         loop = CameraLoop(
             source,
@@ -246,7 +264,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             signal.signal(s, h)
         return EXIT_ERROR
     try:
-        print(f"{PROG}: {redact(args.source)} -> {len(loop.sinks)} sink(s)", file=sys.stderr)
+        print(
+            f"{PROG}: {redact(args.source)} -> {len(loop.sinks)} sink(s); "
+            f"{_backend_line(segmenter.describe())}",
+            file=sys.stderr,
+        )
         waited = 0.0
         while not loop.join(0.2) and not stop.is_set():
             waited += 0.2

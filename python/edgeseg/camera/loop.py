@@ -381,82 +381,125 @@ class CameraLoop:
                 self._pending_cv.notify()
 
     def _infer(self) -> None:
+        """Takes frames, runs them and hands results on in frame order. With a segmenter
+        that keeps several frames in flight (``pipeline_depth`` > 1, e.g. OpenVINO), frame
+        n+1 is preprocessed and frame n-1 postprocessed while frame n is inferred; the frames
+        in flight are always finished, also when the source ends or the loop stops."""
         min_dt = 1.0 / self.max_fps if self.max_fps else 0.0
         next_t = 0.0
         producer, consumer = self._alive("capture"), self._alive("sinks")
-        invalid_run = 0  # invalid results in a row
+        seg = self.segmenter
+        depth = int(getattr(seg, "pipeline_depth", 1) or 1)
+        submit = getattr(seg, "submit", None) if depth > 1 else None
+        inflight: deque = deque()  # (frame, t_start, result getter) in frame order
+        ended = False
+        self._invalid_run = 0
+
+        def finish_oldest() -> None:
+            nonlocal ended
+            if self._complete(*inflight.popleft(), consumer):
+                ended = True  # stopped for invalid output: take no new frame, finish the rest
+
         while not self._abort.is_set():
+            full = len(inflight) >= depth or (
+                self.max_frames is not None and self.stats.frames + len(inflight) >= self.max_frames
+            )
+            if inflight and (ended or full):
+                finish_oldest()
+                continue
+            if ended or (full and not inflight):
+                break
             if min_dt:
                 now = time.monotonic()
-                if now < next_t and self._abort.wait(next_t - now):
-                    break
+                if now < next_t:
+                    if inflight:  # finish what runs before waiting for the next slot
+                        finish_oldest()
+                        continue
+                    if self._abort.wait(next_t - now):
+                        break
                 next_t = max(next_t + min_dt, time.monotonic())
             try:
-                got = self._q1.get(_POLL)
+                got = self._q1.get(0 if inflight else _POLL)
             except queue.Empty:
-                if not producer():
+                if inflight:
+                    finish_oldest()
+                elif not producer():
                     break
                 continue
             if got is _END:
-                break
+                ended = True
+                continue
             frame, t_read = got
             t0 = time.time()
             self.stats.add_latency("queue", (t0 - t_read) * 1000)
             try:
-                result = self.segmenter.predict(frame.image)
+                if submit is not None:
+                    job = submit(frame.image).result
+                else:
+                    job = _done(seg.predict(frame.image))
             except Exception as e:
                 # one frame the model cannot take: count it and go on
                 self.stats.error("inference", f"frame {frame.index}: {type(e).__name__}: {e}")
                 continue
-            t1 = time.time()
-            self.stats.add_latency("inference", (t1 - t0) * 1000)
-            verdict = None
-            halt: Optional[InvalidResultError] = None
-            if not is_valid(result):
-                # fail closed: the rules never measure it; it is NG, stops the run, or no verdict
-                invalid_run += 1
-                self.stats.invalid_frame(f"frame {frame.index}: {reason_of(result)}")
-                if invalid_run == 1:  # once per run of invalid frames, not once per frame
-                    log.warning(
-                        "frame %d: %s; never OK (on_invalid=%s)",
-                        frame.index,
-                        reason_of(result),
-                        self.on_invalid,
-                    )
-                stop_now = self.on_invalid == "error" or 0 < self.max_invalid <= invalid_run
-                if stop_now:
-                    model = str(getattr(getattr(self.segmenter, "info", None), "path", "")) or (
-                        type(self.segmenter).__name__
-                    )
-                    halt = InvalidResultError(
-                        invalid_message(model, reason_of(result), invalid_run)
-                    )
-                policy = "ng" if self.on_invalid == "error" else self.on_invalid
-                verdict = invalid_verdict(result, policy)
-            else:
-                invalid_run = 0
-                if self.rules is not None:
-                    try:
-                        verdict = self.rules.evaluate(result)
-                    except Exception as e:
-                        self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
-                    self.stats.add_latency("rules", (time.time() - t1) * 1000)
-            t_done = time.time()
-            record = make_record(frame, result, verdict, t_done)
-            self.stats.add_latency("total", (t_done - frame.t_capture) * 1000)
-            self.stats.frame_done(t_done)
-            self._q2.put(LoopItem(frame, result, verdict, record), consumer)
-            if halt is not None:
-                # the frame above still reaches the sinks; then the run ends with the error
-                log.error("camera loop stopped: %s", halt)
-                if self._fatal is None:
-                    self._fatal = halt
-                self._stop.set()
-                break
-            if self.max_frames is not None and self.stats.frames >= self.max_frames:
-                self._stop.set()
-                break
+            inflight.append((frame, t0, job))
+        if self.max_frames is not None and self.stats.frames >= self.max_frames:
+            self._stop.set()
         self._q2.put(_END, consumer)
+
+    def _complete(self, frame: Frame, t0: float, job: Callable, consumer) -> bool:
+        """Takes the result of one frame in flight, applies the rules — or, when its model
+        input or output was not finite, the fail-closed policy — and hands it on. True when
+        the run must stop (``on_invalid="error"`` or ``max_invalid`` invalid results in a
+        row); the frame itself still reaches the sinks."""
+        try:
+            result = job()
+        except Exception as e:
+            self.stats.error("inference", f"frame {frame.index}: {type(e).__name__}: {e}")
+            return False
+        t1 = time.time()
+        self.stats.add_latency("inference", (t1 - t0) * 1000)
+        verdict = None
+        halt: Optional[InvalidResultError] = None
+        if not is_valid(result):
+            # fail closed: the rules never measure it; it is NG, stops the run, or no verdict
+            self._invalid_run += 1
+            self.stats.invalid_frame(f"frame {frame.index}: {reason_of(result)}")
+            if self._invalid_run == 1:  # once per run of invalid frames, not once per frame
+                log.warning(
+                    "frame %d: %s; never OK (on_invalid=%s)",
+                    frame.index,
+                    reason_of(result),
+                    self.on_invalid,
+                )
+            if self.on_invalid == "error" or 0 < self.max_invalid <= self._invalid_run:
+                model = str(getattr(getattr(self.segmenter, "info", None), "path", "")) or (
+                    type(self.segmenter).__name__
+                )
+                halt = InvalidResultError(
+                    invalid_message(model, reason_of(result), self._invalid_run)
+                )
+            policy = "ng" if self.on_invalid == "error" else self.on_invalid
+            verdict = invalid_verdict(result, policy)
+        else:
+            self._invalid_run = 0
+            if self.rules is not None:
+                try:
+                    verdict = self.rules.evaluate(result)
+                except Exception as e:
+                    self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
+                self.stats.add_latency("rules", (time.time() - t1) * 1000)
+        t_done = time.time()
+        record = make_record(frame, result, verdict, t_done)
+        self.stats.add_latency("total", (t_done - frame.t_capture) * 1000)
+        self.stats.frame_done(t_done)
+        self._q2.put(LoopItem(frame, result, verdict, record), consumer)
+        if halt is None:
+            return False
+        log.error("camera loop stopped: %s", halt)
+        if self._fatal is None:
+            self._fatal = halt
+        self._stop.set()
+        return True
 
     def _sink(self) -> None:
         producer = self._alive("inference")
@@ -530,6 +573,10 @@ class CameraLoop:
         self.stats.set_source_stats(_quiet(self.source.stats) or {})
         self.stats.finish()
         self._finished.set()
+
+
+def _done(result) -> Callable:
+    return lambda: result
 
 
 def _valid(frame: Frame) -> bool:

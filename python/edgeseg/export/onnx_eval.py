@@ -1,5 +1,5 @@
 """``edgeseg eval model.onnx``: the metrics of :func:`edgeseg.train.evaluate` for an exported
-model, run by ONNX Runtime on the CPU (torch-free).
+model, run by ONNX Runtime on the CPU or by OpenVINO (``backend=``, torch-free).
 
 As at deployment: the frame is stretched to the embedded input size by the fused
 :func:`edgeseg.kernels.preprocess` (bilinear, mean/std from the file's metadata), the
@@ -20,8 +20,9 @@ from edgeseg import kernels
 from edgeseg.data import VOID, SegDataset, open_dataset
 from edgeseg.errors import DatasetError
 from edgeseg.export.metadata import read_onnx_metadata
-from edgeseg.export.runtime_ort import ort_session
 from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
+from edgeseg.runtime.backends import create_backend
+from edgeseg.runtime.model_info import load_model_info
 
 __all__ = ["evaluate_onnx"]
 
@@ -49,13 +50,13 @@ def evaluate_onnx(
     tolerance: int = 2,
     progress: bool = False,
     threads: int = 2,
+    backend: str = "onnxruntime",
 ) -> dict:
-    """The ``edgeseg eval`` report of an exported ``.onnx`` (same keys as for a ``.pt``)."""
+    """The ``edgeseg eval`` report of an exported ``.onnx`` (same keys as for a ``.pt``).
+    ``backend``: ``onnxruntime``, ``openvino`` or ``auto`` (as :class:`edgeseg.Segmenter`)."""
     meta = read_onnx_metadata(model_path)
-    sess = ort_session(model_path, threads)
-    inp = sess.get_inputs()[0]
-    out_name = sess.get_outputs()[0].name
-    step = max(1, int(batch)) if not isinstance(inp.shape[0], int) else int(inp.shape[0])
+    engine = create_backend(load_model_info(model_path), backend, None, threads)
+    step = engine.max_batch or max(1, int(batch))
     ds = data if isinstance(data, SegDataset) else open_dataset(data)
     if split:
         ds = ds.split(split)
@@ -82,12 +83,13 @@ def evaluate_onnx(
         blob = np.asarray(
             kernels.preprocess(images, size, meta["mean"], meta["std"], input_order="rgb")
         )
-        logits = sess.run([out_name], {inp.name: blob})[0]
+        logits = engine.infer(blob)
         for lg, m in zip(logits, masks):
             pred = kernels.postprocess(lg, m.shape, confidence=False, counts=False).class_map
             cm.update(pred, m)
             bf.update(pred, m)
     report = summarize(cm, [c["name"] for c in meta["classes"]], bf, len(ds))
     report["model"] = str(model_path)
+    engine.close()
     report["split"] = split
     return report

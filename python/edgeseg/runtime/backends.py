@@ -3,11 +3,19 @@
 ``Backend.infer(blob) -> logits``: ``blob`` is the ``(N, 3, H, W)`` float32 input from the
 fused preprocess, the result the ``(N, C, h, w)`` float32 logits for the fused postprocess.
 The returned array is the backend's reused output buffer: consume it before the next call.
+
+``Backend.submit(blob) -> Pending`` starts an inference and returns at once where the backend
+can run one while the caller prepares the next (``requests`` > 1, OpenVINO); ``wait()`` gives
+the logits, ``release()`` hands their buffer back. Elsewhere it runs ``infer`` there and then.
+
+:func:`create_backend` picks the backend; for ``backend="auto"`` it also says why
+(``backend.choice``, shown by ``describe()``, ``edgeseg info`` and the ``edgeseg run`` header).
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import threading
 from pathlib import Path
 from typing import Optional
@@ -21,13 +29,30 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "OrtBackend",
+    "Pending",
+    "auto_choice",
+    "cache_root",
     "create_backend",
     "ort_cache_dir",
     "ort_providers",
     "tensorrt_available",
 ]
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
+
+
+class Pending:
+    """An inference in flight. ``wait()`` returns its logits (the backend's buffer, valid
+    until ``release()``); ``release()`` must follow, also after an error."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        self._logits = logits
+
+    def wait(self) -> np.ndarray:
+        return self._logits
+
+    def release(self) -> None:
+        self._logits = None
 
 
 class Backend:
@@ -36,9 +61,17 @@ class Backend:
     name = "backend"
     #: Largest batch one ``infer`` call takes (None: any).
     max_batch: Optional[int] = None
+    #: Inferences worth keeping in flight (``submit`` returns before the result when > 1).
+    requests: int = 1
+    #: How ``backend="auto"`` came to this backend ({"requested", "reason"}), or None.
+    choice: Optional[dict] = None
 
     def infer(self, blob: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def submit(self, blob: np.ndarray) -> Pending:
+        """Starts an inference; here it runs to the end before returning."""
+        return Pending(self.infer(blob))
 
     def describe(self) -> dict:
         return {"backend": self.name}
@@ -47,14 +80,20 @@ class Backend:
         """Releases the model; safe to call twice."""
 
 
-def ort_cache_dir() -> Path:
-    """Where ONNX Runtime's TensorRT execution provider keeps the engines it builds
-    (``$EDGESEG_CACHE`` or ``$XDG_CACHE_HOME/edgeseg``, then ``ort_trt/``): building one takes
-    minutes, so the first session builds and later ones load."""
+def cache_root() -> Path:
+    """edgeseg's cache folder: ``$EDGESEG_CACHE``, else ``$XDG_CACHE_HOME/edgeseg``, else
+    ``~/.cache/edgeseg``."""
     root = os.environ.get("EDGESEG_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "edgeseg"
     )
-    return Path(root) / "ort_trt"
+    return Path(root)
+
+
+def ort_cache_dir() -> Path:
+    """Where ONNX Runtime's TensorRT execution provider keeps the engines it builds
+    (:func:`cache_root`, then ``ort_trt/``): building one takes minutes, so the first session
+    builds and later ones load."""
+    return cache_root() / "ort_trt"
 
 
 def ort_providers(available: list, device: Optional[int]) -> list:
@@ -89,7 +128,12 @@ def _batch_dim(shape) -> Optional[int]:
 class OrtBackend(Backend):
     """ONNX Runtime: the CPU execution provider (``threads`` intra-op threads), or CUDA /
     TensorRT execution providers when the installed onnxruntime has them and ``device`` is a
-    GPU index. Inputs and outputs go through I/O binding into a reused output buffer."""
+    GPU index. Inputs and outputs go through I/O binding into a reused output buffer.
+
+    ``providers``: ONNX Runtime's own provider list (names or ``(name, options)`` pairs),
+    used as given instead of the choice above (e.g. ``["OpenVINOExecutionProvider",
+    "CPUExecutionProvider"]`` with onnxruntime-openvino). ``session_options``: an
+    ``onnxruntime.SessionOptions`` used as given (``threads`` is then ignored)."""
 
     name = "onnxruntime"
 
@@ -99,6 +143,7 @@ class OrtBackend(Backend):
         threads: Optional[int] = None,
         device: Optional[int] = 0,
         providers: Optional[list] = None,
+        session_options=None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -108,19 +153,42 @@ class OrtBackend(Backend):
                 "(pip install onnxruntime, or onnxruntime-gpu on a CUDA machine)"
             ) from None
         self._ort = ort
-        opts = ort.SessionOptions()
-        if threads is not None:
-            if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-                raise InvalidArgumentError(f"threads: expected an int >= 1, got {threads!r}")
-            opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        # ORT's intra-op threads spin while a run is in flight (fast), and by default go on
-        # spinning after it returns, on the cores our preprocess and postprocess are about to
-        # use: on 2 cores that made the 720p postprocess 1.8x slower. Stop them when run()
-        # returns (inference time unchanged; see docs/benchmarks, "Runtime overhead").
-        opts.add_session_config_entry("session.force_spinning_stop", "1")
-        if providers is None:
+        if session_options is not None:
+            if not isinstance(session_options, ort.SessionOptions):
+                raise InvalidArgumentError(
+                    "session_options: expected an onnxruntime.SessionOptions, got "
+                    f"{type(session_options).__name__}"
+                )
+            opts = session_options
+        else:
+            opts = ort.SessionOptions()
+            if threads is not None:
+                if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+                    raise InvalidArgumentError(f"threads: expected an int >= 1, got {threads!r}")
+                opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            # ORT's intra-op threads spin while a run is in flight (fast), and by default go
+            # on spinning after it returns, on the cores our preprocess and postprocess are
+            # about to use: on 2 cores that made the 720p postprocess 1.8x slower. Stop them
+            # when run() returns (inference time unchanged; docs/benchmarks: "Runtime overhead").
+            opts.add_session_config_entry("session.force_spinning_stop", "1")
+        if providers is not None:
+            if isinstance(providers, (str, tuple)) or not all(
+                isinstance(p, str) or (isinstance(p, tuple) and len(p) == 2) for p in providers
+            ):
+                raise InvalidArgumentError(
+                    "providers: expected a list of provider names or (name, options) pairs, "
+                    f"got {providers!r}"
+                )
+            have = ort.get_available_providers()
+            missing = [n for n in (p if isinstance(p, str) else p[0] for p in providers)]
+            missing = [n for n in missing if n not in have]
+            if missing:
+                raise InvalidArgumentError(
+                    f"providers: {missing} not in this onnxruntime build; available: {have}"
+                )
+        else:
             providers = ort_providers(ort.get_available_providers(), device)
             if any(isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider" for p in providers):
                 cache = ort_cache_dir()
@@ -194,7 +262,10 @@ class OrtBackend(Backend):
             return out
 
     def describe(self) -> dict:
-        return {"backend": self.name, "providers": list(self.providers)}
+        out = {"backend": self.name, "providers": list(self.providers)}
+        if self.choice:
+            out["choice"] = self.choice
+        return out
 
     def close(self) -> None:
         self.session = None
@@ -218,22 +289,93 @@ def tensorrt_available() -> tuple[bool, str]:
     return True, ""
 
 
+def _is_x86() -> bool:
+    return platform.machine().lower() in ("x86_64", "amd64", "i686", "i386", "x86")
+
+
+def _ort_gpu(device: Optional[int]) -> bool:
+    """Whether ONNX Runtime would run on a GPU here (a CUDA/TensorRT build and a device)."""
+    if device is None:
+        return False
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    gpu = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+    return any(p in gpu for p in ort.get_available_providers())
+
+
+def auto_choice(kind: str = "onnx", device: Optional[int] = 0) -> tuple[str, str]:
+    """``(backend, reason)`` that ``backend="auto"`` takes for a model of ``kind`` (``onnx``
+    or ``engine``) before trying it: TensorRT for an engine; for an ONNX model ONNX Runtime
+    on a GPU it can use, OpenVINO on an x86 CPU where it is installed, ONNX Runtime else."""
+    if kind == "engine":
+        return "tensorrt", "a TensorRT engine runs on TensorRT"
+    if _ort_gpu(device):
+        return "onnxruntime", f"onnxruntime has CUDA/TensorRT providers and device={device}"
+    if not _is_x86():
+        return "onnxruntime", f"not an x86 CPU ({platform.machine()}): OpenVINO is not used"
+    from edgeseg.runtime.openvino_backend import INSTALL_HINT, openvino_version
+
+    ver = openvino_version()
+    if ver is None:
+        return "onnxruntime", f"x86 CPU, but OpenVINO is not installed ({INSTALL_HINT})"
+    return "openvino", f"x86 CPU and OpenVINO {ver} installed (faster than ONNX Runtime there)"
+
+
 def create_backend(
-    info: ModelInfo, backend: str = "auto", device: Optional[int] = 0, threads=None
+    info: ModelInfo,
+    backend: str = "auto",
+    device: Optional[int] = 0,
+    threads=None,
+    *,
+    providers: Optional[list] = None,
+    session_options=None,
+    hint: str = "latency",
+    cache_dir=None,
+    openvino_config: Optional[dict] = None,
 ) -> Backend:
-    """The backend for ``info``: ``auto`` takes TensorRT for an ``.engine`` and ONNX Runtime
-    for an ``.onnx``; an explicit choice that cannot run here raises with the reason."""
+    """The backend for ``info``. ``auto``: TensorRT for an ``.engine``; for an ``.onnx``
+    OpenVINO on an x86 CPU where it is installed (falling back to ONNX Runtime, with the
+    reason, when it cannot compile the model), else ONNX Runtime (see :func:`auto_choice`).
+    An explicit choice that cannot run here raises with the reason. ``providers`` and
+    ``session_options`` go to ONNX Runtime (and make ``auto`` choose it); ``hint``,
+    ``cache_dir`` and ``openvino_config`` to OpenVINO."""
     if backend not in BACKENDS:
         raise InvalidArgumentError(f"backend: expected one of {BACKENDS}, got {backend!r}")
+    ort_kw = {"providers": providers, "session_options": session_options}
     if backend == "auto":
-        backend = "tensorrt" if info.kind == "engine" else "onnxruntime"
+        if info.kind == "onnx" and (providers is not None or session_options is not None):
+            chosen, reason = "onnxruntime", "providers/session_options given for ONNX Runtime"
+        else:
+            chosen, reason = auto_choice(info.kind, device)
+        if chosen == "openvino":
+            from edgeseg.runtime.openvino_backend import OpenVINOBackend
+
+            try:
+                b: Backend = OpenVINOBackend(
+                    info, threads=threads, hint=hint, cache_dir=cache_dir, config=openvino_config
+                )
+            except ModelError as e:
+                reason = f"OpenVINO cannot run this model, so ONNX Runtime: {e}"
+                b = OrtBackend(info, threads=threads, device=device)
+        else:
+            b = create_backend(info, chosen, device, threads, **ort_kw)
+        b.choice = {"requested": "auto", "reason": reason}
+        return b
+    if backend in ("onnxruntime", "openvino") and info.kind != "onnx":
+        raise InvalidArgumentError(
+            f"{info.path}: backend={backend!r} needs the .onnx model, not a TensorRT "
+            "engine; pass the ONNX file (or backend='tensorrt')"
+        )
     if backend == "onnxruntime":
-        if info.kind != "onnx":
-            raise InvalidArgumentError(
-                f"{info.path}: backend='onnxruntime' needs the .onnx model, not a TensorRT "
-                "engine; pass the ONNX file (or backend='tensorrt')"
-            )
-        return OrtBackend(info, threads=threads, device=device)
+        return OrtBackend(info, threads=threads, device=device, **ort_kw)
+    if backend == "openvino":
+        from edgeseg.runtime.openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(
+            info, threads=threads, hint=hint, cache_dir=cache_dir, config=openvino_config
+        )
     if info.kind != "engine":
         raise InvalidArgumentError(
             f"{info.path}: backend='tensorrt' runs a TensorRT engine; build one with `edgeseg "

@@ -30,6 +30,7 @@ from edgeseg._cli import (
     write_json,
 )
 from edgeseg.errors import EdgesegError
+from edgeseg.runtime.backends import BACKENDS
 
 PROG = "edgeseg predict"
 
@@ -114,8 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"what to write per image, comma-separated from {','.join(SAVE_KINDS)} "
         "(default: mask,overlay,json)",
     )
-    ap.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "tensorrt"))
-    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime CPU threads")
+    ap.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="inference backend (auto: TensorRT for .engine; for .onnx OpenVINO on an x86 CPU "
+        "where installed, else ONNX Runtime)",
+    )
+    ap.add_argument("--threads", type=int, default=None, help="CPU inference threads")
     ap.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     ap.add_argument(
         "--show-confidence",

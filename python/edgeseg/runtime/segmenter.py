@@ -22,7 +22,7 @@ from edgeseg.runtime.model_info import ModelInfo, load_model_info
 from edgeseg.runtime.result import SegResult
 from edgeseg.runtime.tiling import TileCanvas, tile_boxes
 
-__all__ = ["Segmenter"]
+__all__ = ["PendingResult", "Segmenter"]
 
 
 def _ms(t0: float, t1: float) -> float:
@@ -71,10 +71,16 @@ class Segmenter:
     Args:
         model: An ``.onnx`` from ``edgeseg export`` / ``edgeseg quantize``, or an ``.engine``
             from ``edgeseg build`` (its ``.engine.json`` manifest next to it).
-        backend: ``"auto"`` (TensorRT for engines, ONNX Runtime for ONNX), ``"onnxruntime"``
-            or ``"tensorrt"``.
+        backend: ``"auto"`` (TensorRT for engines; for ONNX, OpenVINO on an x86 CPU where it
+            is installed, else ONNX Runtime — ``describe()["choice"]`` says why),
+            ``"onnxruntime"``, ``"openvino"`` or ``"tensorrt"``.
         device: GPU index for GPU backends (None: CPU only).
-        threads: CPU threads of ONNX Runtime (default: its own choice).
+        threads: CPU inference threads (default: the runtime's own choice).
+        providers: ONNX Runtime's execution providers, passed through as given.
+        session_options: An ``onnxruntime.SessionOptions``, passed through as given.
+        hint: OpenVINO's performance hint, ``"latency"`` or ``"throughput"``.
+        cache_dir: OpenVINO's compiled-model cache (``False`` for none).
+        openvino_config: More OpenVINO properties, passed through.
         confidence: Compute the per-pixel softmax confidence.
         overlay_alpha: When set, the fused postprocess also blends the class colours over the
             frame at this opacity (``result.overlay(alpha)`` then returns it without extra
@@ -105,6 +111,11 @@ class Segmenter:
         tile: Optional[Sequence[int]] = None,
         overlap: int = 64,
         tile_batch: int = 4,
+        providers: Optional[list] = None,
+        session_options=None,
+        hint: str = "latency",
+        cache_dir=None,
+        openvino_config: Optional[dict] = None,
     ) -> None:
         self.info: ModelInfo = load_model_info(model)
         self.confidence = bool(confidence)
@@ -129,7 +140,17 @@ class Segmenter:
         if not isinstance(tile_batch, int) or tile_batch < 1:
             raise InvalidArgumentError(f"tile_batch: expected an int >= 1, got {tile_batch!r}")
         self.tile_batch = tile_batch
-        self.backend: Backend = create_backend(self.info, backend, device, threads)
+        self.backend: Backend = create_backend(
+            self.info,
+            backend,
+            device,
+            threads,
+            providers=providers,
+            session_options=session_options,
+            hint=hint,
+            cache_dir=cache_dir,
+            openvino_config=openvino_config,
+        )
         self._lock = threading.Lock()
         self._palettes = {
             rgb: np.ascontiguousarray(
@@ -159,6 +180,20 @@ class Segmenter:
             f"Segmenter({Path(self.info.path).name!r}, {self.backend.name}, "
             f"{len(self.info.classes)} classes, {h}×{w})"
         )
+
+    @property
+    def pipeline_depth(self) -> int:
+        """Frames worth keeping in flight with :meth:`submit` (1: it runs to the end)."""
+        if self.tile is not None or getattr(self.backend, "fused", False):
+            return 1
+        return max(1, int(getattr(self.backend, "requests", 1)))
+
+    def describe(self) -> dict:
+        """The backend, its settings and (for ``backend="auto"``) why it was chosen."""
+        out = dict(self.backend.describe())
+        if self.backend.choice and "choice" not in out:
+            out["choice"] = self.backend.choice
+        return out
 
     def close(self) -> None:
         self.backend.close()
@@ -320,6 +355,27 @@ class Segmenter:
                 )
             return out
 
+    def submit(
+        self, frame: np.ndarray, rgb: bool = False, keep_frame: bool = True
+    ) -> PendingResult:
+        """Preprocesses ``frame`` and starts its inference; ``.result()`` of the returned
+        handle waits and postprocesses. With :attr:`pipeline_depth` > 1 the next frame can be
+        submitted before the result is taken (the camera loop keeps the engine busy so);
+        take results in submission order. Elsewhere the whole frame runs here."""
+        if self.pipeline_depth < 2:
+            return PendingResult(done=self.predict(frame, rgb=rgb, keep_frame=keep_frame))
+        if isinstance(frame, (list, tuple)) or (isinstance(frame, np.ndarray) and frame.ndim == 4):
+            raise InvalidArgumentError("frame: expected one H×W×3 uint8 array")
+        t0 = time.perf_counter()
+        blob = self._preprocess([frame], rgb)
+        t1 = time.perf_counter()
+        pending = self.backend.submit(blob)
+        lb = blob.letterbox
+        return PendingResult(
+            self, pending, frame, rgb, None if lb is None else [lb], keep_frame, t0, t1,
+            nonfinite_input=blob.nonfinite,
+        )  # fmt: skip
+
     def _predict_fused(self, frame: np.ndarray, rgb: bool, keep_frame: bool) -> SegResult:
         """The TensorRT path: the whole pipeline runs on the GPU in one C++ call."""
         frame = kernels._check_image(frame, "frame")
@@ -392,3 +448,31 @@ class Segmenter:
             res.timings["tiles"] = float(len(boxes))
             res.timings["total"] = _ms(t0, time.perf_counter())
             return res
+
+
+class PendingResult:
+    """A frame in flight from :meth:`Segmenter.submit`; :meth:`result` waits for its
+    :class:`SegResult` (later calls return the same one)."""
+
+    def __init__(
+        self, seg=None, pending=None, frame=None, rgb=False, lb=None, keep=True, t0=0.0, t1=0.0,
+        *, done: Optional[SegResult] = None, nonfinite_input=0,
+    ) -> None:  # fmt: skip
+        self._seg, self._pending, self._frame = seg, pending, frame
+        self._args = (rgb, lb, keep, t0, t1, np.atleast_1d(nonfinite_input))
+        self._done = done
+
+    def result(self) -> SegResult:
+        if self._done is not None or self._pending is None:
+            return self._done
+        rgb, lb, keep, t0, t1, nf_in = self._args
+        pending, self._pending = self._pending, None
+        try:
+            logits = pending.wait()
+            t2 = time.perf_counter()
+            t = {"preprocess": _ms(t0, t1), "inference": _ms(t1, t2)}
+            self._done = self._seg._finish(logits, [self._frame], rgb, lb, keep, t, nf_in)[0]
+        finally:
+            pending.release()
+        self._frame = None
+        return self._done
