@@ -509,9 +509,12 @@ def test_run_stops_a_nan_model_with_a_clear_error(tmp_path, capsys):
     assert code == 1
     assert f"model {model}: 5 frames in a row with invalid output" in cap.err
     final = json.loads(cap.out)
-    assert final["invalid"] == 5 and final["stopped_by"] == "error"
+    # the fifth invalid frame stops the run; a frame already in flight (pipelined backends)
+    # still finishes, as NG, so that no result is lost
+    assert 5 <= final["invalid"] <= 6 and final["stopped_by"] == "error"
     recs = _records(out)
-    assert [r["verdict"] for r in recs] == ["NG"] * 5 and not any(r["valid"] for r in recs)
+    assert len(recs) == final["invalid"] == final["frames"]
+    assert all(r["verdict"] == "NG" for r in recs) and not any(r["valid"] for r in recs)
 
 
 @needs_counts

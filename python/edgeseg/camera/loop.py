@@ -495,8 +495,8 @@ class CameraLoop:
         self._q2.put(LoopItem(frame, result, verdict, record), consumer)
         if halt is None:
             return False
-        log.error("camera loop stopped: %s", halt)
-        if self._fatal is None:
+        if self._fatal is None:  # frames still in flight finish (NG) without a second error
+            log.error("camera loop stopped: %s", halt)
             self._fatal = halt
         self._stop.set()
         return True
