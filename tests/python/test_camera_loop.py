@@ -233,6 +233,35 @@ def test_rules_verdicts_reach_records_and_only_ng_images(tmp_path):
     assert len(list(ng.glob("*_overlay.png"))) == n_ng == len(list(ng.glob("*_mask.png")))
 
 
+class _BrokenRules:
+    """Rules that fail on every other frame (a zone that leaves a resized frame, say)."""
+
+    def evaluate(self, result):
+        self.n = getattr(self, "n", -1) + 1
+        if self.n % 2:
+            raise ValueError("zone 'seal' leaves the frame")
+        return Verdict(True)
+
+
+def test_a_frame_the_rules_cannot_judge_is_ng_with_the_reason(tmp_path):
+    out = tmp_path / "v.jsonl"
+    loop = CameraLoop(
+        f"{SCENE}&frames=8",
+        WarmSegmenter(),
+        sinks=[f"jsonl:{out}"],
+        rules=_BrokenRules(),
+        drop="none",
+    )
+    stats = run_bounded(loop)
+    recs = _lines(out)
+    assert [r["verdict"] for r in recs] == ["OK", "NG"] * 4
+    for r in recs[1::2]:
+        assert r["reasons"] == [
+            "rules could not be evaluated: ValueError: zone 'seal' leaves the frame"
+        ]
+    assert stats["errors"]["rules"] == 4
+
+
 class _QueueTrigger(Trigger):
     """Trigger ids pushed by the test (as an MQTT/HTTP trigger would); answers recorded."""
 

@@ -45,6 +45,7 @@ from edgeseg.camera.stats import LoopStats
 from edgeseg.camera.trigger import Trigger
 from edgeseg.errors import InvalidArgumentError, InvalidResultError, SinkError, SourceError
 from edgeseg.rules.invalid import ON_INVALID, invalid_message, invalid_verdict, is_valid, reason_of
+from edgeseg.rules.verdict import Verdict
 from edgeseg.sinks.base import LoopItem, Sink, make_record, open_sink
 
 __all__ = ["CameraLoop"]
@@ -486,7 +487,10 @@ class CameraLoop:
                 try:
                     verdict = self.rules.evaluate(result)
                 except Exception as e:
-                    self.stats.error("rules", f"frame {frame.index}: {type(e).__name__}: {e}")
+                    # fail closed: a frame the rules could not judge is NG, never unjudged
+                    why = f"rules could not be evaluated: {type(e).__name__}: {str(e)[:200]}"
+                    self.stats.error("rules", f"frame {frame.index}: {why}")
+                    verdict = Verdict(ok=False, reasons=[why])
                 self.stats.add_latency("rules", (time.time() - t1) * 1000)
         t_done = time.time()
         record = make_record(frame, result, verdict, t_done)
