@@ -121,11 +121,17 @@ def test_cpu_defaults(bf16, monkeypatch):
     else:
         assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
     assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)
-    assert picked["epochs"] == 60 and picked["patience"] == 15  # 1 200 steps of 8
-    # a time limit without --epochs: the clock ends the run, early stopping is off
+    # no --epochs, no --time-limit: the default budget on the clock, the plateau stop on
+    assert picked["time_limit"] == trainer_mod.DEFAULT_MINUTES
+    assert picked["epochs"] >= 1000 and picked["patience"] == 0 and picked["plateau"] == 0.3
+    # a time limit without --epochs: the clock ends the run, epoch patience is off
     cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5)
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
-    assert picked["epochs"] >= 1000 and picked["patience"] == 0
+    assert picked["epochs"] >= 1000 and picked["patience"] == 0 and "time_limit" not in picked
+    # --epochs without a time limit: epoch patience, no clock
+    cfg = trainer_mod.TrainConfig(data="x", out="y", epochs=40)
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert picked["patience"] == 15 and picked["plateau"] == 0 and "time_limit" not in picked
     # ... but flags given are kept
     cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5, epochs=7, patience=3, amp=False)
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())

@@ -24,6 +24,7 @@ from edgeseg.errors import DatasetError, EdgesegError, TrainingError
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeseg.train.models import model_names
+    from edgeseg.train.trainer import DEFAULT_MINUTES, PLATEAU_MIN_GAIN
 
     p = argparse.ArgumentParser(
         prog="edgeseg train",
@@ -60,14 +61,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--patience",
         type=int,
-        help="early stopping: epochs without gain (15; off under --time-limit with the "
-        "epochs left to the clock)",
+        help="early stopping with --epochs: epochs without val mIoU gain (15)",
     )
     p.add_argument(
         "--time-limit",
         type=float,
-        help="finish within this many minutes, calibration included; without --epochs the "
-        "learning-rate schedule follows the clock",
+        help="finish within this many minutes, calibration included (default "
+        f"{DEFAULT_MINUTES:g} when --epochs is not given; with --epochs, no limit). Without "
+        "--epochs the learning-rate schedule follows the clock",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        help="what --time-limit counts: wall seconds (default), or this process's CPU seconds "
+        "per torch thread (the same work whatever else loads a shared machine)",
+    )
+    p.add_argument(
+        "--plateau",
+        type=float,
+        help="under the clock: stop once val mIoU gained less than "
+        f"{PLATEAU_MIN_GAIN} over this share of the time budget, checked from half of it on "
+        "(0.3; 0 turns it off): a converged run ends early, an improving one uses the budget",
     )
     p.add_argument(
         "--calibrate",
@@ -96,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = (
     "data model size crop epochs batch lr weight_decay dropout loss class_weights workers seed "
-    "device amp patience time_limit max_steps allow_upscale calibrate val_every"
+    "device amp patience plateau time_limit clock max_steps allow_upscale calibrate val_every"
 ).split()
 
 
