@@ -143,6 +143,26 @@ def test_cpu_defaults(bf16, monkeypatch):
     assert "model_kwargs" not in picked
     with pytest.raises(TrainingError, match="crop_focus"):
         trainer_mod.TrainConfig(data="x", out="y", crop_focus=1.5).validate()
+    assert picked["zoom"] == [1.0, 1.0]  # scale jitter off (thin defects blur away)
+    with pytest.raises(TrainingError, match=r"--zoom \[2, 1\]: use LO,HI"):
+        trainer_mod.TrainConfig(data="x", out="y", zoom=[2, 1]).validate()
+    with pytest.raises(TrainingError, match="plateau 1.5"):
+        trainer_mod.TrainConfig(data="x", out="y", plateau=1.5).validate()
+    with pytest.raises(TrainingError, match="clock 'gpu'"):
+        trainer_mod.TrainConfig(data="x", out="y", clock="gpu").validate()
+
+
+def test_cli_zoom_and_clock_flags():
+    from edgeseg.train import cli
+
+    args = cli.build_parser().parse_args(
+        ["--data", "d", "--out", "o", "--zoom", "0.5,1", "--clock", "cpu", "--plateau", "0.2"]
+    )
+    cfg = cli.config_from_args(args)
+    assert cfg.zoom == [0.5, 1.0] and cfg.clock == "cpu" and cfg.plateau == 0.2
+    args = cli.build_parser().parse_args(["--data", "d", "--out", "o", "--zoom", "half"])
+    with pytest.raises(TrainingError, match="--zoom 'half': use LO,HI"):
+        cli.config_from_args(args)
 
 
 def test_lr_follows_the_larger_of_step_and_time_fraction():

@@ -24,7 +24,7 @@ from edgeseg.errors import DatasetError, EdgesegError, TrainingError
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeseg.train.models import model_names
-    from edgeseg.train.trainer import DEFAULT_MINUTES, PLATEAU_MIN_GAIN
+    from edgeseg.train.trainer import DEFAULT_MINUTES, PLATEAU_MIN_GAIN, PLATEAU_MIN_VALIDATIONS
 
     p = argparse.ArgumentParser(
         prog="edgeseg train",
@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="channel width multiplier of the model")
     p.add_argument("--size", type=int, help="model input size in px, multiple of 32 (256)")
     p.add_argument("--crop", type=int, help="training crop in px (default --size)")
+    p.add_argument(
+        "--zoom",
+        help="scale jitter of the training crops, LO,HI (1 = deployment scale; e.g. 0.5,1 "
+        "also shows the whole image shrunk to the crop; 1,1 turns it off)",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default from dataset size, device)")
     p.add_argument("--batch", type=int, help="batch size per process (default from memory)")
     p.add_argument("--lr", type=float, help="peak AdamW learning rate (default from batch)")
@@ -80,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--plateau",
         type=float,
         help="under the clock: stop once val mIoU gained less than "
-        f"{PLATEAU_MIN_GAIN} over this share of the time budget, checked from half of it on "
-        "(0.3; 0 turns it off): a converged run ends early, an improving one uses the budget",
+        f"{PLATEAU_MIN_GAIN} over this share of the time budget and {PLATEAU_MIN_VALIDATIONS} "
+        "validations, checked from half of it on (0.3; 0 turns it off): a converged run ends "
+        "early, an improving one uses the budget",
     )
     p.add_argument(
         "--calibrate",
@@ -136,6 +142,11 @@ def config_from_args(args: argparse.Namespace):
         v = getattr(args, k)
         if v is not None:
             base[k] = v
+    if args.zoom is not None:
+        try:
+            base["zoom"] = [float(v) for v in args.zoom.split(",")]
+        except ValueError:
+            raise TrainingError(f"--zoom {args.zoom!r}: use LO,HI, e.g. 0.5,1") from None
     if args.width is not None:
         base.setdefault("model_kwargs", {})
         base["model_kwargs"] = {**base["model_kwargs"], "width": args.width}

@@ -43,8 +43,12 @@ WEIGHTS_FORMAT = "edgeseg-weights/1"
 #: minutes a run may take when neither --epochs nor --time-limit is given: the clock, not a
 #: guessed epoch count, ends a run (a converged one stops earlier, see ``plateau``)
 DEFAULT_MINUTES = 15.0
-#: the val mIoU gain that counts as progress for the plateau stop
+#: the default scale jitter of the training crops (1: deployment scale)
+ZOOM_DEFAULT = [1.0, 1.0]
+#: the val mIoU gain that counts as progress for the plateau stop, and the validations in a
+#: row without it that the stop needs
 PLATEAU_MIN_GAIN = 0.002
+PLATEAU_MIN_VALIDATIONS = 4
 
 
 @dataclass
@@ -58,6 +62,9 @@ class TrainConfig:
     size: int = 256
     crop: Optional[int] = None
     crop_focus: float = 0.8  # share of crops placed on labelled foreground (rare defects)
+    # scale jitter of the training crops [lo, hi] (1 = deployment scale; [1, 1]: off);
+    # None: picked (see _auto_settings)
+    zoom: Optional[list] = None
     epochs: Optional[int] = None
     batch: Optional[int] = None
     lr: Optional[float] = None
@@ -121,6 +128,10 @@ class TrainConfig:
             raise TrainingError(f"--device {self.device!r}: use auto, cpu or cuda")
         if not 0 <= self.ema < 1:
             raise TrainingError(f"ema {self.ema}: use a decay in [0, 1) (0 turns it off)")
+        if self.zoom is not None and not (
+            len(self.zoom) == 2 and 0 < float(self.zoom[0]) <= float(self.zoom[1]) <= 4
+        ):
+            raise TrainingError(f"--zoom {self.zoom}: use LO,HI with 0 < LO <= HI <= 4")
         if not 0 <= self.crop_focus <= 1:
             raise TrainingError(f"crop_focus {self.crop_focus}: use a value in [0, 1]")
         if not 0 <= self.dropout < 1:
@@ -254,6 +265,8 @@ def _auto_settings(cfg: TrainConfig, n_train: int, device: torch.device, d: Dist
     if cfg.crop is None:
         # CPU: half-size crops at deployment scale (4x the steps per minute); GPU: full size
         picked["crop"] = cfg.size if cuda else max(32, cfg.size // 2 // 32 * 32)
+    if cfg.zoom is None:
+        picked["zoom"] = ZOOM_DEFAULT
     if cfg.model == "unet" and "width" not in cfg.model_kwargs:
         # CPU with native bfloat16 (AMX): half width capped at 128 channels, two 3x3 convs
         # per block (16-32-64-128-128, 3.2 GMAC at 256²; the second full-resolution conv is
@@ -553,7 +566,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     tf = (
         transform
         if transform is not None
-        else tdata.train_transform(cfg.size, cfg.crop, focus=cfg.crop_focus)
+        else tdata.train_transform(cfg.size, cfg.crop, zoom=cfg.zoom, focus=cfg.crop_focus)
     )
     # decoded samples stay in RAM when they fit (PNG decoding is a tenth of a CPU step)
     cache = (len(train_ds) + len(val_ds)) * cfg.size**2 * 4 * max(1, cfg.workers) < 2 << 30
@@ -682,7 +695,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     val_every, last_val, measured = cfg.val_every or 1, start_epoch, False
     # the plateau stop: the val mIoU of the last gain of at least PLATEAU_MIN_GAIN and the
     # share of the time budget spent when it came
-    progress_miou, progress_frac = -1.0, 0.0
+    progress_miou, progress_frac, flat_vals = -1.0, 0.0, 0
     try:
         for epoch in range(start_epoch, max_epochs):
             torch.manual_seed(cfg.seed + 7919 * (epoch + 1))
@@ -828,8 +841,16 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 break
             if cfg.time_limit and cfg.plateau:
                 if miou >= progress_miou + PLATEAU_MIN_GAIN:
-                    progress_miou, progress_frac = miou, frac
-                flat = frac >= 0.5 and frac - progress_frac >= cfg.plateau
+                    progress_miou, progress_frac, flat_vals = miou, frac, 0
+                else:
+                    flat_vals += 1
+                # a few validations without gain, not one noisy one, and not before half
+                # of the budget
+                flat = (
+                    frac >= 0.5
+                    and frac - progress_frac >= cfg.plateau
+                    and flat_vals >= PLATEAU_MIN_VALIDATIONS
+                )
                 if _agree_max(int(flat), d, device) and not out_of_time:
                     stopped = "converged"
                     say(
