@@ -93,6 +93,13 @@ demo: build system-deps
 bench: build
 	$(VPY) tools/bench_kernels.py
 
+# Accuracy suite (docs/benchmarks/accuracy.md): four datasets built from Debian packages'
+# photographs, the default recipe vs a plain UNet at equal time. BENCH_ACCURACY_ARGS, e.g.
+# "--minutes 15 --datasets cutouts".
+.PHONY: bench-accuracy
+bench-accuracy: build system-deps
+	$(VPY) tools/bench_accuracy.py $(BENCH_ACCURACY_ARGS)
+
 # ASan+UBSan build of the core in its own venv (system packages of .venv reused via a
 # .pth file), kernel tests run with the sanitizer runtime preloaded.
 ASAN_VENV := build/asan-venv

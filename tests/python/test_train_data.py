@@ -121,11 +121,17 @@ def test_cpu_defaults(bf16, monkeypatch):
     else:
         assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
     assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)
-    assert picked["epochs"] == 60 and picked["patience"] == 15  # 1 200 steps of 8
-    # a time limit without --epochs: the clock ends the run, early stopping is off
+    # no --epochs, no --time-limit: the default budget on the clock, the plateau stop on
+    assert picked["time_limit"] == trainer_mod.DEFAULT_MINUTES
+    assert picked["epochs"] >= 1000 and picked["patience"] == 0 and picked["plateau"] == 0.3
+    # a time limit without --epochs: the clock ends the run, epoch patience is off
     cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5)
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
-    assert picked["epochs"] >= 1000 and picked["patience"] == 0
+    assert picked["epochs"] >= 1000 and picked["patience"] == 0 and "time_limit" not in picked
+    # --epochs without a time limit: epoch patience, no clock
+    cfg = trainer_mod.TrainConfig(data="x", out="y", epochs=40)
+    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    assert picked["patience"] == 15 and picked["plateau"] == 0 and "time_limit" not in picked
     # ... but flags given are kept
     cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5, epochs=7, patience=3, amp=False)
     picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
@@ -137,6 +143,26 @@ def test_cpu_defaults(bf16, monkeypatch):
     assert "model_kwargs" not in picked
     with pytest.raises(TrainingError, match="crop_focus"):
         trainer_mod.TrainConfig(data="x", out="y", crop_focus=1.5).validate()
+    assert picked["zoom"] == [1.0, 1.0]  # scale jitter off (thin defects blur away)
+    with pytest.raises(TrainingError, match=r"--zoom \[2, 1\]: use LO,HI"):
+        trainer_mod.TrainConfig(data="x", out="y", zoom=[2, 1]).validate()
+    with pytest.raises(TrainingError, match="plateau 1.5"):
+        trainer_mod.TrainConfig(data="x", out="y", plateau=1.5).validate()
+    with pytest.raises(TrainingError, match="clock 'gpu'"):
+        trainer_mod.TrainConfig(data="x", out="y", clock="gpu").validate()
+
+
+def test_cli_zoom_and_clock_flags():
+    from edgeseg.train import cli
+
+    args = cli.build_parser().parse_args(
+        ["--data", "d", "--out", "o", "--zoom", "0.5,1", "--clock", "cpu", "--plateau", "0.2"]
+    )
+    cfg = cli.config_from_args(args)
+    assert cfg.zoom == [0.5, 1.0] and cfg.clock == "cpu" and cfg.plateau == 0.2
+    args = cli.build_parser().parse_args(["--data", "d", "--out", "o", "--zoom", "half"])
+    with pytest.raises(TrainingError, match="--zoom 'half': use LO,HI"):
+        cli.config_from_args(args)
 
 
 def test_lr_follows_the_larger_of_step_and_time_fraction():

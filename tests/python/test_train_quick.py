@@ -163,6 +163,46 @@ def test_time_limit_lets_the_clock_end_the_run_and_calibrates(objects, tmp_path,
     assert "offsets" in s["calibration"]
 
 
+def _scripted_validation(monkeypatch, mious):
+    """Validation that returns the next mIoU of ``mious`` (2 classes), the last one after."""
+    calls = {"n": 0}
+
+    def scripted(*a, **k):
+        v = mious[min(calls["n"], len(mious) - 1)]
+        calls["n"] += 1
+        cm = trainer_mod.ConfusionMatrix(2)
+        # IoU of both classes = v: a diagonal of v, the rest split off-diagonal
+        cm.matrix = np.array([[v, (1 - v) / 2], [(1 - v) / 2, v]]) * 1000
+        return cm
+
+    monkeypatch.setattr(trainer_mod, "validate", scripted)
+
+
+@pytest.mark.parametrize("improving", [False, True])
+def test_plateau_stops_a_converged_run_but_not_an_improving_one(
+    objects, tmp_path, monkeypatch, improving
+):
+    fake = {"t": 0.0}
+
+    def tick():
+        fake["t"] += 1.0
+        return fake["t"]
+
+    monkeypatch.setattr(trainer_mod.time, "monotonic", tick)
+    # mIoU flat from the start, or rising by 0.01 per validation (0.5 -> 0.99 over 50 calls)
+    mious = [0.5 + 0.01 * i for i in range(50)] if improving else [0.6]
+    _scripted_validation(monkeypatch, mious)
+    cfg = _cfg(objects, tmp_path / "p", epochs=None, time_limit=1.0, val_every=1, calibrate=False)
+    s = train(cfg, log=lambda *a: None)
+    assert s["config"]["plateau"] == 0.3 and s["config"]["time_limit"] == 1.0
+    if improving:
+        assert s["stopped"] == "time_limit"
+    else:
+        assert s["stopped"] == "converged"
+        # not before half of the budget (60 fake seconds), and well before its end
+        assert 30 <= s["history"][-1]["time_s"] < 55
+
+
 def test_nan_loss_stops_with_the_last_good_checkpoint(objects, tmp_path, monkeypatch):
     real = trainer_mod.create_loss
     calls = {"n": 0}

@@ -40,6 +40,7 @@ PROG = "edgeseg train"
 
 def build_parser() -> argparse.ArgumentParser:
     from edgeseg.train.models import model_names
+    from edgeseg.train.trainer import DEFAULT_MINUTES, PLATEAU_MIN_GAIN, PLATEAU_MIN_VALIDATIONS
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -66,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=float, help="channel width multiplier of the model")
     p.add_argument("--size", type=int, help="model input size in px, multiple of 32 (256)")
     p.add_argument("--crop", type=int, help="training crop in px (default --size)")
+    p.add_argument(
+        "--zoom",
+        help="scale jitter of the training crops, LO,HI (1 = deployment scale; e.g. 0.5,1 "
+        "also shows the whole image shrunk to the crop; 1,1 turns it off)",
+    )
     p.add_argument("--epochs", type=int, help="epochs (default from dataset size, device)")
     p.add_argument("--batch", type=int, help="batch size per process (default from memory)")
     p.add_argument("--lr", type=float, help="peak AdamW learning rate (default from batch)")
@@ -89,14 +95,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--patience",
         type=int,
-        help="early stopping: epochs without gain (15; off under --time-limit with the "
-        "epochs left to the clock)",
+        help="early stopping with --epochs: epochs without val mIoU gain (15)",
     )
     p.add_argument(
         "--time-limit",
         type=float,
-        help="finish within this many minutes, calibration included; without --epochs the "
-        "learning-rate schedule follows the clock",
+        help="finish within this many minutes, calibration included (default "
+        f"{DEFAULT_MINUTES:g} when --epochs is not given; with --epochs, no limit). Without "
+        "--epochs the learning-rate schedule follows the clock",
+    )
+    p.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        help="what --time-limit counts: wall seconds (default), or this process's CPU seconds "
+        "per torch thread (the same work whatever else loads a shared machine)",
+    )
+    p.add_argument(
+        "--plateau",
+        type=float,
+        help="under the clock: stop once val mIoU gained less than "
+        f"{PLATEAU_MIN_GAIN} over this share of the time budget and {PLATEAU_MIN_VALIDATIONS} "
+        "validations, checked from half of it on (0.3; 0 turns it off): a converged run ends "
+        "early, an improving one uses the budget",
     )
     p.add_argument(
         "--calibrate",
@@ -125,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = (
     "data model size crop epochs batch lr weight_decay dropout loss class_weights workers seed "
-    "device amp patience time_limit max_steps allow_upscale calibrate val_every"
+    "device amp patience plateau time_limit clock max_steps allow_upscale calibrate val_every"
 ).split()
 
 
@@ -151,6 +171,11 @@ def config_from_args(args: argparse.Namespace):
         v = getattr(args, k)
         if v is not None:
             base[k] = v
+    if args.zoom is not None:
+        try:
+            base["zoom"] = [float(v) for v in args.zoom.split(",")]
+        except ValueError:
+            raise TrainingError(f"--zoom {args.zoom!r}: use LO,HI, e.g. 0.5,1") from None
     if args.width is not None:
         base.setdefault("model_kwargs", {})
         base["model_kwargs"] = {**base["model_kwargs"], "width": args.width}

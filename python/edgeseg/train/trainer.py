@@ -40,6 +40,15 @@ from edgeseg.train.models import arch_kwargs, create_model, model_names
 __all__ = ["TrainConfig", "train", "load_checkpoint", "WEIGHTS_FORMAT"]
 
 WEIGHTS_FORMAT = "edgeseg-weights/1"
+#: minutes a run may take when neither --epochs nor --time-limit is given: the clock, not a
+#: guessed epoch count, ends a run (a converged one stops earlier, see ``plateau``)
+DEFAULT_MINUTES = 15.0
+#: the default scale jitter of the training crops (1: deployment scale)
+ZOOM_DEFAULT = [1.0, 1.0]
+#: the val mIoU gain that counts as progress for the plateau stop, and the validations in a
+#: row without it that the stop needs
+PLATEAU_MIN_GAIN = 0.002
+PLATEAU_MIN_VALIDATIONS = 4
 
 
 @dataclass
@@ -53,6 +62,9 @@ class TrainConfig:
     size: int = 256
     crop: Optional[int] = None
     crop_focus: float = 0.8  # share of crops placed on labelled foreground (rare defects)
+    # scale jitter of the training crops [lo, hi] (1 = deployment scale; [1, 1]: off);
+    # None: picked (see _auto_settings)
+    zoom: Optional[list] = None
     epochs: Optional[int] = None
     batch: Optional[int] = None
     lr: Optional[float] = None
@@ -65,11 +77,17 @@ class TrainConfig:
     device: str = "auto"
     amp: Optional[bool] = None  # None: bfloat16 on CPUs with AMX, off elsewhere
     resume: bool = False
-    patience: Optional[int] = None  # None: 15, or off when the clock sets the schedule
+    patience: Optional[int] = None  # None: 15 with --epochs, off when the clock sets the schedule
+    # under the clock: stop once val mIoU gained < PLATEAU_MIN_GAIN over this share of the
+    # time budget (checked from half the budget on); None: 0.3 under the clock; 0: off
+    plateau: Optional[float] = None
     warmup_epochs: float = 1.0
     clip_grad: float = 1.0
     ema: float = 0.99  # decay of the weight average validated and saved as best.pt; 0: off
-    time_limit: Optional[float] = None  # minutes
+    time_limit: Optional[float] = None  # minutes; None: DEFAULT_MINUTES unless epochs is given
+    # what the time limit counts: "wall" seconds, or "cpu": this process's CPU seconds per
+    # torch thread (the same amount of work whatever the load of a shared machine)
+    clock: str = "wall"
     max_steps: Optional[int] = None  # per epoch (tests, smoke runs)
     allow_upscale: bool = False
     calibrate: bool = True  # per-class logit offsets fitted on the train images afterwards
@@ -110,10 +128,20 @@ class TrainConfig:
             raise TrainingError(f"--device {self.device!r}: use auto, cpu or cuda")
         if not 0 <= self.ema < 1:
             raise TrainingError(f"ema {self.ema}: use a decay in [0, 1) (0 turns it off)")
+        if self.zoom is not None and not (
+            len(self.zoom) == 2 and 0 < float(self.zoom[0]) <= float(self.zoom[1]) <= 4
+        ):
+            raise TrainingError(f"--zoom {self.zoom}: use LO,HI with 0 < LO <= HI <= 4")
         if not 0 <= self.crop_focus <= 1:
             raise TrainingError(f"crop_focus {self.crop_focus}: use a value in [0, 1]")
         if not 0 <= self.dropout < 1:
             raise TrainingError(f"--dropout {self.dropout}: use a value in [0, 1)")
+        if self.plateau is not None and not 0 <= self.plateau < 1:
+            raise TrainingError(f"plateau {self.plateau}: use a share of the time in [0, 1)")
+        if self.clock not in ("wall", "cpu"):
+            raise TrainingError(f"clock {self.clock!r}: use wall or cpu")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise TrainingError(f"--time-limit {self.time_limit}: use minutes > 0")
 
 
 def _parse_weights(text) -> Optional[list[float]]:
@@ -220,18 +248,25 @@ def _auto_settings(cfg: TrainConfig, n_train: int, device: torch.device, d: Dist
         # CPU: a short run (minutes), so a high peak rate; measured on the synthetic defects
         base_lr = 2e-3 if cuda else 1e-2
         picked["lr"] = round(base_lr * math.sqrt(batch * d.world / 8), 6)
-    clock = cfg.epochs is None and bool(cfg.time_limit)
+    if cfg.time_limit is None and cfg.epochs is None:
+        picked["time_limit"] = DEFAULT_MINUTES
+    clock = cfg.epochs is None
     if cfg.epochs is None:
         steps = max(1, n_train // (batch * d.world))
         target = 6000 if cuda else 1200  # optimizer steps over the run
         # under --time-limit the clock ends the run and drives the cosine: epochs only cap it
         picked["epochs"] = 1000 if clock else int(min(300, max(10, math.ceil(target / steps))))
     if cfg.patience is None:
-        # early stopping would cut a clock-driven schedule while the learning rate is high
+        # epoch-count patience would cut a clock-driven schedule while the learning rate is
+        # high: under the clock the plateau stop (a share of the time) takes its place
         picked["patience"] = 0 if clock else 15
+    if cfg.plateau is None:
+        picked["plateau"] = 0.3 if clock else 0.0
     if cfg.crop is None:
         # CPU: half-size crops at deployment scale (4x the steps per minute); GPU: full size
         picked["crop"] = cfg.size if cuda else max(32, cfg.size // 2 // 32 * 32)
+    if cfg.zoom is None:
+        picked["zoom"] = ZOOM_DEFAULT
     if cfg.model == "unet" and "width" not in cfg.model_kwargs:
         # CPU with native bfloat16 (AMX): half width capped at 128 channels, two 3x3 convs
         # per block (16-32-64-128-128, 3.2 GMAC at 256²; the second full-resolution conv is
@@ -543,7 +578,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     tf = (
         transform
         if transform is not None
-        else tdata.train_transform(cfg.size, cfg.crop, focus=cfg.crop_focus)
+        else tdata.train_transform(cfg.size, cfg.crop, zoom=cfg.zoom, focus=cfg.crop_focus)
     )
     # decoded samples stay in RAM when they fit (PNG decoding is a tenth of a CPU step)
     cache = (len(train_ds) + len(val_ds)) * cfg.size**2 * 4 * max(1, cfg.workers) < 2 << 30
@@ -631,7 +666,14 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
 
     from tqdm import tqdm
 
-    t0, c0 = time.monotonic(), time.process_time()
+    threads = max(1, torch.get_num_threads())
+
+    def now() -> float:
+        if cfg.clock == "cpu":
+            return time.process_time() / threads
+        return time.monotonic()
+
+    t0, c0, w0 = now(), time.process_time(), time.monotonic()
     seen = n_steps = 0  # training images (crops) and optimizer steps of this process
 
     # seconds of the time limit kept for the calibration after the loop, sized from the
@@ -642,7 +684,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
         return max(1e-3, cfg.time_limit * 60 - reserve)
 
     def time_frac() -> float:
-        return (time.monotonic() - t0) / budget_s()
+        return (now() - t0) / budget_s()
 
     stopped = "completed"
     cuda_amp = bool(cfg.amp) and device.type == "cuda"
@@ -663,10 +705,13 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     sync_frac = 0.0
     out_of_time = False
     val_every, last_val, measured = cfg.val_every or 1, start_epoch, False
+    # the plateau stop: the val mIoU of the last gain of at least PLATEAU_MIN_GAIN and the
+    # share of the time budget spent when it came
+    progress_miou, progress_frac, flat_vals = -1.0, 0.0, 0
     try:
         for epoch in range(start_epoch, max_epochs):
             torch.manual_seed(cfg.seed + 7919 * (epoch + 1))
-            te = time.monotonic()
+            te = now()
             tsampler.set_epoch(epoch)
             model.train()
             bar = tqdm(
@@ -733,16 +778,16 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                     out_of_time = True
                     break
             bar.close()
-            te = time.monotonic() - te
+            te = now() - te
             if not (epoch + 1 - last_val >= val_every or out_of_time or epoch + 1 == max_epochs):
                 save_last(epoch + 1)
                 continue
             try:
                 judged = ema.model if ema is not None else _unwrap(model)
-                tv = time.monotonic()
+                tv = now()
                 # bfloat16 is for training speed on the CPU; validation scores what export runs
                 cm = validate(judged, vloader, num_classes, mean, std, device, d, cuda_amp)
-                tv = time.monotonic() - tv
+                tv = now() - tv
                 if not measured:  # the first validation of this process sizes the rest
                     measured = True
                     if cfg.calibrate and cfg.time_limit:
@@ -769,7 +814,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                     n: (None if math.isnan(v) else v) for n, v in zip(classes.names, cm.iou())
                 },
                 "lr": lr,
-                "time_s": round(time.monotonic() - t0, 1),
+                "time_s": round(time.monotonic() - w0, 1),
                 # CPU seconds of this process: on a shared machine, time_s / cpu_s shows
                 # how much of the cores the run actually had
                 "cpu_s": round(time.process_time() - c0, 1),
@@ -777,9 +822,10 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 "images": seen,
             }
             history.append(row)
+            frac = time_frac() if cfg.time_limit else 0.0
             if cfg.time_limit and not out_of_time:
                 # the budget may have run out while validating: stop now, not after a step
-                out_of_time = bool(_agree_max(int(time_frac() >= 1.0), d, device))
+                out_of_time = bool(_agree_max(int(frac >= 1.0), d, device))
             improved = miou > best_miou
             since, last_val = epoch + 1 - last_val, epoch + 1
             if improved:
@@ -805,6 +851,25 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 stopped = "early_stopping"
                 say(f"early stopping: no val mIoU gain in {cfg.patience} epochs")
                 break
+            if cfg.time_limit and cfg.plateau:
+                if miou >= progress_miou + PLATEAU_MIN_GAIN:
+                    progress_miou, progress_frac, flat_vals = miou, frac, 0
+                else:
+                    flat_vals += 1
+                # a few validations without gain, not one noisy one, and not before half
+                # of the budget
+                flat = (
+                    frac >= 0.5
+                    and frac - progress_frac >= cfg.plateau
+                    and flat_vals >= PLATEAU_MIN_VALIDATIONS
+                )
+                if _agree_max(int(flat), d, device) and not out_of_time:
+                    stopped = "converged"
+                    say(
+                        f"converged: val mIoU gained less than {PLATEAU_MIN_GAIN} in the last "
+                        f"{frac - progress_frac:.0%} of the {cfg.time_limit:g} min budget"
+                    )
+                    break
             if out_of_time:
                 stopped = "time_limit"
                 say(f"time limit of {cfg.time_limit:g} min reached")
