@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Writes per image NAME_mask.png (palette PNG of class indices), NAME_overlay.jpg, "
         "NAME_confidence.png (0..255 = 0..1) and NAME.json into --out, plus summary.json.",
     )
-    ap.add_argument("model", help="model.onnx or model.engine")
+    ap.add_argument(
+        "model",
+        help="model.onnx, model.engine, or a starter model shipped with edgeseg "
+        "(starter:defects, starter:objects; edgeseg info starter:NAME describes it)",
+    )
     ap.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     ap.add_argument("--out", "-o", required=True, help="output folder")
     ap.add_argument(

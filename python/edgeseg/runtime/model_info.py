@@ -13,6 +13,7 @@ from typing import Union
 
 from edgeseg.errors import ModelError
 from edgeseg.runtime.result import ClassInfo
+from edgeseg.starters import resolve_model_path
 
 __all__ = ["ModelInfo", "load_model_info"]
 
@@ -93,8 +94,9 @@ def _from_meta(meta: dict, path: Path, kind: str) -> ModelInfo:
 
 
 def load_model_info(path: Union[str, Path]) -> ModelInfo:
-    """The :class:`ModelInfo` of an ``.onnx`` (its metadata) or ``.engine`` (its manifest)."""
-    p = Path(path)
+    """The :class:`ModelInfo` of an ``.onnx`` (its metadata) or ``.engine`` (its manifest);
+    ``starter:NAME`` names a model shipped with the package (:mod:`edgeseg.starters`)."""
+    p = resolve_model_path(path)
     if not p.exists():
         raise ModelError(
             f"{p}: no such model file; pass an .onnx from `edgeseg export` or an .engine "
