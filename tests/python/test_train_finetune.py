@@ -95,6 +95,7 @@ def defects(tmp_path_factory):
     return ds
 
 
+@pytest.mark.filterwarnings("ignore:.*the val split has only:UserWarning")
 def test_train_init_from_starter_and_from_a_run(defects, tmp_path, capsys):
     run = tmp_path / "a"
     argv = ["train", "--data", str(defects), "--size", str(SIZE), "--crop", str(SIZE)]
