@@ -137,6 +137,9 @@ def test_param_groups_and_freeze_bn():
     groups = finetune.param_groups(model, "unet", 1e-4, encoder_lr_mult=0.1)
     n = sum(len(g["params"]) for g in groups)
     assert n == len(list(model.parameters()))
+    plain = finetune.param_groups(model, "unet", 1e-4)  # weights first, then biases and norms
+    assert [g["weight_decay"] for g in plain] == [1e-4, 0.0]
+    assert [g["lr_mult"] for g in plain] == [1.0, 1.0]
     enc = {id(p) for nm, p in model.named_parameters() if nm.startswith(("stem.", "down."))}
     for g in groups:
         is_enc = {id(p) in enc for p in g["params"]}

@@ -197,19 +197,20 @@ def param_groups(
     encoder's learning rate scaled by ``encoder_lr_mult`` (``lr_mult`` in each group; 0
     freezes the encoder)."""
     groups: dict[tuple, list] = {}
+    split = encoder_lr_mult != 1.0  # otherwise the two groups of a plain run (resume-compatible)
     for n, p in model.named_parameters():
-        enc = _is_encoder(model_name, n)
+        enc = split and _is_encoder(model_name, n)
         if enc and encoder_lr_mult == 0:
             p.requires_grad_(False)
             continue
-        groups.setdefault((p.ndim > 1, enc), []).append(p)
+        groups.setdefault((p.ndim <= 1, enc), []).append(p)
     return [
         {
             "params": ps,
-            "weight_decay": weight_decay if decay else 0.0,
+            "weight_decay": 0.0 if no_decay else weight_decay,
             "lr_mult": encoder_lr_mult if enc else 1.0,
         }
-        for (decay, enc), ps in sorted(groups.items())
+        for (no_decay, enc), ps in sorted(groups.items())
     ]
 
 
