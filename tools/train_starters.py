@@ -117,7 +117,7 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
             "val_miou": metrics.get("best_val_miou"),
             "test_miou": test["miou"],
             "test_per_class_iou": test["per_class_iou"],
-            "test_images": test.get("images"),
+            "test_images": test.get("num_images"),
         },
         "onnx_parity_max_abs_diff": exp["parity"]["max_abs_diff"],
         "bytes": {

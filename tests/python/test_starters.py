@@ -61,6 +61,22 @@ def test_predict_and_info_on_a_starter(tmp_path, capsys):
     assert seg.class_names == [c["name"] for c in starter_card("objects")["classes"]]
 
 
+def test_eval_of_a_starter_on_its_own_generator(tmp_path):
+    pytest.importorskip("torch")
+    from edgeseg import data
+    from edgeseg.train import evaluate
+
+    card = starter_card("objects")
+    d = card["data"]
+    # images of the generator the starter was trained on, another seed
+    ds = data.synth(tmp_path / "ds", d["task"], n=4, size=d["size"], seed=d["seed"] + 1000)
+    report = evaluate("starter:objects", ds, split=None)
+    assert report["num_images"] == 4
+    assert report == evaluate(starter_file("objects", "onnx"), ds, split=None)
+    # it finds products (a background-only model scores 0 here)
+    assert report["per_class_iou"]["product"] > 0.05, report["per_class_iou"]
+
+
 def test_unknown_starter_is_refused(tmp_path, capsys):
     with pytest.raises(ModelError, match=r"starter:nope: no such starter model; installed "):
         Segmenter("starter:nope")
