@@ -35,7 +35,52 @@ class _VersionAction(argparse.Action):
         parser.exit(0)
 
 
+def _model_info(spec: str, as_json: bool) -> int:
+    """``edgeseg info MODEL``: what a model file (or ``starter:NAME``) is and how it was made."""
+    from edgeseg.errors import EdgesegError
+    from edgeseg.runtime.model_info import load_model_info
+    from edgeseg.starters import is_starter, starter_card
+
+    try:
+        mi = load_model_info(spec)
+        card = starter_card(spec, verify=True) if is_starter(spec) else None
+    except EdgesegError as e:
+        _cli.error("edgeseg info", e)
+        return _cli.EXIT_ERROR
+    out = {
+        "model": spec,
+        "path": str(mi.path),
+        "kind": mi.kind,
+        "architecture": mi.model,
+        "classes": mi.class_names,
+        "input_size": list(mi.input_size),
+        "mean": list(mi.mean),
+        "std": list(mi.std),
+        "channel_order": mi.channel_order,
+    }
+    if card is not None:
+        out["starter"] = card
+    _cli.write_json(as_json, out)
+    if as_json == "-":
+        return 0
+    print(f"{spec}: {mi.kind} model {mi.model or '?'} at {mi.path}")
+    print(f"  classes:      {', '.join(mi.class_names)}")
+    print(f"  input:        {mi.input_size[0]}x{mi.input_size[1]} {mi.channel_order}")
+    if card is not None:
+        d, m = card["data"], card["metrics"]
+        print(f"  description:  {card['description']}")
+        print(
+            f"  trained on:   {d['n']} synthetic '{d['task']}' images ({d['size']}px, seed "
+            f"{d['seed']}; {d['generator']}), data hash {d['data_hash']}"
+        )
+        print(f"  metrics:      val mIoU {m['val_miou']:.3f}, test mIoU {m['test_miou']:.3f}")
+        print(f"  fine-tune:    edgeseg train --init {spec} --data YOUR_DATA --out RUN")
+    return 0
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    if args.model:
+        return _model_info(args.model, args.json)
     info = dict(_core.build_info())
     ok, reason = _core.cuda_available()
     info["cuda_device"] = reason if ok else None
@@ -96,11 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_info = sub.add_parser(
         "info",
-        help="what this build contains and which devices it sees",
-        epilog=_cli.epilog("edgeseg info", "edgeseg info --json"),
+        help="what this build contains and which devices it sees; with MODEL, what a model is",
+        epilog=_cli.epilog(
+            "edgeseg info", "edgeseg info starter:defects", "edgeseg info model.onnx --json"
+        ),
         formatter_class=_cli.HELP_FORMATTER,
     )
-    _cli.add_json(p_info, "the build information")
+    p_info.add_argument(
+        "model",
+        nargs="?",
+        help="a model (.onnx, .engine or starter:NAME) to describe instead of the build",
+    )
+    _cli.add_json(p_info, "the build or model information")
     p_info.set_defaults(func=_cmd_info)
 
     for name, (_, text) in DELEGATED.items():

@@ -98,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=HELP_FORMATTER,
     )
-    ap.add_argument("model", help="model.onnx or model.engine")
+    ap.add_argument(
+        "model",
+        help="model.onnx, model.engine, or a starter model shipped with edgeseg "
+        "(starter:defects, starter:objects; edgeseg info starter:NAME describes it)",
+    )
     ap.add_argument("inputs", nargs="+", help="image files, folders (recursive) or globs")
     ap.add_argument("--out", help="output folder (required)")
     ap.add_argument(

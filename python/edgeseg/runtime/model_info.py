@@ -20,6 +20,7 @@ from typing import Any, Union
 
 from edgeseg.errors import ModelError
 from edgeseg.runtime.result import ClassInfo
+from edgeseg.starters import resolve_model_path
 
 __all__ = ["MAX_INPUT_PIXELS", "MAX_INPUT_SIDE", "ModelInfo", "load_model_info"]
 
@@ -187,12 +188,13 @@ def _from_meta(meta: Any, path: Path, kind: str) -> ModelInfo:
 
 
 def load_model_info(path: Union[str, Path]) -> ModelInfo:
-    """The :class:`ModelInfo` of an ``.onnx`` (its metadata) or ``.engine`` (its manifest).
+    """The :class:`ModelInfo` of an ``.onnx`` (its metadata) or ``.engine`` (its manifest);
+    ``starter:NAME`` names a model shipped with the package (:mod:`edgeseg.starters`).
 
     Raises :class:`~edgeseg.errors.ModelError` naming the file, the field and the fix when
     the file is missing or unreadable or any field is malformed (see the module doc).
     """
-    p = Path(path)
+    p = resolve_model_path(path)
     if not p.exists():
         raise ModelError(
             f"{p}: no such model file; pass an .onnx from `edgeseg export` or an .engine "

@@ -137,6 +137,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="train on images smaller than the crop (enlarged)",
     )
+    ft = p.add_argument_group("fine-tuning")
+    ft.add_argument(
+        "--init",
+        metavar="RUN|CKPT|starter:NAME",
+        help="start from trained weights: a run directory, a best.pt/last.pt/weights.pt, or "
+        "a shipped starter model (starter:defects, starter:objects). The architecture is the "
+        "checkpoint's; classes are matched by name (new classes get fresh classifier rows)",
+    )
+    ft.add_argument(
+        "--encoder-weights",
+        metavar="imagenet|PATH",
+        help="timm_unet: pretrained encoder weights, 'imagenet' (timm's default pretrained "
+        "tag through the Hugging Face hub cache; honours HF_HUB_OFFLINE and HF_ENDPOINT) or a "
+        "local .pth/.safetensors file",
+    )
+    ft.add_argument(
+        "--encoder-lr-mult",
+        type=float,
+        help="learning-rate factor of the encoder (1; e.g. 0.1 keeps pretrained features "
+        "closer to their start; 0 freezes the encoder)",
+    )
+    ft.add_argument(
+        "--freeze-bn",
+        choices=["none", "encoder", "all"],
+        help="keep the BatchNorm running statistics of these layers as loaded (none)",
+    )
     p.add_argument("--config", help="YAML file with any of these settings (underscored keys)")
     add_json(p, "the final metrics")
     add_no_progress(p)
@@ -145,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _FLAG_KEYS = (
     "data model size crop epochs batch lr weight_decay dropout loss class_weights workers seed "
-    "device amp patience plateau time_limit clock max_steps allow_upscale calibrate val_every"
+    "device amp patience plateau time_limit clock max_steps allow_upscale calibrate val_every "
+    "init encoder_weights encoder_lr_mult freeze_bn"
 ).split()
 
 

@@ -68,10 +68,14 @@ def evaluate(
 ) -> dict:
     """The ``edgeseg eval`` report (see :func:`edgeseg.metrics.summarize`).
 
-    ``model_path``: a run directory, a ``best.pt``/``last.pt``, or an exported ``.onnx``
-    (run by ONNX Runtime on the CPU, see :mod:`edgeseg.export.onnx_eval`; ``device`` is
-    then ignored).
+    ``model_path``: a run directory, a ``best.pt``/``last.pt``, or an exported ``.onnx`` or
+    ``starter:NAME`` (run by ONNX Runtime on the CPU, see :mod:`edgeseg.export.onnx_eval`;
+    ``device`` is then ignored).
     """
+    from edgeseg.starters import is_starter, resolve_model_path
+
+    if is_starter(model_path):  # a shipped model: its ONNX file
+        model_path = resolve_model_path(model_path)
     if Path(model_path).suffix.lower() == ".onnx":
         from edgeseg.export.onnx_eval import evaluate_onnx
 

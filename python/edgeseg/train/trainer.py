@@ -19,6 +19,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Optional
@@ -33,6 +34,7 @@ from edgeseg.data import ClassMap, SegDataset, open_dataset
 from edgeseg.errors import DatasetError, TrainingError
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.train import data as tdata
+from edgeseg.train import finetune
 from edgeseg.train.calibrate import calibrate_checkpoint, calibration_seconds
 from edgeseg.train.losses import LOSSES, WEIGHT_METHODS, class_weights, create_loss
 from edgeseg.train.models import arch_kwargs, create_model, model_names
@@ -49,6 +51,8 @@ ZOOM_DEFAULT = [1.0, 1.0]
 #: row without it that the stop needs
 PLATEAU_MIN_GAIN = 0.002
 PLATEAU_MIN_VALIDATIONS = 4
+#: fewer val images than this get a warning: the best checkpoint is picked on noise
+MIN_VAL_IMAGES = 8
 
 
 @dataclass
@@ -95,6 +99,12 @@ class TrainConfig:
     mean: tuple = tdata.IMAGENET_MEAN
     std: tuple = tdata.IMAGENET_STD
     progress: bool = True
+    #: fine-tuning (edgeseg.train.finetune): a run dir, checkpoint or starter:NAME to start
+    #: from; timm encoder weights (imagenet or a file); encoder lr factor; BatchNorm stats
+    init: Optional[str] = None
+    encoder_weights: Optional[str] = None
+    encoder_lr_mult: float = 1.0
+    freeze_bn: str = "none"
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> TrainConfig:
@@ -142,6 +152,17 @@ class TrainConfig:
             raise TrainingError(f"clock {self.clock!r}: use wall or cpu")
         if self.time_limit is not None and self.time_limit <= 0:
             raise TrainingError(f"--time-limit {self.time_limit}: use minutes > 0")
+        if not 0 <= self.encoder_lr_mult <= 10:
+            raise TrainingError(
+                f"--encoder-lr-mult {self.encoder_lr_mult}: use a factor in [0, 10] (0 freezes "
+                "the encoder)"
+            )
+        if self.freeze_bn not in ("none", "encoder", "all"):
+            raise TrainingError(f"--freeze-bn {self.freeze_bn!r}: use none, encoder or all")
+        if self.encoder_weights is not None and self.model != "timm_unet":
+            raise TrainingError(
+                f"--encoder-weights is for timm encoders (--model timm_unet), not {self.model!r}"
+            )
 
 
 def _parse_weights(text) -> Optional[list[float]]:
@@ -477,6 +498,21 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
             "seeded 80/10/10 split"
         )
     tdata.scan(val_ds, "val", progress=False)
+    if len(val_ds) < MIN_VAL_IMAGES:
+        warnings.warn(
+            f"{ds.display_root}: the val split has only {len(val_ds)} image(s) (train "
+            f"{len(train_ds)}); validation mIoU picks best.pt and stops early, and on fewer than "
+            f"{MIN_VAL_IMAGES} images it is mostly noise. Add images or list more in "
+            "splits/val.txt",
+            UserWarning,
+            stacklevel=3,
+        )
+    init = None
+    if cfg.init and not cfg.resume:
+        init = finetune.read_init(cfg.init)
+        finetune.adopt_architecture(cfg, init[2], cfg.init, model_given=cfg.model != "unet")
+    if cfg.encoder_weights is not None:
+        cfg.model_kwargs = {**cfg.model_kwargs, "weights": cfg.encoder_weights}
     picked = _auto_settings(cfg, len(train_ds), device, d)
     for k, v in picked.items():
         setattr(cfg, k, v)
@@ -535,15 +571,16 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
     model = create_model(cfg.model, num_classes, **(arch_kwargs(kw) if cfg.resume else kw))
     if getattr(model, "init_note", None):
         say(model.init_note)
+    if init is not None:
+        report = finetune.load_init(
+            model, cfg.model, kw, meta["classes"], init[1], init[2], cfg.init
+        )
+        meta["init"] = {k: report[k] for k in ("source", "matched", "new", "dropped")}
+        say(finetune.init_note(report))
     model = model.to(device)
     model = model.to(memory_format=torch.channels_last)  # faster convolutions on CPU and GPU
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0},
-        ],
+        finetune.param_groups(model, cfg.model, cfg.weight_decay, cfg.encoder_lr_mult),
         lr=cfg.lr,
     )
     loss_fn = create_loss(cfg.loss, weights).to(device)
@@ -714,6 +751,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
             te = now()
             tsampler.set_epoch(epoch)
             model.train()
+            finetune.freeze_bn_stats(_unwrap(model), cfg.model, cfg.freeze_bn)
             bar = tqdm(
                 total=steps_per_epoch,
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -731,7 +769,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
                 # high learning rate, and a quiet machine still gets its full step budget
                 lr = _lr_at(gstep, total_steps, warmup, cfg.lr, sync_frac)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_mult", 1.0)
                 try:
                     x = _normalize(images.to(device, non_blocking=True), mean, std)
                     y = targets.to(device, non_blocking=True)

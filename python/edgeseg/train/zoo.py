@@ -1,9 +1,12 @@
 """``timm_unet``: a `timm <https://github.com/huggingface/pytorch-image-models>`_ encoder with a
 light UNet decoder (the optional ``[zoo]`` extra: ``pip install 'edgeseg[zoo]'``).
 
-The encoder is ``timm.create_model(encoder, features_only=True, pretrained=False)``: timm never
-downloads anything here (no model hub, no URL). Pretrained weights come only from a local file
-the user names with ``weights=``: a ``.pth``/``.pt`` state dict (possibly nested under
+The encoder is ``timm.create_model(encoder, features_only=True, pretrained=False)``: timm itself
+never downloads anything. Pretrained weights come from ``weights=``: ``"imagenet"`` (timm's
+default pretrained tag of the encoder, fetched with ``huggingface_hub`` into its cache —
+``HF_HUB_OFFLINE=1`` reads only the cache, ``HF_ENDPOINT`` names a mirror; without network
+and cache the error names the cache folder to fill) or a local file: a ``.pth``/``.pt`` state
+dict (possibly nested under
 ``"state_dict"`` or ``"model"``, keys possibly prefixed ``module.``) or a ``.safetensors`` file,
 e.g. a timm *classification* checkpoint of the same encoder — its classifier tensors are
 ignored, every encoder tensor must be in the file (a file of another architecture is refused
@@ -29,10 +32,11 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from edgeseg._hub import PRETRAINED, hub_weights
 from edgeseg.errors import TrainingError
 from edgeseg.train.models import ConvBNAct, _up
 
-__all__ = ["DEFAULT_ENCODER", "TimmUNet", "load_encoder_weights"]
+__all__ = ["DEFAULT_ENCODER", "PRETRAINED", "TimmUNet", "hub_weights", "load_encoder_weights"]
 
 DEFAULT_ENCODER = "resnet18"
 #: decoder width per stage, deepest first; the last one is the full-resolution stage
@@ -74,6 +78,18 @@ def _create_encoder(timm, encoder: str, in_channels: int) -> nn.Module:
             f"timm_unet: timm cannot build {encoder!r} as a feature extractor "
             f"(features_only=True): {type(e).__name__}: {e}"
         ) from None
+
+
+def _hub_source(timm, encoder: str) -> tuple[str, str]:
+    """``(repo_id, filename)`` of timm's default pretrained weights of ``encoder``."""
+    cfg = timm.models.get_pretrained_cfg(encoder)
+    repo = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
+    if not repo:
+        raise TrainingError(
+            f"--encoder-weights {PRETRAINED}: timm {timm.__version__} names no pretrained "
+            f"weights on the Hugging Face hub for {encoder!r}; give a local weights file"
+        )
+    return repo, getattr(cfg, "hf_hub_filename", None) or "model.safetensors"
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -153,7 +169,15 @@ def load_encoder_weights(encoder: nn.Module, path: Union[str, Path], name: str =
             "timm model?"
         )
     if missing or bad_shape:
-        parts = []
+        first = next(k for k in target if k in missing or k in bad_shape)
+        parts = [
+            f"first mismatching tensor {first} ("
+            + (
+                f"file {tuple(src[first].shape)}, model {tuple(target[first].shape)})"
+                if first in bad_shape
+                else "not in the file)"
+            )
+        ]
         if missing:
             parts.append(
                 f"{len(missing)} of {len(target)} encoder tensors missing: {_few(missing)}"
@@ -227,6 +251,8 @@ class TimmUNet(nn.Module):
         self.encoder_weights: Optional[dict] = None
         #: one line for the training log (the trainer prints it)
         self.init_note: Optional[str] = None
+        if weights == PRETRAINED:
+            weights = hub_weights(*_hub_source(timm, encoder))
         if weights is not None:
             self.encoder_weights = load_encoder_weights(self.encoder, weights, encoder)
             r = self.encoder_weights

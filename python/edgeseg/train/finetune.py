@@ -1,0 +1,236 @@
+"""Starting a run from trained weights: ``edgeseg train --init RUN|model.pt|starter:NAME`` and
+the fine-tuning knobs (encoder learning-rate multiplier, frozen BatchNorm statistics).
+
+``--init`` takes a run directory (its ``best.pt``), a checkpoint file (``best.pt``,
+``last.pt``, a starter's ``weights.pt``) or ``starter:NAME`` (a model shipped with the
+package, :mod:`edgeseg.starters`). The run adopts the checkpoint's architecture (model and
+its arguments); every tensor is copied except the class-dependent ones (the classifier
+rows), which are matched **by class name**: a class of the new dataset that the checkpoint
+knows gets its rows, a new class keeps the fresh initialisation, a class the new dataset
+lacks is dropped. Which tensors depend on the class count is found by building the
+architecture once more with another class count and comparing shapes, so this works for
+every model, including heads that emit several logits per class (DepthToSpace).
+
+A checkpoint of another architecture (another model, other widths) is refused with the
+first tensor that does not fit; nothing is half-loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from edgeseg.errors import TrainingError
+from edgeseg.train.models import arch_kwargs, create_model
+
+__all__ = [
+    "ENCODER_PREFIXES",
+    "adopt_architecture",
+    "freeze_bn_stats",
+    "load_init",
+    "param_groups",
+    "read_init",
+]
+
+#: parameter-name prefixes of each model's encoder (what ``encoder_lr_mult`` and
+#: ``freeze_bn="encoder"`` act on); the rest is the decoder and head
+ENCODER_PREFIXES = {
+    "timm_unet": ("encoder.",),
+    "unet": ("stem.", "down."),
+    "mbv3_lraspp": ("stem.", "stages."),
+}
+
+
+def read_init(spec: str) -> tuple[Path, dict, dict]:
+    """``(path, state_dict, meta)`` of an ``--init`` value (run dir, checkpoint, starter)."""
+    from edgeseg.starters import is_starter, starter_file
+    from edgeseg.train.trainer import load_checkpoint
+
+    try:
+        path = starter_file(spec, "weights") if is_starter(spec) else Path(spec).expanduser()
+    except Exception as e:  # ModelError: an unknown starter name
+        raise TrainingError(f"--init {spec}: {e}") from None
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise TrainingError(
+            f"--init {spec}: {path} does not exist; give a run directory (with best.pt), a "
+            "checkpoint file (best.pt, last.pt, weights.pt) or starter:NAME"
+        )
+    if path.suffix.lower() == ".onnx":
+        raise TrainingError(
+            f"--init {spec}: an exported ONNX model holds no trainable checkpoint; give the "
+            "run directory or its best.pt"
+        )
+    state, meta = load_checkpoint(path)
+    return path, state, meta
+
+
+def adopt_architecture(cfg, meta: dict, source: str, model_given: bool) -> None:
+    """Set ``cfg.model``/``cfg.model_kwargs`` to the checkpoint's architecture. A model or
+    architecture argument the user set that differs from the checkpoint's is an error."""
+    init_model = meta.get("model")
+    if model_given and cfg.model != init_model:
+        raise TrainingError(
+            f"--init {source} is a {init_model!r} model, not --model {cfg.model!r}: fine-tuning "
+            f"keeps the architecture; drop --model (or pass --model {init_model})"
+        )
+    init_kw = dict(meta.get("model_kwargs") or {})
+    init_kw.pop("dropout", None)  # not a tensor shape: this run's --dropout applies
+    clash = {
+        k: (v, init_kw.get(k))
+        for k, v in arch_kwargs(cfg.model_kwargs).items()
+        if k != "dropout" and k in init_kw and init_kw[k] != v
+    }
+    if clash:
+        k, (given, init) = next(iter(clash.items()))
+        raise TrainingError(
+            f"--init {source} was trained with {k}={init!r}, this run asks for {k}={given!r}: "
+            "fine-tuning keeps the architecture; drop the setting"
+        )
+    cfg.model = init_model
+    extra = {k: v for k, v in cfg.model_kwargs.items() if k not in init_kw}
+    cfg.model_kwargs = {**init_kw, **extra}
+
+
+def _class_tensors(model_name: str, kw: dict, num_classes: int, state: dict) -> dict[str, int]:
+    """``{tensor name: outputs per class}`` of the tensors whose first dimension scales with
+    the class count (found by building the model with one class more)."""
+    probe = create_model(model_name, num_classes + 1, **arch_kwargs(kw)).state_dict()
+    out = {}
+    for k, v in state.items():
+        p = probe.get(k)
+        if p is not None and v.ndim and tuple(p.shape) != tuple(v.shape):
+            per = p.shape[0] - v.shape[0]
+            if per > 0 and v.shape[0] == per * num_classes and p.shape[1:] == v.shape[1:]:
+                out[k] = per
+    return out
+
+
+def load_init(
+    model: nn.Module,
+    model_name: str,
+    kw: dict,
+    classes: list[dict],
+    state: dict,
+    meta: dict,
+    source: str,
+) -> dict:
+    """Copy the checkpoint ``state`` into ``model`` (in place; see the module doc) and return
+    the report: ``{"source", "tensors", "class_tensors", "matched", "new", "dropped"}``."""
+    target = model.state_dict()
+    new_names = [c["name"] for c in classes]
+    old_names = [c["name"] for c in meta.get("classes") or []]
+    per_class = _class_tensors(model_name, kw, len(new_names), target)
+    what = f"--init {source} ({meta.get('model')} {meta.get('model_kwargs')})"
+    for k, t in target.items():
+        if k not in state:
+            if k.endswith("num_batches_tracked"):
+                continue
+            raise TrainingError(
+                f"{what}: the checkpoint has no tensor {k!r} of this {model_name} model; it "
+                "is a checkpoint of another architecture"
+            )
+        if k in per_class:
+            per = per_class[k]
+            if state[k].shape[0] != per * len(old_names) or state[k].shape[1:] != t.shape[1:]:
+                raise TrainingError(
+                    f"{what}: class tensor {k!r} has shape {tuple(state[k].shape)} in the "
+                    f"checkpoint, expected {per} x {len(old_names)} classes by "
+                    f"{tuple(t.shape[1:])}; it is a checkpoint of another architecture"
+                )
+        elif tuple(state[k].shape) != tuple(t.shape):
+            raise TrainingError(
+                f"{what}: tensor {k!r} has shape {tuple(state[k].shape)} in the checkpoint "
+                f"and {tuple(t.shape)} in this model; it is a checkpoint of another "
+                "architecture (fine-tuning keeps the architecture: drop --width/--model)"
+            )
+    matched = [n for n in new_names if n in old_names]
+    with torch.no_grad():
+        for k, t in target.items():
+            if k not in state:
+                continue
+            src = state[k].to(t.dtype)
+            if k not in per_class:
+                t.copy_(src)
+                continue
+            per = per_class[k]
+            for i, name in enumerate(new_names):
+                if name in old_names:
+                    j = old_names.index(name)
+                    t[i * per : (i + 1) * per] = src[j * per : (j + 1) * per]
+    model.load_state_dict(target)
+    return {
+        "source": source,
+        "tensors": len(target),
+        "class_tensors": sorted(per_class),
+        "matched": matched,
+        "new": [n for n in new_names if n not in old_names],
+        "dropped": [n for n in old_names if n not in new_names],
+    }
+
+
+def init_note(report: dict) -> str:
+    """One line for the training log."""
+    parts = [
+        f"--init {report['source']}: loaded {report['tensors']} tensors",
+        f"classes matched by name: {', '.join(report['matched']) or 'none'}",
+    ]
+    if report["new"]:
+        parts.append(f"new (fresh head rows): {', '.join(report['new'])}")
+    if report["dropped"]:
+        parts.append(f"not in this dataset (dropped): {', '.join(report['dropped'])}")
+    return "; ".join(parts)
+
+
+def _is_encoder(model_name: str, name: str) -> bool:
+    return name.startswith(ENCODER_PREFIXES.get(model_name, ()))
+
+
+def param_groups(
+    model: nn.Module, model_name: str, weight_decay: float, encoder_lr_mult: float = 1.0
+) -> list[dict]:
+    """AdamW parameter groups: weight decay on weights (not on biases and norms), and the
+    encoder's learning rate scaled by ``encoder_lr_mult`` (``lr_mult`` in each group; 0
+    freezes the encoder)."""
+    groups: dict[tuple, list] = {}
+    split = encoder_lr_mult != 1.0  # otherwise the two groups of a plain run (resume-compatible)
+    for n, p in model.named_parameters():
+        enc = split and _is_encoder(model_name, n)
+        if enc and encoder_lr_mult == 0:
+            p.requires_grad_(False)
+            continue
+        groups.setdefault((p.ndim <= 1, enc), []).append(p)
+    return [
+        {
+            "params": ps,
+            "weight_decay": 0.0 if no_decay else weight_decay,
+            "lr_mult": encoder_lr_mult if enc else 1.0,
+        }
+        for (no_decay, enc), ps in sorted(groups.items())
+    ]
+
+
+def freeze_bn_stats(model: nn.Module, model_name: str, which: str) -> int:
+    """Put the BatchNorm layers of ``which`` (``encoder`` or ``all``; ``none``: nothing) in
+    eval mode, so training keeps their running statistics (their scale and shift still
+    train). Call after every ``model.train()``. Returns how many layers it froze."""
+    if which == "none":
+        return 0
+    n = 0
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and (
+            which == "all" or _is_encoder(model_name, name + ".")
+        ):
+            m.eval()
+            n += 1
+    return n
+
+
+def encoder_split(model: nn.Module, model_name: str) -> Optional[tuple[int, int]]:
+    """``(encoder parameters, all parameters)`` counts, for the log."""
+    enc = sum(p.numel() for n, p in model.named_parameters() if _is_encoder(model_name, n))
+    return enc, sum(p.numel() for p in model.parameters())
