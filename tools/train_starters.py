@@ -41,8 +41,8 @@ STARTERS = {
     },
     "objects": {
         "description": "product vs background (background removal of parts on a surface), 256x256",
-        "data": {"task": "objects", "n": 100, "size": 256, "seed": 102},
-        "train": {"model": "unet", "model_kwargs": TINY_UNET, "epochs": 4, "seed": 0},
+        "data": {"task": "objects", "n": 300, "size": 256, "seed": 102},
+        "train": {"model": "unet", "model_kwargs": TINY_UNET, "epochs": 40, "seed": 0},
     },
 }
 
