@@ -38,8 +38,8 @@ from typing import Optional, Union
 import numpy as np
 
 from edgeseg.data.classes import ClassInfo, ClassMap
-from edgeseg.data.synth import _crack, _scratch, _stain
 from edgeseg.data.synth import _cv2 as _synth_cv2
+from edgeseg.data.synth import draw_defects
 from edgeseg.errors import DatasetError
 
 __all__ = ["DATASETS", "PATTERN_DIR", "STAMP_DIR", "build", "dataset_classes", "sources"]
@@ -286,19 +286,7 @@ def _surface(rng, size, split, exclude=()) -> np.ndarray:
 
 def _defects(rng, size, split):
     img = _light(_surface(rng, size, split), rng)
-    mask = np.zeros((size, size), np.uint8)
-    if rng.random() >= 0.2:
-        counts = rng.integers(0, 4, 3)
-        if counts.sum() == 0:
-            counts[rng.integers(3)] = 1
-        for draw, cls, k in (
-            (_stain, 2, counts[1]),
-            (_crack, 3, counts[2]),
-            (_scratch, 1, counts[0]),
-        ):
-            for _ in range(int(k)):
-                draw(img, mask, rng, size, cls)
-    return img, mask
+    return img, draw_defects(img, rng, size)
 
 
 def _load_stamp(path: str, longest: int) -> np.ndarray:

@@ -201,8 +201,9 @@ def _crack(img, mask, rng, size, cls):
     mask[drawn] = cls
 
 
-def _defects_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    img = _surface(rng, size)
+def draw_defects(img: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarray:
+    """Draws 0–3 scratches (class 1), stains (2) and cracks (3) into ``img`` (one image in
+    five stays defect-free) and returns their ``size``×``size`` uint8 mask."""
     mask = np.zeros((size, size), np.uint8)
     if rng.random() >= 0.2:
         counts = rng.integers(0, 4, 3)
@@ -216,6 +217,12 @@ def _defects_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.
         ):
             for _ in range(int(k)):
                 draw(img, mask, rng, size, cls)
+    return mask
+
+
+def _defects_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    img = _surface(rng, size)
+    mask = draw_defects(img, rng, size)
     return _finish(img, rng), mask
 
 
