@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from edgeseg._text import short
 from edgeseg.errors import ModelError
 from edgeseg.runtime.result import ClassInfo
 from edgeseg.starters import resolve_model_path
@@ -33,11 +33,8 @@ MAX_INPUT_PIXELS = 64 * 1024 * 1024
 _MAX_CLASSES = 256  # class maps are uint8
 _CHANNELS = 3  # frames are H×W×3
 
-_short = reprlib.Repr()
-_short.maxlevel = 3
-_short.maxstring = 40
-_short.maxother = 40
-_short.maxlist = _short.maxtuple = _short.maxdict = 6
+#: most characters of a metadata value quoted in an error
+_QUOTE = 60
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class _Check:
 
     def fail(self, field: str, value: Any, expected: str) -> ModelError:
         return ModelError(
-            f"{self.path}: {self.where} {field} = {_short.repr(value)} is invalid: expected "
+            f"{self.path}: {self.where} {field} = {short(value, _QUOTE)} is invalid: expected "
             f"{expected}; the file was damaged or edited — {self.fix}"
         )
 
@@ -183,7 +180,7 @@ def _from_meta(meta: Any, path: Path, kind: str) -> ModelInfo:
         channel_order=order,
         resize=resize,
         dynamic_batch=dyn,
-        model=model if isinstance(model, str) else _short.repr(model),
+        model=model if isinstance(model, str) else short(model, _QUOTE),
     )
 
 
