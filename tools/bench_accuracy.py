@@ -69,8 +69,8 @@ def plain_transform():
 def run_recipe(
     recipe: str, data: Path, out: Path, size: int, minutes: float, clock: str = "cpu"
 ) -> dict:
+    from edgeseg.train import TrainConfig, train
     from edgeseg.train.evaluate import evaluate
-    from edgeseg.train.trainer import TrainConfig, train
 
     common = dict(
         data=str(data), out=str(out), size=size, time_limit=minutes, clock=clock, progress=False

@@ -242,7 +242,7 @@ def _resolve_init(cfg: DemoConfig) -> DemoConfig:
     """``init="auto"`` made concrete for this CPU (see :class:`DemoConfig`)."""
     if cfg.init != "auto":
         return cfg
-    from edgeseg.train.trainer import cpu_bf16_fast
+    from edgeseg.train.defaults import cpu_bf16_fast
 
     if not cpu_bf16_fast():
         return replace(cfg, init="starter:defects")

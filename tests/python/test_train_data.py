@@ -10,9 +10,11 @@ pytest.importorskip("albumentations")
 pytest.importorskip("cv2")
 
 from edgeseg import TrainingError  # noqa: E402
-from edgeseg.train import create_model  # noqa: E402
+from edgeseg.train import create_model, defaults  # noqa: E402
 from edgeseg.train import data as tdata  # noqa: E402
 from edgeseg.train import trainer as trainer_mod  # noqa: E402
+from edgeseg.train.config import TrainConfig  # noqa: E402
+from edgeseg.train.distributed import Dist  # noqa: E402
 
 
 def _mask() -> np.ndarray:
@@ -112,9 +114,9 @@ def test_unet_channel_cap_and_single_full_res_convs():
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_cpu_defaults(bf16, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "cpu_bf16_fast", lambda: bf16)
-    cfg = trainer_mod.TrainConfig(data="x", out="y")
-    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    monkeypatch.setattr(defaults, "cpu_bf16_fast", lambda: bf16)
+    cfg = TrainConfig(data="x", out="y")
+    picked = defaults.auto_settings(cfg, 160, torch.device("cpu"), Dist())
     assert picked["amp"] is bf16
     if bf16:  # bfloat16 on AMX: the half-width UNet costs what the quarter width does in fp32
         assert picked["model_kwargs"] == {"width": 0.5, "max_channels": 128}
@@ -122,34 +124,34 @@ def test_cpu_defaults(bf16, monkeypatch):
         assert picked["model_kwargs"] == {"width": 0.25, "max_channels": 96, "full_res_convs": 1}
     assert picked["crop"] == 128 and picked["batch"] == 8 and picked["lr"] == pytest.approx(1e-2)
     # no --epochs, no --time-limit: the default budget on the clock, the plateau stop on
-    assert picked["time_limit"] == trainer_mod.DEFAULT_MINUTES
+    assert picked["time_limit"] == defaults.DEFAULT_MINUTES
     assert picked["epochs"] >= 1000 and picked["patience"] == 0 and picked["plateau"] == 0.3
     # a time limit without --epochs: the clock ends the run, epoch patience is off
-    cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5)
-    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    cfg = TrainConfig(data="x", out="y", time_limit=5)
+    picked = defaults.auto_settings(cfg, 160, torch.device("cpu"), Dist())
     assert picked["epochs"] >= 1000 and picked["patience"] == 0 and "time_limit" not in picked
     # --epochs without a time limit: epoch patience, no clock
-    cfg = trainer_mod.TrainConfig(data="x", out="y", epochs=40)
-    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    cfg = TrainConfig(data="x", out="y", epochs=40)
+    picked = defaults.auto_settings(cfg, 160, torch.device("cpu"), Dist())
     assert picked["patience"] == 15 and picked["plateau"] == 0 and "time_limit" not in picked
     # ... but flags given are kept
-    cfg = trainer_mod.TrainConfig(data="x", out="y", time_limit=5, epochs=7, patience=3, amp=False)
-    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    cfg = TrainConfig(data="x", out="y", time_limit=5, epochs=7, patience=3, amp=False)
+    picked = defaults.auto_settings(cfg, 160, torch.device("cpu"), Dist())
     assert not {"epochs", "patience", "amp"} & set(picked)
     assert picked["model_kwargs"]["width"] == 0.25
     # a width given by the user is left alone
-    cfg = trainer_mod.TrainConfig(data="x", out="y", model_kwargs={"width": 0.5})
-    picked = trainer_mod._auto_settings(cfg, 160, torch.device("cpu"), trainer_mod.Dist())
+    cfg = TrainConfig(data="x", out="y", model_kwargs={"width": 0.5})
+    picked = defaults.auto_settings(cfg, 160, torch.device("cpu"), Dist())
     assert "model_kwargs" not in picked
     with pytest.raises(TrainingError, match="crop_focus"):
-        trainer_mod.TrainConfig(data="x", out="y", crop_focus=1.5).validate()
+        TrainConfig(data="x", out="y", crop_focus=1.5).validate()
     assert picked["zoom"] == [1.0, 1.0]  # scale jitter off (thin defects blur away)
     with pytest.raises(TrainingError, match=r"--zoom \[2, 1\]: use LO,HI"):
-        trainer_mod.TrainConfig(data="x", out="y", zoom=[2, 1]).validate()
+        TrainConfig(data="x", out="y", zoom=[2, 1]).validate()
     with pytest.raises(TrainingError, match="plateau 1.5"):
-        trainer_mod.TrainConfig(data="x", out="y", plateau=1.5).validate()
+        TrainConfig(data="x", out="y", plateau=1.5).validate()
     with pytest.raises(TrainingError, match="clock 'gpu'"):
-        trainer_mod.TrainConfig(data="x", out="y", clock="gpu").validate()
+        TrainConfig(data="x", out="y", clock="gpu").validate()
 
 
 def test_cli_zoom_and_clock_flags():

@@ -61,15 +61,6 @@ def fold_batchnorm(model: nn.Module) -> int:
     return folded
 
 
-def _load(run_dir_or_ckpt: Union[str, Path]):
-    from edgeseg.train.trainer import build_model_from_meta, load_checkpoint
-
-    state, meta = load_checkpoint(run_dir_or_ckpt)
-    model = build_model_from_meta(meta)
-    model.load_state_dict(state)
-    return model.eval(), meta
-
-
 def _run_data(run_dir_or_ckpt: Path) -> Optional[str]:
     """The dataset a run was trained on (its ``config.yaml``), when it still exists."""
     run = run_dir_or_ckpt if run_dir_or_ckpt.is_dir() else run_dir_or_ckpt.parent
@@ -181,7 +172,9 @@ def export_onnx(
             f"opset {opset!r}: use 11..20 (17 is what TensorRT on JetPack 5 and 6 parses)"
         )
     try:
-        model, meta = _load(src)
+        from edgeseg.train.checkpoint import load_model
+
+        model, meta = load_model(src)
     except TrainingError as e:
         raise ModelError(str(e)) from None
     if size is None:

@@ -45,16 +45,19 @@ def _apply_omp_env() -> None:
 
 _apply_omp_env()
 
+from edgeseg.train.checkpoint import load_checkpoint  # noqa: E402
+from edgeseg.train.config import TrainConfig  # noqa: E402
 from edgeseg.train.data import train_transform  # noqa: E402
 from edgeseg.train.evaluate import evaluate, load_model  # noqa: E402
 from edgeseg.train.losses import LOSSES, class_weights, create_loss  # noqa: E402
 from edgeseg.train.models import MODELS, create_model, model_names  # noqa: E402
-from edgeseg.train.trainer import TrainConfig, load_checkpoint, train  # noqa: E402
+from edgeseg.train.trainer import Trainer, train  # noqa: E402
 
 __all__ = [
     "LOSSES",
     "MODELS",
     "TrainConfig",
+    "Trainer",
     "class_weights",
     "create_loss",
     "create_model",

@@ -187,17 +187,13 @@ def calibrate_checkpoint(
     from tqdm import tqdm
 
     from edgeseg.train import data as tdata
-    from edgeseg.train.trainer import (
-        Dist,
-        _atomic_save,
-        build_model_from_meta,
-        predict_logits,
-        validate,
-    )
+    from edgeseg.train.checkpoint import atomic_save, build_model_from_meta, read_checkpoint
+    from edgeseg.train.distributed import Dist
+    from edgeseg.train.predict import predict_logits, validate
 
     t0 = time.monotonic()
     ckpt = Path(ckpt)
-    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck = read_checkpoint(ckpt)
     meta = ck["meta"]
     names = [c["name"] for c in meta["classes"]]
     num_classes = int(meta["num_classes"])
@@ -264,7 +260,7 @@ def calibrate_checkpoint(
                 "logit_offsets": {k: float(v) for k, v in zip(names, prev + offsets)},
             }
             state = {k: v.cpu() for k, v in model.state_dict().items()}
-            _atomic_save({"state_dict": state, "meta": meta}, ckpt)
+            atomic_save({"state_dict": state, "meta": meta}, ckpt)
     record["seconds"] = round(time.monotonic() - t0, 2)
     shown = ", ".join(f"{k} {v:+g}" for k, v in record["offsets"].items())
     log(

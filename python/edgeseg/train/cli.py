@@ -39,8 +39,8 @@ PROG = "edgeseg train"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edgeseg.train.defaults import DEFAULT_MINUTES, PLATEAU_MIN_GAIN, PLATEAU_MIN_VALIDATIONS
     from edgeseg.train.models import model_names
-    from edgeseg.train.trainer import DEFAULT_MINUTES, PLATEAU_MIN_GAIN, PLATEAU_MIN_VALIDATIONS
 
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -177,7 +177,7 @@ _FLAG_KEYS = (
 
 
 def config_from_args(args: argparse.Namespace):
-    from edgeseg.train.trainer import TrainConfig
+    from edgeseg.train.config import TrainConfig
 
     base: dict = {}
     run_conf = Path(args.out) / "config.yaml"

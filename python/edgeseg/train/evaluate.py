@@ -17,13 +17,10 @@ from torch.utils.data import DataLoader
 from edgeseg.data import VOID, SegDataset, open_dataset
 from edgeseg.errors import TrainingError
 from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
+from edgeseg.train import checkpoint
 from edgeseg.train import data as tdata
-from edgeseg.train.trainer import (
-    build_model_from_meta,
-    load_checkpoint,
-    predict_batch,
-    resolve_device,
-)
+from edgeseg.train.distributed import resolve_device
+from edgeseg.train.predict import predict_batch
 
 __all__ = ["evaluate", "load_model"]
 
@@ -36,9 +33,7 @@ def load_model(path: Union[str, Path], device: str = "cpu"):
             f"{p}: an ONNX model is not a torch model; evaluate it with evaluate({str(p)!r}, "
             "...) or edgeseg eval, or load the run directory / its best.pt here"
         )
-    state, meta = load_checkpoint(p)
-    model = build_model_from_meta(meta)
-    model.load_state_dict(state)
+    model, meta = checkpoint.load_model(p)
     return model.to(resolve_device(device)).eval(), meta
 
 

@@ -47,7 +47,7 @@ ENCODER_PREFIXES = {
 def read_init(spec: str) -> tuple[Path, dict, dict]:
     """``(path, state_dict, meta)`` of an ``--init`` value (run dir, checkpoint, starter)."""
     from edgeseg.starters import is_starter, starter_file
-    from edgeseg.train.trainer import load_checkpoint
+    from edgeseg.train.checkpoint import load_checkpoint
 
     try:
         path = starter_file(spec, "weights") if is_starter(spec) else Path(spec).expanduser()

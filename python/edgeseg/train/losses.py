@@ -13,7 +13,15 @@ from torch import nn
 
 from edgeseg.errors import TrainingError
 
-__all__ = ["LOSSES", "CEDiceLoss", "DiceLoss", "class_weights", "create_loss"]
+__all__ = [
+    "LOSSES",
+    "CEDiceLoss",
+    "DiceLoss",
+    "class_weights",
+    "create_loss",
+    "parse_weights",
+    "weights_for_setting",
+]
 
 IGNORE_INDEX = 255
 LOSSES = ("ce", "dice", "ce+dice")
@@ -47,6 +55,36 @@ def class_weights(
     w = np.minimum(w, w[present].min() * max_weight)
     w[~present] = w[present].max()
     return w / float((w * freq).sum())
+
+
+def parse_weights(text) -> Optional[list[float]]:
+    """The per-class weights of ``--class-weights 1,2.5,...`` (None: not such a list)."""
+    if isinstance(text, (list, tuple)):
+        return [float(v) for v in text]
+    try:
+        vals = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        return None
+    return vals if len(vals) > 1 else None
+
+
+def weights_for_setting(
+    setting, class_pixels: Sequence[float], names: Sequence[str]
+) -> Optional[np.ndarray]:
+    """The loss weights ``--class-weights`` asks for: None (``none``), computed from the
+    training pixels ``class_pixels`` (``auto`` = ``invsqrt``, ``median``, ``invsqrt``), or the
+    list of numbers given, one per class (``names``)."""
+    if setting == "none":
+        return None
+    if setting in WEIGHT_METHODS:
+        return class_weights(class_pixels, "invsqrt" if setting == "auto" else setting)
+    weights = np.asarray(parse_weights(setting), np.float64)
+    if weights.size != len(names):
+        raise TrainingError(
+            f"--class-weights has {weights.size} values for {len(names)} classes "
+            f"({', '.join(names)})"
+        )
+    return weights
 
 
 class DiceLoss(nn.Module):

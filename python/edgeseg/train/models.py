@@ -27,10 +27,10 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import TrainingError
+from edgeseg.train.blocks import ConvBNAct, upsample_to
 
 __all__ = [
     "INIT_ONLY_KWARGS",
@@ -46,26 +46,6 @@ __all__ = [
 def _ch(c: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of ``divisor`` (tensor-core friendly), at least 8."""
     return max(divisor, int(c + divisor / 2) // divisor * divisor)
-
-
-def _up(x: torch.Tensor, like: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    if mode == "nearest":
-        return F.interpolate(x, size=like.shape[-2:], mode="nearest")
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-class ConvBNAct(nn.Sequential):
-    def __init__(self, cin, cout, k=3, stride=1, groups=1, dilation=1, act="relu"):
-        pad = (k - 1) // 2 * dilation
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, groups=groups, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
-        if act == "relu":
-            layers.append(nn.ReLU(inplace=True))
-        elif act == "hswish":
-            layers.append(nn.Hardswish(inplace=True))
-        super().__init__(*layers)
 
 
 class _DoubleConv(nn.Sequential):
@@ -164,7 +144,7 @@ class UNet(nn.Module):
         y = self.drop(skips.pop())
         for block in reversed(self.up):
             s = skips.pop()
-            y = block(torch.cat([_up(y, s, self.up_mode), s], 1))
+            y = block(torch.cat([upsample_to(y, s, self.up_mode), s], 1))
         y = self.shuffle(self.head(y))
         return y if f is None else y + self.fine(f)
 
@@ -248,12 +228,12 @@ class MobileNetV3LRASPP(nn.Module):
         s16 = self.stages[3](self.stages[2](s8))
         y = self.cbr(s16) * self.scale(s16)
         y = self.high_cls(self.drop(y))
-        y = _up(y, s8) + self.s8_cls(s8)
-        y = _up(y, s4)
+        y = upsample_to(y, s8) + self.s8_cls(s8)
+        y = upsample_to(y, s4)
         y = y + self.s4_cls(self.s4(torch.cat([s4, y], 1)))
-        y = _up(y, s2)
+        y = upsample_to(y, s2)
         y = self.out(torch.cat([self.stem_skip(s2), y], 1))
-        return _up(y, x)
+        return upsample_to(y, x)
 
     def logit_bias_slices(self) -> tuple[nn.Conv2d, int]:
         """The last convolution (a bilinear resize after it keeps a constant bias)."""

@@ -34,7 +34,7 @@ from torch import nn
 
 from edgeseg._hub import PRETRAINED, hub_weights
 from edgeseg.errors import TrainingError
-from edgeseg.train.models import ConvBNAct, _up
+from edgeseg.train.blocks import ConvBNAct, upsample_to
 
 __all__ = ["DEFAULT_ENCODER", "PRETRAINED", "TimmUNet", "hub_weights", "load_encoder_weights"]
 
@@ -266,8 +266,8 @@ class TimmUNet(nn.Module):
         feats = self.encoder(x)
         y = feats[-1]
         for block, skip in zip(self.decoder, reversed(feats[:-1])):
-            y = block(torch.cat([_up(y, skip), skip], 1))
-        y = self.final(_up(y, x))
+            y = block(torch.cat([upsample_to(y, skip), skip], 1))
+        y = self.final(upsample_to(y, x))
         return self.head(self.drop(y))
 
     def logit_bias_slices(self) -> tuple[nn.Conv2d, int]:
