@@ -26,7 +26,7 @@ from edgeseg.runtime.result import ClassInfo, SegResult
 
 NAMES = ["background", "scratch", "dent", "label"]
 COLORS = [(0, 0, 0), (255, 0, 0), (0, 255, 0), (0, 0, 255)]
-CLASSES = [ClassInfo(i, i, n, c) for i, (n, c) in enumerate(zip(NAMES, COLORS))]
+CLASSES = [ClassInfo(i, n, c, index=i) for i, (n, c) in enumerate(zip(NAMES, COLORS))]
 
 RULES = {
     "px_per_mm": 8.0,

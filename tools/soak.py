@@ -49,7 +49,7 @@ def tiny_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgeseg.export.metadata import METADATA_FORMAT, to_props
+    from edgeseg.onnx_metadata import METADATA_FORMAT, to_props
 
     # the input is RGB after mean/std: product where red − blue > 0.6
     w = np.array([[[[0.0]], [[0.0]], [[0.0]]], [[[1.0]], [[0.0]], [[-1.0]]]], np.float32)

@@ -55,10 +55,15 @@ def install_hint(extra: str) -> str:
     return f"install the extra{plural}: pip install 'edgeseg[{extra}]'"
 
 
+def error_line(prog: str, message: object) -> str:
+    """The one-line error every command uses: ``prog: error: message`` (secrets in the
+    message redacted)."""
+    return f"{prog}: error: {redact(message)}"
+
+
 def error(prog: str, message: object) -> None:
-    """Prints the one-line error every command uses: ``prog: error: message`` (secrets in
-    the message redacted)."""
-    print(f"{prog}: error: {redact(message)}", file=sys.stderr)
+    """Prints :func:`error_line` on stderr."""
+    print(error_line(prog, message), file=sys.stderr)
 
 
 def warn(prog: str, message: object) -> None:

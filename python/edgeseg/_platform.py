@@ -1,10 +1,14 @@
 """Facts about the machine the package runs on, free of heavy imports (``edgeseg.train`` asks
-before torch loads)."""
+before torch loads): usable CPUs, the CPU's name and flags, the GPU's name and compute
+capability."""
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Optional
 
 
@@ -40,3 +44,41 @@ def cpu_name(fallback: Optional[str] = None) -> str:
     if fallback is not None:
         return fallback
     return platform.processor() or platform.machine()
+
+
+# Jetson SoCs (no nvidia-smi there): /proc/device-tree/compatible -> (name, compute capability).
+_TEGRA = {
+    "nvidia,tegra264": ("NVIDIA Jetson Thor", "11.0"),
+    "nvidia,tegra234": ("NVIDIA Jetson Orin", "8.7"),
+    "nvidia,tegra194": ("NVIDIA Jetson Xavier", "7.2"),
+    "nvidia,tegra186": ("NVIDIA Jetson TX2", "6.2"),
+    "nvidia,tegra210": ("NVIDIA Jetson Nano/TX1", "5.3"),
+}
+NO_GPU = "unknown (no GPU visible)"
+
+
+def gpu_name_capability() -> tuple[str, Optional[str]]:
+    """(GPU name, compute capability "M.m" or None), from nvidia-smi or the Jetson device tree."""
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run(
+                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            )
+            line = out.stdout.strip().splitlines()[0] if out.returncode == 0 else ""
+            if line:
+                name, _, cap = (s.strip() for s in line.partition(","))
+                return name, (cap if cap and cap[0].isdigit() else None)
+        except (OSError, subprocess.SubprocessError, IndexError):
+            pass
+    try:
+        compatible = Path("/proc/device-tree/compatible").read_bytes().decode(errors="replace")
+    except OSError:
+        compatible = ""
+    for key, (name, cap) in _TEGRA.items():
+        if key in compatible:
+            return name, cap
+    return NO_GPU, None

@@ -434,7 +434,10 @@ def run(argv: Optional[Sequence[str]] = None) -> tuple[Report, argparse.Namespac
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    report, args = run(argv)
+    ok, result = _cli.guarded("edgeseg bench", lambda: run(argv))
+    if not ok:
+        return _cli.EXIT_ERROR
+    report, args = result
     _cli.write_json(
         args.json, {"machine": report.machine, "rows": [asdict(r) for r in report.rows]}
     )

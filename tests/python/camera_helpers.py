@@ -12,7 +12,10 @@ import numpy as np
 from edgeseg.runtime.result import ClassInfo, SegResult
 
 FFMPEG = "/usr/bin/ffmpeg"
-CLASSES = [ClassInfo(0, 0, "background", (0, 0, 0)), ClassInfo(1, 1, "product", (0, 200, 0))]
+CLASSES = [
+    ClassInfo(0, "background", (0, 0, 0), index=0),
+    ClassInfo(1, "product", (0, 200, 0), index=1),
+]
 
 
 class WarmSegmenter:

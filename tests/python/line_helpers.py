@@ -26,9 +26,9 @@ MOSQUITTO = shutil.which("mosquitto") or (
 MOSQUITTO_REASON = "needs the mosquitto broker: apt-get install mosquitto (tools/apt-packages.txt)"
 
 CLASSES = [
-    ClassInfo(0, 0, "background", (0, 0, 0)),
-    ClassInfo(1, 1, "scratch", (255, 0, 0)),
-    ClassInfo(2, 2, "dent", (0, 255, 0)),
+    ClassInfo(0, "background", (0, 0, 0), index=0),
+    ClassInfo(1, "scratch", (255, 0, 0), index=1),
+    ClassInfo(2, "dent", (0, 255, 0), index=2),
 ]
 
 

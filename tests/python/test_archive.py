@@ -21,9 +21,9 @@ from edgeseg.sinks.archive import ArchiveSink
 from edgeseg.sinks.base import LoopItem, make_record, open_sink
 
 CLASSES = [
-    ClassInfo(0, 0, "background", (0, 0, 0)),
-    ClassInfo(1, 1, "scratch", (255, 0, 0)),
-    ClassInfo(2, 2, "dent", (0, 255, 0)),
+    ClassInfo(0, "background", (0, 0, 0), index=0),
+    ClassInfo(1, "scratch", (255, 0, 0), index=1),
+    ClassInfo(2, "dent", (0, 255, 0), index=2),
 ]
 
 

@@ -17,8 +17,8 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeseg import DeviceUnavailableError, EngineMismatchError, ModelError  # noqa: E402
 from edgeseg.cli import main as cli_main  # noqa: E402
-from edgeseg.engine import build_engine, builder, check_manifest  # noqa: E402
-from edgeseg.export.metadata import METADATA_FORMAT, to_props  # noqa: E402
+from edgeseg.engine import build_engine, builder, check_manifest, manifest  # noqa: E402
+from edgeseg.onnx_metadata import METADATA_FORMAT, to_props  # noqa: E402
 
 SIZE = 32
 CLASSES = [
@@ -209,7 +209,7 @@ def test_check_manifest_without_manifest(tmp_path):
 
 
 def test_missing_tensorrt_names_what_to_install(models, tmp_path, monkeypatch):
-    monkeypatch.setattr(builder, "TENSORRT_MODULES", ("edgeseg_no_such_trt", "edgeseg_no_rtx"))
+    monkeypatch.setattr(manifest, "TENSORRT_MODULES", ("edgeseg_no_such_trt", "edgeseg_no_rtx"))
     with pytest.raises(DeviceUnavailableError) as e:
         build_engine(models["fp32"], tmp_path / "x.engine", "fp16", log=None)
     msg = str(e.value)

@@ -16,7 +16,7 @@ from edgeseg.camera import CameraLoop
 from edgeseg.camera.cli import main as run_main
 from edgeseg.camera.frame import Frame
 from edgeseg.errors import InvalidResultError, ModelError, RulesError
-from edgeseg.export.metadata import METADATA_FORMAT, to_props
+from edgeseg.onnx_metadata import METADATA_FORMAT, to_props
 from edgeseg.rules import Rules, Verdict
 from edgeseg.runtime.model_info import _from_meta, load_model_info
 from edgeseg.runtime.result import ClassInfo, SegResult
@@ -27,7 +27,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 SIZE = 32
 SCENE = "synthetic://?width=64&height=48&seed=3"
-CLASSES = [ClassInfo(0, 0, "background", (0, 0, 0)), ClassInfo(1, 1, "defect", (255, 0, 0))]
+CLASSES = [
+    ClassInfo(0, "background", (0, 0, 0), index=0),
+    ClassInfo(1, "defect", (255, 0, 0), index=1),
+]
 RULES = {"rules": [{"class": "defect", "max_area_px": 0}]}
 
 # The fused postprocess counts non-finite logits per frame where the core reports them.

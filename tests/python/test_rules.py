@@ -20,7 +20,7 @@ from edgeseg.rules import Rule, Rules, Verdict, Zone  # noqa: E402
 from edgeseg.runtime.result import ClassInfo, SegResult  # noqa: E402
 
 NAMES = ["background", "scratch", "dent", "label"]
-CLASSES = [ClassInfo(i, i, n, (40 * i, 80, 200 - 40 * i)) for i, n in enumerate(NAMES)]
+CLASSES = [ClassInfo(i, n, (40 * i, 80, 200 - 40 * i), index=i) for i, n in enumerate(NAMES)]
 
 
 def make_result(cmap: np.ndarray, conf: np.ndarray | None = None) -> SegResult:
@@ -269,7 +269,10 @@ def test_lists_of_classes_and_zones_expand_and_classes_bind_lazily():
         'dent: 4 px in zone "a" > 3 px',
         'dent: 4 px in zone "frame" > 3 px',
     ]
-    other = [ClassInfo(0, 0, "background", (0, 0, 0)), ClassInfo(1, 1, "dent", (1, 2, 3))]
+    other = [
+        ClassInfo(0, "background", (0, 0, 0), index=0),
+        ClassInfo(1, "dent", (1, 2, 3), index=1),
+    ]
     with pytest.raises(RulesError, match=r"unknown class 'scratch'.*\['background', 'dent'\]"):
         rules.evaluate(SegResult(cm.clip(0, 1), None, other, np.array([96, 4])))
 
@@ -313,7 +316,7 @@ def test_documented_example_loads_and_evaluates(tmp_path):
 )
 def test_property_edge_shapes_match_reference(h, w, n_classes, box, thr, min_blob, seed):
     rng = np.random.default_rng(seed)
-    classes = [ClassInfo(i, i, f"c{i}", (i, i, i)) for i in range(n_classes)]
+    classes = [ClassInfo(i, f"c{i}", (i, i, i), index=i) for i in range(n_classes)]
     cm = rng.integers(0, n_classes, (h, w)).astype(np.uint8)
     conf = rng.choice(np.array([0.25, 0.5, 1.0], np.float32), size=(h, w))
     u0, u1 = sorted(box[:2])

@@ -43,7 +43,7 @@ def test_unknown_class_lists_the_models_classes(tmp_path):
     msg = error(tmp_path, one(**{"class": "scrach", "zone": "seal", "max_area_px": 5}))
     assert "rule 1 (scrach@seal): unknown class 'scrach'; did you mean 'scratch'?" in msg
     assert "the model's classes are ['background', 'scratch', 'dent']" in msg
-    infos = [ClassInfo(i, i, n, (0, 0, 0)) for i, n in enumerate(NAMES)]
+    infos = [ClassInfo(i, n, (0, 0, 0), index=i) for i, n in enumerate(NAMES)]
     with pytest.raises(RulesError, match="unknown class 'rust'"):
         load(tmp_path, one(**{"class": "rust", "max_area_px": 5}), classes=infos)
 
@@ -109,7 +109,7 @@ def test_zone_out_of_frame_at_first_frame_or_with_frame_size(tmp_path):
     res = SegResult(
         cm,
         None,
-        [ClassInfo(i, i, n, (0, 0, 0)) for i, n in enumerate(NAMES)],
+        [ClassInfo(i, n, (0, 0, 0), index=i) for i, n in enumerate(NAMES)],
         np.array([cm.size, 0, 0]),
     )
     with pytest.raises(RulesError) as e:

@@ -370,7 +370,10 @@ def test_segresult_direct_construction_errors():
     res = SegResult(
         class_map=cm,
         confidence=None,
-        classes=[ClassInfo(0, 0, "bg", (0, 0, 0)), ClassInfo(1, 3, "dent", (255, 0, 0))],
+        classes=[
+            ClassInfo(0, "bg", (0, 0, 0), index=0),
+            ClassInfo(3, "dent", (255, 0, 0), index=1),
+        ],
         counts_array=np.bincount(cm.ravel(), minlength=2),
     )
     assert res.counts == {"bg": 14, "dent": 6}

@@ -26,9 +26,9 @@ from edgeseg.sinks.serve import ServeSink, parse_addr
 
 W, H = 320, 240
 CLASSES = [
-    ClassInfo(0, 0, "background", (0, 0, 0)),
-    ClassInfo(1, 1, "scratch", (255, 0, 0)),
-    ClassInfo(2, 2, "dent", (0, 0, 255)),
+    ClassInfo(0, "background", (0, 0, 0), index=0),
+    ClassInfo(1, "scratch", (255, 0, 0), index=1),
+    ClassInfo(2, "dent", (0, 0, 255), index=2),
 ]
 REASON = 'scratch: 1.8 mm² in zone "seal" > 0.5 mm²'
 TIMEOUT = 20.0

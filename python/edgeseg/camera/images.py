@@ -10,6 +10,7 @@ from typing import Optional
 
 from edgeseg._limits import check_image_file
 from edgeseg.camera.frame import Frame, FrameDropped, Source
+from edgeseg.camera.pacing import FramePacer
 from edgeseg.errors import EdgesegError, SourceError
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderSource", "looks_like_images"]
@@ -44,7 +45,7 @@ class ImageFolderSource(Source):
         self._paths: list[str] = []
         self._pos = 0
         self._index = 0
-        self._next_t = 0.0
+        self._pacer = FramePacer(self.fps)
         self._counts = {"frames": 0, "corrupt": 0, "size_changes": 0, "files": 0}
         self._size: Optional[tuple[int, int]] = None
 
@@ -67,7 +68,7 @@ class ImageFolderSource(Source):
             )
         self._counts["files"] = len(self._paths)
         self._pos = 0
-        self._next_t = time.monotonic()
+        self._pacer.start()
 
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
         import cv2
@@ -76,14 +77,7 @@ class ImageFolderSource(Source):
             if not self.loop or not self._paths:
                 return None
             self._pos = 0
-        if self.fps:
-            wait = self._next_t - time.monotonic()
-            if timeout is not None and wait > timeout:
-                time.sleep(max(0.0, timeout))
-                raise FrameDropped(f"{self.uri}: next image not due yet", kind="timeout")
-            if wait > 0:
-                time.sleep(wait)
-            self._next_t = max(self._next_t + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+        self._pacer.wait(timeout, f"{self.uri}: next image not due yet")
         path = self._paths[self._pos]
         self._pos += 1
         try:

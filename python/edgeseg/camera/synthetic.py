@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
-from edgeseg.camera.frame import Frame, FrameDropped, Source
+from edgeseg.camera.frame import Frame, Source
+from edgeseg.camera.pacing import FramePacer
 from edgeseg.errors import DatasetError, SourceError
 
 __all__ = ["SyntheticSource"]
@@ -74,7 +75,7 @@ class SyntheticSource(Source):
         self.live = self.fps is not None
         self.classes = ["background", "product"]
         self._index = 0
-        self._next_t = 0.0
+        self._pacer = FramePacer(self.fps)
         self._bg: list[np.ndarray] = []
         self._fg: list[np.ndarray] = []
 
@@ -96,7 +97,7 @@ class SyntheticSource(Source):
             for _ in range(self.objects)
         ]
         self._index = 0
-        self._next_t = time.monotonic()
+        self._pacer.start()
 
     def ground_truth(self, index: int) -> np.ndarray:
         """The H×W uint8 class-id mask of frame ``index``."""
@@ -121,14 +122,7 @@ class SyntheticSource(Source):
             raise SourceError(f"source {self.uri!r}: read() before open()")
         if self.frames is not None and self._index >= self.frames and not self.loop:
             return None
-        if self.fps:
-            wait = self._next_t - time.monotonic()
-            if timeout is not None and wait > timeout:
-                time.sleep(max(0.0, timeout))
-                raise FrameDropped(f"{self.uri}: next frame not due yet", kind="timeout")
-            if wait > 0:
-                time.sleep(wait)
-            self._next_t = max(self._next_t + 1.0 / self.fps, time.monotonic() - 1.0 / self.fps)
+        self._pacer.wait(timeout, f"{self.uri}: next frame not due yet")
         i = self._index
         k = i % self.frames if self.frames and self.loop else i  # the scene repeats when looping
         gt = self.ground_truth(k)

@@ -17,7 +17,6 @@ CVAT's ``labelmap.txt`` (``name:r,g,b:parts:actions`` per line, ``#`` comments) 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -26,6 +25,7 @@ import numpy as np
 from edgeseg._text import short
 from edgeseg._yaml import load_yaml_file
 from edgeseg.errors import DatasetError
+from edgeseg.runtime.result import ClassInfo
 
 __all__ = ["VOID", "VOC_VOID_COLOR", "ClassInfo", "ClassMap", "default_color"]
 
@@ -46,18 +46,6 @@ def default_color(class_id: int) -> tuple[int, int, int]:
         b |= ((c >> 2) & 1) << (7 - j)
         c >>= 3
     return (r, g, b)
-
-
-@dataclass(frozen=True)
-class ClassInfo:
-    """One class: integer id in the masks, unique name, RGB colour in colour masks."""
-
-    id: int
-    name: str
-    color: tuple[int, int, int]
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "color": list(self.color)}
 
 
 def _parse_color(value, where: str) -> tuple[int, int, int]:

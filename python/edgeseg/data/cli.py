@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from typing import Optional
 
 from edgeseg._cli import (
+    EXIT_ERROR,
     HELP_FORMATTER,
     add_json,
     add_no_progress,
     epilog,
+    error,
+    guarded,
     show_progress,
     write_json,
 )
@@ -87,7 +90,7 @@ def _cmd_check(args) -> int:
             "class_pixels": {},
             "class_images": {},
         }
-        print(f"edgeseg data check: error: {e}", file=sys.stderr)
+        error("edgeseg data check", e)
         bad_input = True
     else:
         if args.json != "-":
@@ -233,11 +236,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except DatasetError as e:
-        print(f"edgeseg data {args.action}: error: {e}", file=sys.stderr)
-        return 2
+    ok, status = guarded(f"edgeseg data {args.action}", lambda: int(args.func(args) or 0))
+    return status if ok else EXIT_ERROR
 
 
 if __name__ == "__main__":

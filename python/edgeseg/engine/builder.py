@@ -1,55 +1,41 @@
 """Build a TensorRT engine from an exported ``.onnx`` and write its manifest, torch-free.
 
-The TensorRT Python module is looked up in this order: ``tensorrt`` (JetPack's
-python3-libnvinfer or NVIDIA's TensorRT wheel), then ``tensorrt_rtx`` /
-``tensorrt_rtx_bindings`` (TensorRT for RTX, whose builder needs no GPU). The code keeps to
-the API both share; flags only one of them has are guarded and the manifest records which were
-applied (``applied_flags``) and why others were not (``notes``).
+The TensorRT Python module is ``tensorrt`` or TensorRT for RTX (see
+:mod:`edgeseg.engine.manifest`). The code keeps to the API both share; flags only one of them
+has are guarded and the manifest records which were applied (``applied_flags``) and why others
+were not (``notes``).
 
 The manifest ``<engine>.json`` says what the engine was built with and for (TensorRT version,
 GPU, compute capability, precision, DLA core, I/O, sha256 of the ONNX, classes,
-preprocessing); :func:`check_manifest` compares it with the machine it is about to run on.
+preprocessing); :func:`edgeseg.engine.manifest.check_manifest` compares it with the machine it
+is about to run on.
 """
 
 from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib
 import json
 import os
 import shlex
-import shutil
-import subprocess
 import time
 import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Optional, Union
 
-from edgeseg.errors import (
-    DeviceUnavailableError,
-    EngineMismatchError,
-    InvalidArgumentError,
-    ModelError,
+from edgeseg.engine.manifest import (
+    MANIFEST_FORMAT,
+    current_platform,
+    load_tensorrt,
+    manifest_path,
+    tensorrt_flavour,
 )
+from edgeseg.errors import DeviceUnavailableError, InvalidArgumentError, ModelError
 
-__all__ = [
-    "MANIFEST_FORMAT",
-    "PRECISIONS",
-    "build_engine",
-    "check_manifest",
-    "current_platform",
-    "load_manifest",
-    "load_tensorrt",
-    "manifest_path",
-]
+__all__ = ["PRECISIONS", "build_engine"]
 
-MANIFEST_FORMAT = "edgeseg-engine/1"
 PRECISIONS = ("fp32", "fp16", "int8", "best")
-# Import order: the full TensorRT first (Jetson, data centre), then TensorRT for RTX.
-TENSORRT_MODULES = ("tensorrt", "tensorrt_rtx", "tensorrt_rtx_bindings")
-_RTX_MODULES = ("tensorrt_rtx", "tensorrt_rtx_bindings")
 _PREPROCESSING_KEYS = (
     "input_size",
     "mean",
@@ -62,97 +48,6 @@ _PREPROCESSING_KEYS = (
     "input_name",
     "output_name",
 )
-# Jetson SoCs (no nvidia-smi there): /proc/device-tree/compatible -> (name, compute capability).
-_TEGRA = {
-    "nvidia,tegra264": ("NVIDIA Jetson Thor", "11.0"),
-    "nvidia,tegra234": ("NVIDIA Jetson Orin", "8.7"),
-    "nvidia,tegra194": ("NVIDIA Jetson Xavier", "7.2"),
-    "nvidia,tegra186": ("NVIDIA Jetson TX2", "6.2"),
-    "nvidia,tegra210": ("NVIDIA Jetson Nano/TX1", "5.3"),
-}
-NO_GPU = "unknown (no GPU visible)"
-
-
-def _install_hint() -> str:
-    return (
-        "install TensorRT's Python module: on a Jetson `sudo apt install python3-libnvinfer` "
-        "(JetPack; in a venv create it with --system-site-packages), elsewhere NVIDIA's "
-        "TensorRT wheel (`pip install tensorrt`, see docs.nvidia.com/deeplearning/tensorrt) or, "
-        "to build without a GPU, TensorRT for RTX (`pip install tensorrt-rtx-cu13-libs "
-        "tensorrt-rtx-cu13-bindings`)"
-    )
-
-
-def _import_tensorrt() -> ModuleType:
-    """The first TensorRT module of :data:`TENSORRT_MODULES` that imports."""
-    failures = []
-    for name in TENSORRT_MODULES:
-        try:
-            return importlib.import_module(name)
-        except ImportError as e:
-            failures.append(f"{name}: {e}")
-        except Exception as e:  # a broken install (missing libnvinfer.so, ...) is not "absent"
-            failures.append(f"{name}: {type(e).__name__}: {e}")
-    raise DeviceUnavailableError(
-        "building an engine needs TensorRT and no TensorRT Python module imports "
-        f"({'; '.join(failures)}); {_install_hint()}"
-    )
-
-
-def load_tensorrt() -> ModuleType:
-    """The TensorRT Python module (see :data:`TENSORRT_MODULES`); raises
-    :class:`~edgeseg.DeviceUnavailableError` saying what to install when none imports."""
-    return _import_tensorrt()
-
-
-def _flavour(trt: ModuleType) -> str:
-    name = trt.__name__.split(".")[0]
-    return "tensorrt_rtx" if name in _RTX_MODULES else name
-
-
-def _gpu() -> tuple[str, Optional[str]]:
-    """(GPU name, compute capability "M.m" or None), from nvidia-smi or the Jetson device tree."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-            )
-            line = out.stdout.strip().splitlines()[0] if out.returncode == 0 else ""
-            if line:
-                name, _, cap = (s.strip() for s in line.partition(","))
-                return name, (cap if cap and cap[0].isdigit() else None)
-        except (OSError, subprocess.SubprocessError, IndexError):
-            pass
-    try:
-        compatible = Path("/proc/device-tree/compatible").read_bytes().decode(errors="replace")
-    except OSError:
-        compatible = ""
-    for key, (name, cap) in _TEGRA.items():
-        if key in compatible:
-            return name, cap
-    return NO_GPU, None
-
-
-def current_platform(trt: Optional[ModuleType] = None) -> dict:
-    """``{"tensorrt": {"module", "version"}, "gpu", "compute_capability"}`` of this machine.
-    ``trt``: the module to describe (default: :func:`load_tensorrt`)."""
-    trt = trt or _import_tensorrt()
-    name, cap = _gpu()
-    return {
-        "tensorrt": {"module": _flavour(trt), "version": str(trt.__version__)},
-        "gpu": name,
-        "compute_capability": cap,
-    }
-
-
-def manifest_path(engine_path: Union[str, Path]) -> Path:
-    """``model.engine`` -> ``model.engine.json``."""
-    p = Path(engine_path)
-    return p.with_name(p.name + ".json")
 
 
 def _sha256(path: Path) -> str:
@@ -296,8 +191,8 @@ def build_engine(
             f"{onnx_path.name} --data DATASET --precision int8 --target tensorrt -o "
             f"{onnx_path.stem}.int8.onnx` and build that"
         )
-    trt = _import_tensorrt()
-    flavour = _flavour(trt)
+    trt = load_tensorrt()
+    flavour = tensorrt_flavour(trt)
     say = log or (lambda *a, **k: None)
     t0 = time.perf_counter()
 
@@ -429,7 +324,7 @@ def _edgeseg_version() -> str:
 
 
 def _read_metadata(onnx_path: Path) -> dict:
-    from edgeseg.export.metadata import read_onnx_metadata
+    from edgeseg.onnx_metadata import read_onnx_metadata
 
     return read_onnx_metadata(onnx_path)
 
@@ -503,66 +398,3 @@ def _load_timing_cache(config, path: Path, notes: list) -> dict:
         if str(w.message) not in notes:
             notes.append(str(w.message))
     return {"path": str(path), "reused": reused, "bytes_before": len(data)}
-
-
-def load_manifest(manifest: Union[str, Path, dict]) -> tuple[dict, str]:
-    """An engine manifest (given as the engine's path, its ``.json`` or the dict) and the
-    engine path it describes; a missing, unreadable or foreign manifest raises
-    :class:`~edgeseg.ModelError` saying how to rebuild."""
-    if isinstance(manifest, dict):
-        return manifest, manifest.get("engine", "the engine")
-    p = Path(manifest)
-    if p.suffix != ".json":
-        p = manifest_path(p)
-    if not p.is_file():
-        raise ModelError(
-            f"{p}: no engine manifest; rebuild the engine with `edgeseg build MODEL.onnx -o "
-            f"{p.name[:-5]}` (it writes the manifest next to the engine)"
-        )
-    try:
-        m = json.loads(p.read_text())
-    except (ValueError, RecursionError, OSError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else str(e)[:200]
-        raise ModelError(f"{p}: not a valid engine manifest ({why}); rebuild the engine") from None
-    if not isinstance(m, dict) or m.get("format") != MANIFEST_FORMAT:
-        found = m.get("format") if isinstance(m, dict) else None
-        raise ModelError(
-            f"{p}: not an edgeseg engine manifest (format {found!r}, expected "
-            f"{MANIFEST_FORMAT!r}); rebuild the engine with `edgeseg build`"
-        )
-    return m, str(p.with_suffix(""))
-
-
-def check_manifest(manifest: Union[str, Path, dict], current: Optional[dict] = None) -> dict:
-    """Compare an engine manifest (path of the engine, of its ``.json``, or the dict) with
-    this machine (``current``, default :func:`current_platform`): the TensorRT flavour and
-    version and the compute capability must match. Returns the manifest; raises
-    :class:`~edgeseg.EngineMismatchError` naming each difference and the ``edgeseg build``
-    command that rebuilds the engine here."""
-    m, engine = load_manifest(manifest)
-    cur = current if current is not None else current_platform()
-    built_trt, here_trt = m.get("tensorrt") or {}, cur.get("tensorrt") or {}
-    diffs = []
-    if built_trt.get("module") != here_trt.get("module"):
-        diffs.append(
-            f"TensorRT flavour: built with {built_trt.get('module')}, here {here_trt.get('module')}"
-        )
-    if str(built_trt.get("version")) != str(here_trt.get("version")):
-        diffs.append(
-            f"TensorRT version: built with {built_trt.get('version')}, here "
-            f"{here_trt.get('version')}"
-        )
-    built_cc, here_cc = m.get("compute_capability"), cur.get("compute_capability")
-    if built_cc and here_cc and str(built_cc) != str(here_cc):
-        diffs.append(
-            f"compute capability: built for {built_cc} ({m.get('gpu')}), here {here_cc} "
-            f"({cur.get('gpu')})"
-        )
-    if diffs:
-        cmd = m.get("build_command") or "edgeseg build MODEL.onnx --precision fp16 -o MODEL.engine"
-        raise EngineMismatchError(
-            f"{engine}: this engine was not built for this machine ({'; '.join(diffs)}). "
-            "TensorRT engines only run on the TensorRT version and GPU they were built with; "
-            f"rebuild it here from the ONNX (sha256 {str(m.get('onnx_sha256'))[:12]}…): {cmd}"
-        )
-    return m

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeseg.export.metadata import METADATA_FORMAT, read_onnx_metadata
+from edgeseg.onnx_metadata import METADATA_FORMAT, read_onnx_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
     from edgeseg.export.onnx_export import export_onnx

@@ -7,7 +7,6 @@ check failed; 2 the run, checkpoint or arguments could not be used.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Optional
 
@@ -17,6 +16,7 @@ from edgeseg._cli import (
     HELP_FORMATTER,
     add_json,
     epilog,
+    error,
     guarded,
     write_json,
 )
@@ -85,11 +85,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
     write_json(args.json, report)
     if not report["parity"]["within_tolerance"]:
-        print(
-            f"edgeseg export: error: torch and ONNX Runtime disagree (max |dlogit| "
+        error(
+            "edgeseg export",
+            f"torch and ONNX Runtime disagree (max |dlogit| "
             f"{report['parity']['max_abs_diff']:.3g} >= 1e-3); the file was written but should "
             "not be deployed",
-            file=sys.stderr,
         )
         return EXIT_FINDINGS
     return 0

@@ -19,8 +19,8 @@ import numpy as np
 from edgeseg import kernels
 from edgeseg.data import VOID, SegDataset, open_dataset
 from edgeseg.errors import DatasetError
-from edgeseg.export.metadata import read_onnx_metadata
 from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
+from edgeseg.onnx_metadata import read_onnx_metadata
 from edgeseg.runtime.backends import create_backend
 from edgeseg.runtime.model_info import load_model_info
 

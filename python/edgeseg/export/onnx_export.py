@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from edgeseg.errors import InvalidArgumentError, ModelError, TrainingError
-from edgeseg.export.metadata import METADATA_FORMAT, to_props
+from edgeseg.onnx_metadata import METADATA_FORMAT, to_props
 
 __all__ = ["DEFAULT_OPSET", "export_onnx", "fold_batchnorm"]
 
@@ -281,7 +281,7 @@ def export_onnx(
 def _parity(model, path: Path, src: Path, images, limit, hw, meta, dynamic_batch) -> dict:
     """Max |Δlogit| and class-map equality of torch (unfolded, float32) vs ONNX Runtime."""
     from edgeseg import kernels
-    from edgeseg.export.runtime_ort import ort_session
+    from edgeseg._ort import ort_session
 
     imgs, source = _parity_images(src, images, limit)
     sess = ort_session(path)

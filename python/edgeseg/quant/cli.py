@@ -7,7 +7,6 @@ written; ``quant_report.json`` says why); 2 the model, dataset or arguments coul
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from typing import Optional
 
@@ -17,6 +16,7 @@ from edgeseg._cli import (
     HELP_FORMATTER,
     add_json,
     epilog,
+    error,
     guarded,
     write_json,
 )
@@ -107,6 +107,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
     write_json(args.json, report)
     if not report["passed"]:
-        print(f"edgeseg quantize: error: {report['reason']}", file=sys.stderr)
+        error("edgeseg quantize", report["reason"])
         return EXIT_FINDINGS
     return 0

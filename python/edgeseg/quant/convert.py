@@ -16,7 +16,7 @@ import numpy as np
 
 from edgeseg import kernels
 from edgeseg.data import SegDataset
-from edgeseg.export.metadata import to_props
+from edgeseg.onnx_metadata import to_props
 
 __all__ = [
     "blobs",
@@ -148,7 +148,7 @@ def latency_pair_ms(
     CPU with ``threads`` intra-op threads. The models take turns in blocks of ``block`` timed
     runs, so that load from other processes falls on all of them alike; each block starts with
     one untimed run, so that no model is timed on caches the other one just filled."""
-    from edgeseg.export.runtime_ort import ort_session
+    from edgeseg._ort import ort_session
 
     sessions = [ort_session(p, threads) for p in paths]
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)

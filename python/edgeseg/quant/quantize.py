@@ -36,9 +36,10 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from edgeseg._ort import ort_session
 from edgeseg.data import SegDataset, open_dataset
 from edgeseg.errors import DatasetError, InvalidArgumentError, ModelError
-from edgeseg.export.metadata import read_onnx_metadata
+from edgeseg.onnx_metadata import read_onnx_metadata
 from edgeseg.quant.convert import (
     blobs,
     calib_reader,
@@ -174,12 +175,7 @@ def _lowered(path: Path, precision: str) -> list[str]:
 
 
 def _logits(path: Path, blobs: list[np.ndarray]) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(path, threads=2, needs="the accuracy check of quantization")
     inp = sess.get_inputs()[0].name
     return [sess.run(None, {inp: x})[0] for x in blobs]
 

@@ -1,20 +1,14 @@
-"""Inference backends behind one small interface, and the one function that picks one.
+"""The inference backends behind one small interface (:class:`~edgeseg.runtime.backend.Backend`)
+and the one function that picks one.
 
-``Backend.infer(blob) -> logits``: ``blob`` is the ``(N, 3, H, W)`` float32 input from the
-fused preprocess, the result the ``(N, C, h, w)`` float32 logits for the fused postprocess.
-The returned array is the backend's reused output buffer: consume it before the next call.
-
-``Backend.submit(blob) -> Pending`` starts an inference and returns at once where the backend
-can run one while the caller prepares the next (``requests`` > 1, OpenVINO); ``wait()`` gives
-the logits, ``release()`` hands their buffer back. Elsewhere it runs ``infer`` there and then.
-
-:func:`create_backend` picks the backend; for ``backend="auto"`` it also says why
-(``backend.choice``, shown by ``describe()``, ``edgeseg info`` and the ``edgeseg run`` header).
+:class:`OrtBackend` (ONNX Runtime) lives here; OpenVINO and TensorRT in their own modules,
+loaded only when chosen. :func:`create_backend` picks the backend; for ``backend="auto"`` it
+also says why (``backend.choice``, shown by ``describe()``, ``edgeseg info`` and the
+``edgeseg run`` header).
 """
 
 from __future__ import annotations
 
-import os
 import platform
 import threading
 from pathlib import Path
@@ -22,7 +16,9 @@ from typing import Optional
 
 import numpy as np
 
+from edgeseg._ort import import_ort, ort_session
 from edgeseg.errors import DeviceUnavailableError, InvalidArgumentError, ModelError
+from edgeseg.runtime.backend import Backend, Pending, cache_root
 from edgeseg.runtime.model_info import ModelInfo
 
 __all__ = [
@@ -39,54 +35,6 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
-
-
-class Pending:
-    """An inference in flight. ``wait()`` returns its logits (the backend's buffer, valid
-    until ``release()``); ``release()`` must follow, also after an error."""
-
-    def __init__(self, logits: np.ndarray) -> None:
-        self._logits = logits
-
-    def wait(self) -> np.ndarray:
-        return self._logits
-
-    def release(self) -> None:
-        self._logits = None
-
-
-class Backend:
-    """One loaded model on one device."""
-
-    name = "backend"
-    #: Largest batch one ``infer`` call takes (None: any).
-    max_batch: Optional[int] = None
-    #: Inferences worth keeping in flight (``submit`` returns before the result when > 1).
-    requests: int = 1
-    #: How ``backend="auto"`` came to this backend ({"requested", "reason"}), or None.
-    choice: Optional[dict] = None
-
-    def infer(self, blob: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def submit(self, blob: np.ndarray) -> Pending:
-        """Starts an inference; here it runs to the end before returning."""
-        return Pending(self.infer(blob))
-
-    def describe(self) -> dict:
-        return {"backend": self.name}
-
-    def close(self) -> None:
-        """Releases the model; safe to call twice."""
-
-
-def cache_root() -> Path:
-    """edgeseg's cache folder: ``$EDGESEG_CACHE``, else ``$XDG_CACHE_HOME/edgeseg``, else
-    ``~/.cache/edgeseg``."""
-    root = os.environ.get("EDGESEG_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "edgeseg"
-    )
-    return Path(root)
 
 
 def ort_cache_dir() -> Path:
@@ -145,34 +93,12 @@ class OrtBackend(Backend):
         providers: Optional[list] = None,
         session_options=None,
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ModelError(
-                f"{info.path}: the ONNX Runtime backend needs onnxruntime "
-                "(pip install onnxruntime, or onnxruntime-gpu on a CUDA machine)"
-            ) from None
+        ort = import_ort(
+            info.path,
+            "the ONNX Runtime backend",
+            "pip install onnxruntime, or onnxruntime-gpu on a CUDA machine",
+        )
         self._ort = ort
-        if session_options is not None:
-            if not isinstance(session_options, ort.SessionOptions):
-                raise InvalidArgumentError(
-                    "session_options: expected an onnxruntime.SessionOptions, got "
-                    f"{type(session_options).__name__}"
-                )
-            opts = session_options
-        else:
-            opts = ort.SessionOptions()
-            if threads is not None:
-                if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-                    raise InvalidArgumentError(f"threads: expected an int >= 1, got {threads!r}")
-                opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            # ORT's intra-op threads spin while a run is in flight (fast), and by default go
-            # on spinning after it returns, on the cores our preprocess and postprocess are
-            # about to use: on 2 cores that made the 720p postprocess 1.8x slower. Stop them
-            # when run() returns (inference time unchanged; docs/benchmarks: "Runtime overhead").
-            opts.add_session_config_entry("session.force_spinning_stop", "1")
         if providers is not None:
             if isinstance(providers, (str, tuple)) or not all(
                 isinstance(p, str) or (isinstance(p, tuple) and len(p) == 2) for p in providers
@@ -199,14 +125,18 @@ class OrtBackend(Backend):
                         f"cannot create the TensorRT engine cache {cache} ({e}); set "
                         "EDGESEG_CACHE to a writable folder"
                     ) from None
-        try:
-            self.session = ort.InferenceSession(str(info.path), opts, providers=providers)
-        except Exception as e:
-            raise ModelError(
-                f"{info.path}: onnxruntime cannot load the model ({type(e).__name__}: "
-                f"{str(e).strip()[:300]}); is the file truncated? Re-export it with "
-                "`edgeseg export`"
-            ) from None
+        # ORT's intra-op threads spin while a run is in flight (fast), and by default go
+        # on spinning after it returns, on the cores our preprocess and postprocess are
+        # about to use: on 2 cores that made the 720p postprocess 1.8x slower. Stop them
+        # when run() returns (inference time unchanged; docs/benchmarks: "Runtime overhead").
+        self.session = ort_session(
+            info.path,
+            threads=threads,
+            providers=providers,
+            options=session_options,
+            spin_stop=True,
+            needs="the ONNX Runtime backend",
+        )
         self.providers = self.session.get_providers()
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) < 1:

@@ -25,6 +25,7 @@ from edgeseg._cli import (
     deprecated,
     epilog,
     error,
+    error_line,
     install_hint,
     show_progress,
     write_json,
@@ -213,7 +214,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 (out / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
         except (EdgesegError, OSError) as e:
             failures.append({"image": str(path), "error": str(e)})
-            tqdm.write(f"{PROG}: error: {e}", file=sys.stderr)
+            tqdm.write(error_line(PROG, e), file=sys.stderr)
     summary = {
         "model": str(args.model),
         "backend": seg.backend.describe(),

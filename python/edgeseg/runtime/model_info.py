@@ -198,7 +198,7 @@ def load_model_info(path: Union[str, Path]) -> ModelInfo:
             "from `edgeseg build`"
         )
     if p.suffix in (".engine", ".plan", ".trt"):
-        from edgeseg.engine.builder import load_manifest
+        from edgeseg.engine.manifest import load_manifest
 
         m, _ = load_manifest(p)  # missing, unreadable or foreign manifests raise ModelError
         pre = m.get("preprocessing")
@@ -209,6 +209,6 @@ def load_model_info(path: Union[str, Path]) -> ModelInfo:
         meta["num_classes"] = m.get("num_classes")
         meta["model"] = m.get("model")
         return _from_meta(meta, p, "engine")
-    from edgeseg.export.metadata import read_onnx_metadata
+    from edgeseg.onnx_metadata import read_onnx_metadata
 
     return _from_meta(read_onnx_metadata(p), p, "onnx")

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from edgeseg.errors import InvalidArgumentError, ModelError
-from edgeseg.runtime.backends import Backend, Pending, cache_root
+from edgeseg.runtime.backend import Backend, Pending, cache_root
 from edgeseg.runtime.model_info import ModelInfo
 
 __all__ = ["OPENVINO_HINTS", "OpenVINOBackend", "openvino_cache_dir", "openvino_version"]

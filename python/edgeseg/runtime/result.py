@@ -15,12 +15,18 @@ __all__ = ["ClassInfo", "Region", "SegResult"]
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """One class of a model: its index in the logits, dataset id, name and RGB colour."""
+    """One class: its integer id in the masks, unique name and RGB colour (in colour masks
+    and overlays), and in a model's class list its index in the logits (``index``; None in a
+    dataset's class map, where the id is what counts)."""
 
-    index: int
     id: int
     name: str
     color: tuple[int, int, int]
+    index: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        """``{"id", "name", "color"}`` as ``classes.yaml`` and the model metadata write it."""
+        return {"id": self.id, "name": self.name, "color": list(self.color)}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 seg = edgeseg.Segmenter("model.onnx")          # or "model.engine"
 result = seg("part.png")                       # a path, a PIL image or a BGR array
 result.save_png("mask.png"); print(result.counts)
+
+One room past 450 lines: the single, batched, pipelined (``submit``), fused (TensorRT) and
+tiled paths of :class:`Segmenter` share its preprocess, inference and finish steps and its
+lock; apart, each would reach back into the others' state.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import numpy as np
 
 from edgeseg import kernels
 from edgeseg.errors import InvalidArgumentError
-from edgeseg.runtime.backends import Backend, create_backend
+from edgeseg.runtime.backend import Backend
+from edgeseg.runtime.backends import create_backend
 from edgeseg.runtime.model_info import ModelInfo, load_model_info
 from edgeseg.runtime.result import SegResult
 from edgeseg.runtime.tiling import TileCanvas, tile_boxes
@@ -184,7 +189,7 @@ class Segmenter:
     @property
     def pipeline_depth(self) -> int:
         """Frames worth keeping in flight with :meth:`submit` (1: it runs to the end)."""
-        if self.tile is not None or getattr(self.backend, "fused", False):
+        if self.tile is not None or self.backend.fused:
             return 1
         return max(1, int(getattr(self.backend, "requests", 1)))
 
@@ -330,7 +335,7 @@ class Segmenter:
             raise InvalidArgumentError("frames: expected at least one frame, got none")
         if self.tile is not None:
             return [self._predict_tiled(f, rgb, keep_frame) for f in frames]
-        if getattr(self.backend, "fused", False):
+        if self.backend.fused:
             return [self._predict_fused(f, rgb, keep_frame) for f in frames]
         with self._lock:
             t0 = time.perf_counter()

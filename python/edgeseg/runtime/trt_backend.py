@@ -8,7 +8,7 @@ import numpy as np
 
 from edgeseg import _core, kernels
 from edgeseg.errors import EdgesegError, EngineMismatchError, ModelError
-from edgeseg.runtime.backends import Backend
+from edgeseg.runtime.backend import Backend
 from edgeseg.runtime.model_info import ModelInfo
 
 __all__ = ["TensorRTBackend", "check_engine_manifest"]
@@ -22,7 +22,7 @@ def check_engine_manifest(info: ModelInfo, trt_version: str, device_name: str) -
     """Compares the engine's manifest with the TensorRT library loaded at run time
     (``TrtEngine.tensorrt_version()``) and the GPU it runs on; raises
     :class:`~edgeseg.EngineMismatchError` saying how to rebuild."""
-    from edgeseg.engine.builder import check_manifest, load_manifest
+    from edgeseg.engine.manifest import check_manifest, load_manifest
 
     manifest, _ = load_manifest(info.path)
     built = manifest.get("tensorrt") or {}
@@ -81,7 +81,7 @@ class TensorRTBackend(Backend):
         kernels.check_normalization(info.mean, info.std, in_dtype)
         self.max_batch = None
 
-    def run_frame(self, frame, rgb: bool, palette, alpha: float, confidence: bool):
+    def run_frame(self, frame: np.ndarray, rgb: bool, palette, alpha: float, confidence: bool):
         """(class_map, confidence|None, overlay|None, counts, nonfinite, nonfinite_input,
         timings_ms) of one frame: nonfinite counts the output pixels read from NaN/±Inf
         logits, nonfinite_input the NaN/±Inf values of the network input."""

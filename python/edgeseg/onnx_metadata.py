@@ -1,4 +1,5 @@
-"""The edgeseg metadata embedded in an exported ONNX file (``metadata_props``), torch-free.
+"""The edgeseg metadata embedded in an exported ONNX file (``metadata_props``), torch-free:
+export writes it, the runtime, quantization and the engine builder read it.
 
 Every value is a string (ONNX's rule); structured values are JSON. Keys:
 
@@ -28,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Union
 
+from edgeseg._ort import ort_session
 from edgeseg.errors import ModelError
 
 __all__ = ["JSON_KEYS", "METADATA_FORMAT", "read_onnx_metadata", "to_props"]
@@ -113,20 +115,12 @@ def _read_props(path: Path) -> dict[str, str]:
                 "re-export it with `edgeseg export`"
             )
         return {p.key: p.value for p in model.metadata_props}
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ModelError(
-            f"{path}: reading ONNX metadata needs the onnx or onnxruntime package "
-            "(pip install 'edgeseg[export]')"
-        ) from None
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:
-        raise ModelError(
-            f"{path}: not a readable ONNX model ({type(e).__name__}: {e}); re-export it with "
-            "`edgeseg export`"
-        ) from None
+    sess = ort_session(
+        path,
+        threads=None,
+        needs="reading ONNX metadata (without the onnx package)",
+        unreadable="not a readable ONNX model",
+    )
     return dict(sess.get_modelmeta().custom_metadata_map)
 
 
