@@ -57,6 +57,7 @@ system-deps:
 lint: build
 	$(VPY) -m ruff check python tests tools
 	$(VPY) -m ruff format --check python tests tools
+	$(VENV)/bin/lint-imports
 
 pytest: build system-deps
 	$(VPY) -m pytest $(PYTEST_ARGS)

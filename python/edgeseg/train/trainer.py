@@ -8,6 +8,10 @@ RUN_DIR holds ``best.pt`` and ``last.pt`` (:mod:`edgeseg.train.checkpoint`), ``m
 ``classes.yaml`` and ``config.yaml``. The settings are a :class:`TrainConfig`
 (:mod:`edgeseg.train.config`); what is left at ``None`` is picked by
 :func:`edgeseg.train.defaults.auto_settings`.
+
+One room past 450 lines: :class:`Trainer`'s set-up, steps and stopping rules share one run's
+state (model, optimizer, EMA, history, clocks); settings, checkpoints, ranks, the forward pass
+and the loaders live in their own modules.
 """
 
 from __future__ import annotations
