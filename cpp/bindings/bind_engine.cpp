@@ -113,7 +113,10 @@ py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::a
 } // namespace
 
 void bindEngine(py::module_& m) {
-    py::class_<TrtEngine>(m, "TrtEngine")
+    py::class_<TrtEngine>(m, "TrtEngine",
+                          "A deserialized TensorRT engine on one CUDA stream: CUDA preprocess -> "
+                          "enqueueV3 -> CUDA fused postprocess, replayed as one CUDA graph once "
+                          "warm.")
         .def(py::init([](const std::string& path, int device, bool cudaGraph) {
                  TrtEngineOptions o;
                  o.device = device;

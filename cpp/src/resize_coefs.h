@@ -4,7 +4,8 @@
 // bit for bit. Every floating-point step must round separately: a contracted multiply-add
 // (which nvcc, and GCC for FMA targets, would otherwise emit) changes the last bit of the source
 // coordinate and with it a coefficient. Device code says so with __dmul_rn & co.; host code
-// relies on -ffp-contract=off, set for preprocess.cpp in cpp/CMakeLists.txt.
+// relies on -ffp-contract=off, set for preprocess.cpp and preprocess_rows.cpp in
+// cpp/CMakeLists.txt.
 #include <cmath>
 #include <cstdint>
 
