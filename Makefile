@@ -65,7 +65,7 @@ pytest: build system-deps
 # the x86 build, CUDA 12.6 / sm_87 and CUDA 13 / sm_87+sm_90 compile checks. Builds are cached
 # in build/jetson-*, build/cuda12.
 jetson-check: build jetson-deps
-	$(VPY) tools/jetson_check.py
+	$(VPY) tools/jetson_check
 
 # The cross tools jetson-check needs (tools/apt-packages-jetson.txt): installed as root or with
 # sudo; otherwise the one command to run is printed and the target fails.
