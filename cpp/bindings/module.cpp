@@ -26,8 +26,8 @@ void registerErrors(py::module_& m) {
     py::tuple invalidBases = py::make_tuple(py::handle(gRootError), py::handle(PyExc_ValueError));
     gInvalidArgument = PyErr_NewExceptionWithDoc(
         "edgeseg.InvalidArgumentError",
-        "An argument has the wrong shape, dtype or value (also a ValueError).",
-        invalidBases.ptr(), nullptr);
+        "An argument has the wrong shape, dtype or value (also a ValueError).", invalidBases.ptr(),
+        nullptr);
     py::tuple runtimeBases = py::make_tuple(py::handle(gRootError), py::handle(PyExc_RuntimeError));
     gCudaError = PyErr_NewExceptionWithDoc("edgeseg.CudaError",
                                            "A CUDA runtime call failed (names call, file, line).",
@@ -62,7 +62,8 @@ py::dict buildInfoDict() {
     edgeseg::BuildInfo info = edgeseg::buildInfo();
     py::dict d;
     d["cuda"] = info.cuda;
-    d["tensorrt"] = info.tensorrt.empty() ? py::object(py::none()) : py::object(py::str(info.tensorrt));
+    d["tensorrt"] = info.tensorrt.empty() ? py::object(py::none())
+                                          : py::object(py::str(info.tensorrt));
     d["cuda_archs"] = info.cudaArchs;
     d["simd"] = info.simd;
     d["threads"] = info.threads;

@@ -77,8 +77,7 @@ void TrtEngine::Impl::bindBatch(int n) {
             fail("setInputShape(batch " + std::to_string(n) + ") rejected by the profile");
         }
     } else if (dims.d[0] != n) {
-        fail("the engine takes batch " + std::to_string(dims.d[0]) + ", got " +
-             std::to_string(n));
+        fail("the engine takes batch " + std::to_string(dims.d[0]) + ", got " + std::to_string(n));
     }
     // New shapes (and possibly reallocated buffers) invalidate a captured graph; a plain
     // enqueueV3 must also run after a shape change before TensorRT can be captured again.
@@ -90,8 +89,8 @@ void TrtEngine::Impl::bindBatch(int n) {
     const size_t inCount = volume(dims);
     const size_t outCount = volume(outDims);
     if (inCount == 0 || outCount == 0) {
-        fail("the engine's input/output shape is not fully known for batch " +
-             std::to_string(n) + " (data-dependent output shapes are not supported)");
+        fail("the engine's input/output shape is not fully known for batch " + std::to_string(n) +
+             " (data-dependent output shapes are not supported)");
     }
     input.ensure(inCount * inElem, false);
     logits.ensure(outCount * outElem, false);
@@ -121,7 +120,8 @@ TrtEngine::TrtEngine(const std::string& enginePath, const TrtEngineOptions& opti
     if (!file) {
         throw std::invalid_argument(enginePath + ": cannot open the engine file");
     }
-    std::vector<char> blob((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    std::vector<char> blob((std::istreambuf_iterator<char>(file)),
+                           std::istreambuf_iterator<char>());
     m.runtime.reset(nvinfer1::createInferRuntime(m.logger));
     if (!m.runtime) {
         m.fail("createInferRuntime failed");
@@ -221,8 +221,8 @@ void TrtEngine::infer(const float* blob, int n, float* logitsOut) {
     cudaStream_t s = m.stream.get();
     EDGESEG_CUDA_CHECK(cudaMemcpyAsync(m.input.device(), blob, inBytes, cudaMemcpyHostToDevice, s));
     m.enqueue();
-    EDGESEG_CUDA_CHECK(cudaMemcpyAsync(logitsOut, m.logits.device(), outBytes,
-                                       cudaMemcpyDeviceToHost, s));
+    EDGESEG_CUDA_CHECK(
+        cudaMemcpyAsync(logitsOut, m.logits.device(), outBytes, cudaMemcpyDeviceToHost, s));
     m.stream.synchronize();
 }
 

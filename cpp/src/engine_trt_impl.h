@@ -84,12 +84,12 @@ struct FramePass {
     Letterbox lb;
     PreprocessParams pre;
     PostprocessParams post;
-    ImageView frame;       ///< the frame's device copy (packed rows)
-    LogitsView logits;     ///< the engine output
-    PostprocessOutputs out; ///< device outputs; null where the caller wants none
+    ImageView frame;              ///< the frame's device copy (packed rows)
+    LogitsView logits;            ///< the engine output
+    PostprocessOutputs out;       ///< device outputs; null where the caller wants none
     int64_t* nonfinite = nullptr; ///< device: NaN/inf input values, then non-finite pixels
-    size_t rowBytes = 0;   ///< one packed frame row
-    size_t pixels = 0;     ///< output pixels
+    size_t rowBytes = 0;          ///< one packed frame row
+    size_t pixels = 0;            ///< output pixels
 };
 
 } // namespace trt
@@ -144,15 +144,16 @@ struct TrtEngine::Impl {
 
     // The steps of run(), in order (engine_trt_run.cpp).
     /// Sizes the buffers for this frame and fills `pass` with the device-side views.
-    void prepare(const ImageView& frame, const PreprocessParams& pre,
-                 const PostprocessParams& post, const PostprocessOutputs& out, trt::FramePass& pass);
+    void prepare(const ImageView& frame, const PreprocessParams& pre, const PostprocessParams& post,
+                 const PostprocessOutputs& out, trt::FramePass& pass);
     /// Copies the frame to the device (a host copy into mapped memory on integrated GPUs).
     void upload(const ImageView& frame, const trt::FramePass& pass);
     /// Preprocess, enqueueV3 and postprocess on the stream: plain launches while warming up,
     /// then one captured CUDA graph replayed while its key stays the same.
     void execute(const trt::FramePass& pass);
     /// Copies the requested outputs and the non-finite counts back and waits for the stream.
-    void download(const PostprocessOutputs& out, const trt::FramePass& pass, int64_t* inputNonfinite);
+    void download(const PostprocessOutputs& out, const trt::FramePass& pass,
+                  int64_t* inputNonfinite);
     /// Stores the event timings of the run just finished.
     void recordTimings();
 

@@ -191,8 +191,8 @@ void TrtEngine::Impl::download(const PostprocessOutputs& out, const trt::FramePa
     cudaStream_t s = stream.get();
     int64_t flags[2] = {0, 0};
     if (!integrated) {
-        EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.classMap, classMap.device(), p.pixels,
-                                           cudaMemcpyDeviceToHost, s));
+        EDGESEG_CUDA_CHECK(
+            cudaMemcpyAsync(out.classMap, classMap.device(), p.pixels, cudaMemcpyDeviceToHost, s));
         if (out.confidence != nullptr) {
             EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.confidence, confidence.device(),
                                                p.pixels * sizeof(float), cudaMemcpyDeviceToHost,
@@ -203,12 +203,11 @@ void TrtEngine::Impl::download(const PostprocessOutputs& out, const trt::FramePa
                                                cudaMemcpyDeviceToHost, s));
         }
         if (out.counts != nullptr) {
-            EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.counts, counts.device(),
-                                               sizeof(int64_t) * classes, cudaMemcpyDeviceToHost,
-                                               s));
+            EDGESEG_CUDA_CHECK(cudaMemcpyAsync(
+                out.counts, counts.device(), sizeof(int64_t) * classes, cudaMemcpyDeviceToHost, s));
         }
-        EDGESEG_CUDA_CHECK(cudaMemcpyAsync(flags, nonfinite.device(), sizeof flags,
-                                           cudaMemcpyDeviceToHost, s));
+        EDGESEG_CUDA_CHECK(
+            cudaMemcpyAsync(flags, nonfinite.device(), sizeof flags, cudaMemcpyDeviceToHost, s));
     }
     e5.record(s);
     stream.synchronize();

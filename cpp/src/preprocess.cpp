@@ -21,8 +21,8 @@
 namespace edgeseg {
 namespace {
 
-using detail::AxisCoef;
 using detail::avx2Usable;
+using detail::AxisCoef;
 using detail::hresizeScalar;
 using detail::makeXTable;
 using detail::vresizeScalar;
@@ -41,11 +41,11 @@ template <typename T> struct Job {
     Letterbox lb;
     XTable xt;
     std::vector<AxisCoef> yt;
-    std::array<int, 3> srcChannel{};                ///< input channel of each output channel
+    std::array<int, 3> srcChannel{}; ///< input channel of each output channel
     std::array<detail::NormCoef, 3> norm{};
-    std::array<std::array<T, 256>, 3> lut{};        ///< normalized value of each uint8 level
+    std::array<std::array<T, 256>, 3> lut{}; ///< normalized value of each uint8 level
     std::array<T, 3> pad{};
-    std::array<bool, 3> lutBad{};                   ///< the channel's table holds NaN/inf
+    std::array<bool, 3> lutBad{}; ///< the channel's table holds NaN/inf
     T* dst = nullptr;
     bool simd = false;
 };
@@ -85,8 +85,7 @@ void writeRow(const Job<T>& job, int oc, int ry, const int16_t* h0, const int16_
         return;
     }
 #endif
-    vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc], lut,
-                     out + lb.padX);
+    vresizeScalar<T>(h0 + chanOff, h1 + chanOff, k.w0, k.w1, rw, job.norm[oc], lut, out + lb.padX);
 }
 
 /// Output rows [yBegin, yEnd); returns the NaN/inf values written (only channels whose table
@@ -180,8 +179,8 @@ Letterbox run(const ImageView& src, const PreprocessParams& p, void* dst, int64_
 #endif
         {
             for (int v = 0; v < 256; ++v) {
-                values[v] =
-                    std::fma(static_cast<float>(v), job.norm[oc].scale, job.norm[oc].offset);
+                values[v] = std::fma(static_cast<float>(v), job.norm[oc].scale,
+                                     job.norm[oc].offset);
             }
         }
         for (int v = 0; v < 256; ++v) {

@@ -135,8 +135,7 @@ EDGESEG_AVX2 void hresizeAvx2Rgb(const uint8_t* row, const XTable& t, int16_t* o
             const int32_t* o = &t.fastOff[xi];
             const __m256i ga = loadPairs(row, o);
             const __m256i gb = loadPairs(row, o + 4);
-            const __m256i w =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
             const __m256i p0 = _mm256_or_si256(_mm256_shuffle_epi8(ga, mA0),
                                                _mm256_shuffle_epi8(gb, mB0));
             const __m256i p1 = _mm256_or_si256(_mm256_shuffle_epi8(ga, mA1),
@@ -149,8 +148,8 @@ EDGESEG_AVX2 void hresizeAvx2Rgb(const uint8_t* row, const XTable& t, int16_t* o
         }
         int16_t* dsts[3] = {d0, d1, d2};
         for (int c = 0; c < 3; ++c) {
-            const __m256i packed = _mm256_permute4x64_epi64(
-                _mm256_packs_epi32(h[0][c], h[1][c]), 0xD8);
+            const __m256i packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(h[0][c], h[1][c]),
+                                                            0xD8);
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(dsts[c] + x), packed);
         }
     }
@@ -159,20 +158,18 @@ EDGESEG_AVX2 void hresizeAvx2Rgb(const uint8_t* row, const XTable& t, int16_t* o
 /// AVX2 horizontal pass of outputs [0, t.fastCount) of a gray row with contiguous pixels.
 EDGESEG_AVX2 void hresizeAvx2Gray(const uint8_t* row, const XTable& t, int16_t* out) {
     // Bytes 0 and 1 of each dword become its two int16 halves.
-    const __m256i pairMask = _mm256_setr_epi8(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9,
-                                              -128, 12, -128, 13, -128, 0, -128, 1, -128, 4,
-                                              -128, 5, -128, 8, -128, 9, -128, 12, -128, 13,
-                                              -128);
+    const __m256i pairMask = _mm256_setr_epi8(0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9, -128,
+                                              12, -128, 13, -128, 0, -128, 1, -128, 4, -128, 5,
+                                              -128, 8, -128, 9, -128, 12, -128, 13, -128);
     const auto* base = reinterpret_cast<const int*>(row);
     for (int x = 0; x < t.fastCount; x += 16) {
         __m256i h[2];
         for (int half = 0; half < 2; ++half) {
             const int xi = x + 8 * half;
-            const __m256i idx =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.fastOff[xi]));
+            const __m256i idx = _mm256_loadu_si256(
+                reinterpret_cast<const __m256i*>(&t.fastOff[xi]));
             const __m256i g = _mm256_i32gather_epi32(base, idx, 1);
-            const __m256i w =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
+            const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&t.weights[xi]));
             const __m256i p = _mm256_shuffle_epi8(g, pairMask);
             h[half] = _mm256_srai_epi32(_mm256_madd_epi16(p, w), 4);
         }
@@ -226,8 +223,8 @@ EDGESEG_AVX2 void normTableAvx2(float scale, float offset, float* lut) {
     const __m256 vs = _mm256_set1_ps(scale);
     const __m256 vo = _mm256_set1_ps(offset);
     for (int v = 0; v < 256; v += 8) {
-        const __m256 levels = _mm256_cvtepi32_ps(_mm256_add_epi32(
-            _mm256_set1_epi32(v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        const __m256 levels = _mm256_cvtepi32_ps(
+            _mm256_add_epi32(_mm256_set1_epi32(v), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
         _mm256_storeu_ps(lut + v, _mm256_fmadd_ps(levels, vs, vo));
     }
 }

@@ -21,16 +21,16 @@ namespace edgeseg::detail {
 
 /// Horizontal sampling of one call: byte offsets into a source row and weights per output x.
 struct XTable {
-    int count = 0;                 ///< resized width
-    std::vector<ptrdiff_t> off0;   ///< byte offset of the first pixel
-    std::vector<ptrdiff_t> off1;   ///< byte offset of the second pixel
+    int count = 0;               ///< resized width
+    std::vector<ptrdiff_t> off0; ///< byte offset of the first pixel
+    std::vector<ptrdiff_t> off1; ///< byte offset of the second pixel
     std::vector<int16_t> w0;
     std::vector<int16_t> w1;
     // SIMD fast path: outputs [0, fastCount) read both pixels with one unaligned load that
     // stays inside the row (pixels contiguous, second pixel right after the first).
-    int fastCount = 0;             ///< multiple of 16
-    std::vector<int32_t> fastOff;  ///< first-pixel byte offsets, in the order the loads want
-    std::vector<int32_t> weights;  ///< w0 | w1 << 16 per output x
+    int fastCount = 0;            ///< multiple of 16
+    std::vector<int32_t> fastOff; ///< first-pixel byte offsets, in the order the loads want
+    std::vector<int32_t> weights; ///< w0 | w1 << 16 per output x
 };
 
 /// The horizontal sampling table of `src` resized to `dstWidth` (with the SIMD load layout when

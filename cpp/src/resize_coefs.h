@@ -111,7 +111,7 @@ inline uint16_t floatToHalf(float f) {
     if (absx >= 0x477ff000u) { // rounds to >= 65520: overflow to inf
         return static_cast<uint16_t>(sign | 0x7c00u);
     }
-    if (absx < 0x38800000u) { // below the smallest normal half: subnormal or zero
+    if (absx < 0x38800000u) {     // below the smallest normal half: subnormal or zero
         if (absx < 0x33000000u) { // below half the smallest subnormal: rounds to zero
             return static_cast<uint16_t>(sign);
         }

@@ -211,7 +211,7 @@ def test_trt_engine_matches_the_build_or_the_binding_source():
     assert stub_doc(node) == " ".join(doc.split())
     # Each .def*("name", ...) up to the next one, with its py::arg names and defaults in order.
     defs = {}
-    for m in re.finditer(r'\.def(?:_property_readonly|_static)?\((?:"(\w+)"|py::init)', source):
+    for m in re.finditer(r'\.def(?:_property_readonly|_static)?\(\s*(?:"(\w+)"|py::init)', source):
         end = re.search(r"\n\s*\.def", source[m.end() :])
         body = source[m.end() : m.end() + end.start()] if end else source[m.end() :]
         args = re.findall(r'py::arg\("(\w+)"\)(?:\s*=\s*([\w.]+))?', body)
