@@ -16,7 +16,7 @@ CORE_SRCS := CMakeLists.txt pyproject.toml $(shell find cpp cmake -type f 2>/dev
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: all demo test lint pytest jetson-check jetson-deps bench build system-deps sanitize \
+.PHONY: all demo test lint pytest jetson-check jetson-deps bench build system-deps sanitize gpu-check \
 	docs docs-build wheel clean distclean help
 
 all: test
@@ -24,12 +24,14 @@ all: test
 help:
 	@echo "make demo          synthetic dataset -> training -> ONNX -> INT8 -> camera loop with rules;"
 	@echo "                   open demo_out/report.html"
-	@echo "make test          ruff, mkdocs build --strict, pytest, jetson-check (what CI runs)"
+	@echo "make test          ruff, clang-format, mkdocs build --strict, pytest, jetson-check (what CI runs)"
+	@echo "make lint          ruff (Python) and clang-format --dry-run --Werror (C++/CUDA)"
 	@echo "make docs          serve the documentation site at http://127.0.0.1:8000/"
 	@echo "make wheel         manylinux x86_64 wheel (auditwheel) and an sdist into dist/"
 	@echo "make jetson-check  aarch64 cross-build + qemu parity, CUDA 12 (sm_87) and CUDA 13 compile checks"
 	@echo "make bench         benchmark the fused kernels against numpy+OpenCV and torch"
 	@echo "make sanitize      build the core with ASan+UBSan and run the kernel tests under it"
+	@echo "make gpu-check     on a GPU machine: CUDA build for its GPU, GPU tests, compute-sanitizer, GPU bench"
 	@echo "make system-deps   install the Debian packages the tests use (root or sudo)"
 	@echo "make clean         remove build outputs (keeps .venv)"
 
@@ -54,10 +56,26 @@ build: $(VENV)/.core-stamp
 system-deps:
 	@tools/system_deps.sh
 
-lint: build
+# C++/CUDA formatting (.clang-format) is checked with Debian's clang-format (tools/apt-packages.txt,
+# installed by system-deps where it can be): a developer machine without it gets a warning, CI
+# (CI set) fails.
+CLANG_FORMAT ?= clang-format
+CPP_FORMAT_SRCS = $(shell find cpp tests/cpp -type f \( -name '*.h' -o -name '*.cpp' -o -name '*.cu' \
+	-o -name '*.cuh' -o -name '*.inc' \) | sort)
+
+lint: build system-deps
 	$(VPY) -m ruff check python tests tools
 	$(VPY) -m ruff format --check python tests tools
 	$(VENV)/bin/lint-imports
+	@if command -v $(CLANG_FORMAT) >/dev/null 2>&1; then \
+		$(CLANG_FORMAT) --dry-run --Werror $(CPP_FORMAT_SRCS) && \
+		echo "clang-format: $(words $(CPP_FORMAT_SRCS)) C++/CUDA files formatted"; \
+	elif [ -n "$$CI" ]; then \
+		echo "lint: $(CLANG_FORMAT) not found; install it: apt-get install clang-format" >&2; exit 1; \
+	else \
+		echo "lint: WARNING: $(CLANG_FORMAT) not found, C++/CUDA formatting NOT checked" \
+			"(apt-get install clang-format)"; \
+	fi
 
 pytest: build system-deps
 	$(VPY) -m pytest $(PYTEST_ARGS)
@@ -66,7 +84,7 @@ pytest: build system-deps
 # the x86 build, CUDA 12.6 / sm_87 and CUDA 13 / sm_87+sm_90 compile checks. Builds are cached
 # in build/jetson-*, build/cuda12.
 jetson-check: build jetson-deps
-	$(VPY) tools/jetson_check.py
+	$(VPY) tools/jetson_check
 
 # The cross tools jetson-check needs (tools/apt-packages-jetson.txt): installed as root or with
 # sudo; otherwise the one command to run is printed and the target fails.
@@ -106,6 +124,11 @@ bench-accuracy: build system-deps
 ASAN_VENV := build/asan-venv
 sanitize: build
 	tools/sanitize.sh "$(VPY)" "$(ASAN_VENV)"
+
+# The GPU check in one command (tools/gpu_check.sh): a CUDA build of the core for the GPU found,
+# pytest -m gpu, the CUDA kernel tests under compute-sanitizer and tools/bench_gpu.py.
+gpu-check:
+	tools/gpu_check.sh
 
 clean:
 	rm -rf build dist $(DEMO_OUT) $(VENV)/.core-stamp

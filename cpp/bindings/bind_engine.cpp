@@ -25,8 +25,8 @@ using Palette = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
 /// nonfinite, nonfinite_input): the non-finite output pixels and the NaN/inf input values.
 py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector<float>& mean,
                     const std::vector<float>& stddev, bool swapRB, bool letterbox,
-                    const std::optional<Palette>& palette, float alpha,
-                    bool confidence, const std::vector<int>& ignore) {
+                    const std::optional<Palette>& palette, float alpha, bool confidence,
+                    const std::vector<int>& ignore) {
     require(frame.dtype().is(py::dtype::of<uint8_t>()) && frame.ndim() == 3 &&
                 frame.shape(2) == 3 && frame.strides(2) == 1 && frame.strides(1) == 3,
             "frame: expected an HxWx3 uint8 array with packed pixels");
@@ -92,7 +92,8 @@ py::tuple runEngine(TrtEngine& engine, const py::array& frame, const std::vector
     return py::make_tuple(classMap, conf, overlay, counts, nonfinite, nonfiniteInput);
 }
 
-py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::array::c_style>& blob) {
+py::array_t<float> inferEngine(TrtEngine& engine,
+                               const py::array_t<float, py::array::c_style>& blob) {
     require(blob.ndim() == 4 && blob.shape(1) == 3 && blob.shape(2) == engine.inputHeight() &&
                 blob.shape(3) == engine.inputWidth(),
             "blob: expected N x 3 x " + std::to_string(engine.inputHeight()) + " x " +
@@ -100,7 +101,8 @@ py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::a
     const py::ssize_t n = blob.shape(0);
     require(n >= 1, "blob: the batch must hold at least one image");
     py::array_t<float> logits({n, py::ssize_t{engine.numClasses()},
-                               py::ssize_t{engine.logitsHeight()}, py::ssize_t{engine.logitsWidth()}});
+                               py::ssize_t{engine.logitsHeight()},
+                               py::ssize_t{engine.logitsWidth()}});
     float* dst = logits.mutable_data();
     const float* src = blob.data();
     {
@@ -113,7 +115,10 @@ py::array_t<float> inferEngine(TrtEngine& engine, const py::array_t<float, py::a
 } // namespace
 
 void bindEngine(py::module_& m) {
-    py::class_<TrtEngine>(m, "TrtEngine")
+    py::class_<TrtEngine>(m, "TrtEngine",
+                          "A deserialized TensorRT engine on one CUDA stream: CUDA preprocess -> "
+                          "enqueueV3 -> CUDA fused postprocess, replayed as one CUDA graph once "
+                          "warm.")
         .def(py::init([](const std::string& path, int device, bool cudaGraph) {
                  TrtEngineOptions o;
                  o.device = device;
@@ -122,14 +127,12 @@ void bindEngine(py::module_& m) {
              }),
              py::arg("path"), py::arg("device") = 0, py::arg("cuda_graph") = true,
              py::call_guard<py::gil_scoped_release>())
-        .def_property_readonly("input_size",
-                               [](const TrtEngine& e) {
-                                   return py::make_tuple(e.inputHeight(), e.inputWidth());
-                               })
-        .def_property_readonly("logits_size",
-                               [](const TrtEngine& e) {
-                                   return py::make_tuple(e.logitsHeight(), e.logitsWidth());
-                               })
+        .def_property_readonly(
+            "input_size",
+            [](const TrtEngine& e) { return py::make_tuple(e.inputHeight(), e.inputWidth()); })
+        .def_property_readonly(
+            "logits_size",
+            [](const TrtEngine& e) { return py::make_tuple(e.logitsHeight(), e.logitsWidth()); })
         .def_property_readonly("num_classes", &TrtEngine::numClasses)
         .def_property_readonly("integrated", &TrtEngine::integrated)
         .def_property_readonly("device_name", &TrtEngine::deviceName)

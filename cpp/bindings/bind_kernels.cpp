@@ -131,8 +131,7 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
                           const std::optional<std::vector<py::array>>& frames,
                           const std::optional<py::array>& palette, float alpha, bool confidence,
                           bool counts, const std::vector<int>& ignore,
-                          const std::optional<std::vector<Letterbox>>& letterboxes,
-                          bool useCuda) {
+                          const std::optional<std::vector<Letterbox>>& letterboxes, bool useCuda) {
     const bool f16 = logits.dtype().is(py::dtype("float16"));
     require(f16 || logits.dtype().is(py::dtype::of<float>()),
             "logits: expected float32 or float16, got " + std::string(py::str(logits.dtype())));
@@ -144,8 +143,7 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
     const int h = static_cast<int>(logits.shape(2));
     const int w = static_cast<int>(logits.shape(3));
     require(n >= 1, "logits: batch is empty, shape " + shapeOf(logits));
-    require(c >= 1 && c <= 255,
-            "logits: expected 1..255 classes (C), got C=" + std::to_string(c));
+    require(c >= 1 && c <= 255, "logits: expected 1..255 classes (C), got C=" + std::to_string(c));
     require(h >= 1 && w >= 1, "logits: spatial size is empty, shape " + shapeOf(logits));
     require(outHeight >= 1 && outWidth >= 1, "out_size: expected positive (H, W), got (" +
                                                  std::to_string(outHeight) + ", " +
@@ -161,9 +159,9 @@ py::tuple postprocessImpl(const py::array& logits, int outHeight, int outWidth,
             ImageView v = imageView((*frames)[i], "frame[" + std::to_string(i) + "]");
             require(v.channels == 3, "frame[" + std::to_string(i) + "]: expected HxWx3");
             require(v.height == outHeight && v.width == outWidth,
-                    "frame[" + std::to_string(i) + "]: expected size " +
-                        std::to_string(outHeight) + "x" + std::to_string(outWidth) +
-                        " (out_size), got " + shapeOf((*frames)[i]));
+                    "frame[" + std::to_string(i) + "]: expected size " + std::to_string(outHeight) +
+                        "x" + std::to_string(outWidth) + " (out_size), got " +
+                        shapeOf((*frames)[i]));
             frameViews.push_back(v);
         }
     }
@@ -289,10 +287,10 @@ void bindKernels(py::module_& m) {
             }))
         .def("__repr__", [](const Letterbox& lb) {
             return "Letterbox(src=" + std::to_string(lb.srcWidth) + "x" +
-                   std::to_string(lb.srcHeight) + ", input=" + std::to_string(lb.inputWidth) +
-                   "x" + std::to_string(lb.inputHeight) + ", resized=" +
-                   std::to_string(lb.resizedWidth) + "x" + std::to_string(lb.resizedHeight) +
-                   ", pad=(" + std::to_string(lb.padX) + ", " + std::to_string(lb.padY) + "))";
+                   std::to_string(lb.srcHeight) + ", input=" + std::to_string(lb.inputWidth) + "x" +
+                   std::to_string(lb.inputHeight) + ", resized=" + std::to_string(lb.resizedWidth) +
+                   "x" + std::to_string(lb.resizedHeight) + ", pad=(" + std::to_string(lb.padX) +
+                   ", " + std::to_string(lb.padY) + "))";
         });
 
     m.def("preprocess", &preprocessImpl, py::arg("images"), py::arg("out_height"),

@@ -18,6 +18,7 @@ namespace {
 PyObject* gRootError = nullptr;
 PyObject* gInvalidArgument = nullptr;
 PyObject* gCudaError = nullptr;
+PyObject* gTensorRTError = nullptr;
 
 void registerErrors(py::module_& m) {
     gRootError = PyErr_NewExceptionWithDoc(
@@ -25,15 +26,23 @@ void registerErrors(py::module_& m) {
     py::tuple invalidBases = py::make_tuple(py::handle(gRootError), py::handle(PyExc_ValueError));
     gInvalidArgument = PyErr_NewExceptionWithDoc(
         "edgeseg.InvalidArgumentError",
-        "An argument has the wrong shape, dtype or value (also a ValueError).",
-        invalidBases.ptr(), nullptr);
-    py::tuple cudaBases = py::make_tuple(py::handle(gRootError), py::handle(PyExc_RuntimeError));
+        "An argument has the wrong shape, dtype or value (also a ValueError).", invalidBases.ptr(),
+        nullptr);
+    py::tuple runtimeBases = py::make_tuple(py::handle(gRootError), py::handle(PyExc_RuntimeError));
     gCudaError = PyErr_NewExceptionWithDoc("edgeseg.CudaError",
                                            "A CUDA runtime call failed (names call, file, line).",
-                                           cudaBases.ptr(), nullptr);
+                                           runtimeBases.ptr(), nullptr);
+    // Registered in every build (not only those with TensorRT), so that `except
+    // edgeseg.TensorRTError` is valid code wherever edgeseg is installed.
+    gTensorRTError = PyErr_NewExceptionWithDoc(
+        "edgeseg.TensorRTError",
+        "A TensorRT call failed (an engine that does not deserialize or has unusable I/O, a "
+        "rejected shape, a failed enqueue); the message carries TensorRT's logged errors.",
+        runtimeBases.ptr(), nullptr);
     m.add_object("EdgesegError", py::handle(gRootError));
     m.add_object("InvalidArgumentError", py::handle(gInvalidArgument));
     m.add_object("CudaError", py::handle(gCudaError));
+    m.add_object("TensorRTError", py::handle(gTensorRTError));
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) {
@@ -44,7 +53,7 @@ void registerErrors(py::module_& m) {
         } catch (const edgeseg::CudaError& e) {
             PyErr_SetString(gCudaError, e.what());
         } catch (const edgeseg::TensorRTError& e) {
-            PyErr_SetString(gRootError, e.what());
+            PyErr_SetString(gTensorRTError, e.what());
         }
     });
 }
@@ -53,7 +62,8 @@ py::dict buildInfoDict() {
     edgeseg::BuildInfo info = edgeseg::buildInfo();
     py::dict d;
     d["cuda"] = info.cuda;
-    d["tensorrt"] = info.tensorrt.empty() ? py::object(py::none()) : py::object(py::str(info.tensorrt));
+    d["tensorrt"] = info.tensorrt.empty() ? py::object(py::none())
+                                          : py::object(py::str(info.tensorrt));
     d["cuda_archs"] = info.cudaArchs;
     d["simd"] = info.simd;
     d["threads"] = info.threads;

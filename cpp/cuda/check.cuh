@@ -16,10 +16,10 @@ namespace edgeseg::cuda {
 
 } // namespace edgeseg::cuda
 
-#define EDGESEG_CUDA_CHECK(expr)                                                              \
-    do {                                                                                      \
-        cudaError_t edgesegStatus_ = (expr);                                                  \
-        if (edgesegStatus_ != cudaSuccess) {                                                  \
-            ::edgeseg::cuda::throwCudaError(edgesegStatus_, #expr, __FILE__, __LINE__);       \
-        }                                                                                     \
+#define EDGESEG_CUDA_CHECK(expr)                                                                   \
+    do {                                                                                           \
+        cudaError_t edgesegStatus_ = (expr);                                                       \
+        if (edgesegStatus_ != cudaSuccess) {                                                       \
+            ::edgeseg::cuda::throwCudaError(edgesegStatus_, #expr, __FILE__, __LINE__);            \
+        }                                                                                          \
     } while (0)

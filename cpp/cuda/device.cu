@@ -15,8 +15,8 @@ bool available(std::string* reason) {
     if (status != cudaSuccess) {
         cudaGetLastError(); // clear the sticky-free error so later calls start clean
         if (reason != nullptr) {
-            *reason = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) +
-                      " (" + cudaGetErrorString(status) + ")";
+            *reason = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorName(status) + " (" +
+                      cudaGetErrorString(status) + ")";
         }
         return false;
     }

@@ -89,10 +89,10 @@ __global__ void postprocessKernel(const KernelArgs a) {
     if (inside) {
         detail::AxisTap tx, ty;
         if (a.letterbox) {
-            tx = detail::letterboxTap(x, a.srcWidth, a.lb.padX, a.lb.resizedWidth,
-                                      a.lb.srcWidth, a.lb.inputWidth);
-            ty = detail::letterboxTap(y, a.srcHeight, a.lb.padY, a.lb.resizedHeight,
-                                      a.lb.srcHeight, a.lb.inputHeight);
+            tx = detail::letterboxTap(x, a.srcWidth, a.lb.padX, a.lb.resizedWidth, a.lb.srcWidth,
+                                      a.lb.inputWidth);
+            ty = detail::letterboxTap(y, a.srcHeight, a.lb.padY, a.lb.resizedHeight, a.lb.srcHeight,
+                                      a.lb.inputHeight);
         } else {
             tx = detail::resizeTap(x, a.srcWidth, a.outWidth);
             ty = detail::resizeTap(y, a.srcHeight, a.outHeight);
@@ -156,16 +156,15 @@ void launchPostprocess(const KernelArgs& args, cudaStream_t stream) {
             "cuda postprocess: logits and classMap must be device pointers, got null");
     require(args.channels >= 1 && args.channels <= 255,
             "cuda postprocess: expected 1..255 classes, got " + std::to_string(args.channels));
-    require(args.outWidth >= 1 && args.outHeight >= 1 && args.srcWidth >= 1 &&
-                args.srcHeight >= 1,
+    require(args.outWidth >= 1 && args.outHeight >= 1 && args.srcWidth >= 1 && args.srcHeight >= 1,
             "cuda postprocess: sizes must be positive");
     require(args.overlay == nullptr || args.frame != nullptr,
             "cuda postprocess: overlay needs a frame");
     const dim3 block(kBlockX, kBlockY);
     const dim3 grid((args.outWidth + kBlockX - 1) / kBlockX,
                     (args.outHeight + kBlockY - 1) / kBlockY);
-    require(grid.y <= 65535, "cuda postprocess: output height " +
-                                 std::to_string(args.outHeight) + " exceeds the grid limit");
+    require(grid.y <= 65535, "cuda postprocess: output height " + std::to_string(args.outHeight) +
+                                 " exceeds the grid limit");
     postprocessKernel<<<grid, block, 0, stream>>>(args);
     EDGESEG_CUDA_CHECK(cudaGetLastError());
 }
@@ -212,8 +211,8 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
                      const PostprocessOutputs& out) {
     detail::validatePostprocess(logits, params, out);
     const size_t pixels = static_cast<size_t>(params.outHeight) * params.outWidth;
-    const size_t logitBytes = static_cast<size_t>(logits.channels) * logits.height *
-                              logits.width * (logits.dtype == DType::Float16 ? 2 : 4);
+    const size_t logitBytes = static_cast<size_t>(logits.channels) * logits.height * logits.width *
+                              (logits.dtype == DType::Float16 ? 2 : 4);
     Stream stream;
     DeviceBuffer dLogits(logitBytes);
     DeviceBuffer dClass(pixels);
@@ -234,8 +233,7 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
         if (f.pixelStride == 3 && f.rowStride >= static_cast<ptrdiff_t>(rowBytes)) {
             EDGESEG_CUDA_CHECK(cudaMemcpy2DAsync(dFrame.get(), rowBytes, f.data,
                                                  static_cast<size_t>(f.rowStride), rowBytes,
-                                                 f.height, cudaMemcpyHostToDevice,
-                                                 stream.get()));
+                                                 f.height, cudaMemcpyHostToDevice, stream.get()));
         } else {
             // Negative or pixel strides: gather on the host into one packed copy.
             packed.resize(pixels * 3);
@@ -269,8 +267,8 @@ void postprocessHost(const LogitsView& logits, const PostprocessParams& params,
     deviceOut.frame = out.overlay != nullptr ? &deviceFrame : nullptr;
     postprocess(deviceLogits, params, deviceOut, stream.get());
 
-    EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.classMap, dClass.get(), pixels,
-                                       cudaMemcpyDeviceToHost, stream.get()));
+    EDGESEG_CUDA_CHECK(
+        cudaMemcpyAsync(out.classMap, dClass.get(), pixels, cudaMemcpyDeviceToHost, stream.get()));
     if (out.confidence != nullptr) {
         EDGESEG_CUDA_CHECK(cudaMemcpyAsync(out.confidence, dConf.get(), dConf.bytes(),
                                            cudaMemcpyDeviceToHost, stream.get()));

@@ -201,8 +201,8 @@ Letterbox preprocessHost(const ImageView& src, const PreprocessParams& params, v
     deviceView.pixelStride = src.channels;
     const Letterbox lb = launchPreprocess(deviceView, params, deviceDst.get(), stream.get(),
                                           deviceBad.as<int64_t>());
-    EDGESEG_CUDA_CHECK(cudaMemcpyAsync(dst, deviceDst.get(), dstBytes, cudaMemcpyDeviceToHost,
-                                       stream.get()));
+    EDGESEG_CUDA_CHECK(
+        cudaMemcpyAsync(dst, deviceDst.get(), dstBytes, cudaMemcpyDeviceToHost, stream.get()));
     if (nonfinite != nullptr) {
         EDGESEG_CUDA_CHECK(cudaMemcpyAsync(nonfinite, deviceBad.get(), sizeof(int64_t),
                                            cudaMemcpyDeviceToHost, stream.get()));

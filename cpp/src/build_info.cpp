@@ -93,9 +93,10 @@ void setSimdLevel(const std::string& level) {
     }
     const int index = levelIndex(level);
     require(index >= 0, "simd level: expected one of scalar, sse2, neon, avx2, avx512 (or '' for "
-                        "automatic), got '" + level + "'");
-    require(runnable(index), "simd level: this CPU cannot run '" + level + "' (best: " +
-                                 kLevels[detectedLevel()] + ")");
+                        "automatic), got '" +
+                            level + "'");
+    require(runnable(index), "simd level: this CPU cannot run '" + level +
+                                 "' (best: " + kLevels[detectedLevel()] + ")");
     gForced.store(index);
 }
 

@@ -20,8 +20,7 @@ Letterbox makeLetterbox(int srcWidth, int srcHeight, int inputWidth, int inputHe
     double scale = std::min(static_cast<double>(inputWidth) / srcWidth,
                             static_cast<double>(inputHeight) / srcHeight);
     lb.resizedWidth = std::clamp(static_cast<int>(std::lround(srcWidth * scale)), 1, inputWidth);
-    lb.resizedHeight =
-        std::clamp(static_cast<int>(std::lround(srcHeight * scale)), 1, inputHeight);
+    lb.resizedHeight = std::clamp(static_cast<int>(std::lround(srcHeight * scale)), 1, inputHeight);
     lb.padX = (inputWidth - lb.resizedWidth) / 2;
     lb.padY = (inputHeight - lb.resizedHeight) / 2;
     lb.scale = scale;

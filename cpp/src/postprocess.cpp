@@ -49,8 +49,8 @@ struct Job {
     std::vector<AxisTap> yTaps;
     PostprocessOutputs out;
     uint32_t overlayTable[256] = {}; ///< per class: colour bytes, bit 24 = transparent
-    uint32_t overlayAlpha = 0;        ///< A = round(alpha * 256)
-    bool avx2 = false;                ///< the hand-written AVX2 paths may run
+    uint32_t overlayAlpha = 0;       ///< A = round(alpha * 256)
+    bool avx2 = false;               ///< the hand-written AVX2 paths may run
     /// Byte tables of the AVX2 overlay (classes < 16): per channel the low and high bytes of
     /// colour * A + 128, and 0xff for transparent classes. Valid when blendTables is set.
     alignas(16) uint8_t blendLo[3][16] = {};
@@ -84,9 +84,8 @@ template <typename T> void ensure(std::vector<T>& v, size_t n) {
 /// window of at most 8 source values, so one load and two in-register permutes replace two
 /// 8-lane gathers (slow on AMD Zen and small Intel cores). Same fused arithmetic, same bits.
 __attribute__((target("avx2,fma"))) void interpolateRowAvx2(
-    const float* __restrict src, int srcWidth, const int* __restrict x0,
-    const int* __restrict x1, const float* __restrict w0, const float* __restrict w1, int n,
-    float* __restrict dst) {
+    const float* __restrict src, int srcWidth, const int* __restrict x0, const int* __restrict x1,
+    const float* __restrict w0, const float* __restrict w1, int n, float* __restrict dst) {
     int i = 0;
     for (; i + 8 <= n; i += 8) {
         const int base = x0[i];
@@ -150,8 +149,8 @@ __attribute__((target("avx2"))) inline __m256i table(const uint8_t* t) {
 }
 
 __attribute__((target("avx2"))) int blendRowAvx2(const Job& job, const uint8_t* frame,
-                                                const uint8_t* cls, int n, int clsReadable,
-                                                uint8_t* out) {
+                                                 const uint8_t* cls, int n, int clsReadable,
+                                                 uint8_t* out) {
     const __m256i lo0 = table(job.blendLo[0]), lo1 = table(job.blendLo[1]);
     const __m256i lo2 = table(job.blendLo[2]), hi0 = table(job.blendHi[0]);
     const __m256i hi1 = table(job.blendHi[1]), hi2 = table(job.blendHi[2]);
@@ -173,8 +172,8 @@ __attribute__((target("avx2"))) int blendRowAvx2(const Job& job, const uint8_t* 
             __m256i hi = _mm256_shuffle_epi8(hi0, idx);
             hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi1, idx), m1);
             hi = _mm256_blendv_epi8(hi, _mm256_shuffle_epi8(hi2, idx), m2);
-            const __m256i f =
-                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(frame + 3 * i) + k);
+            const __m256i f = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(frame + 3 * i) +
+                                                 k);
             const __m256i sumLo = _mm256_add_epi16(
                 _mm256_mullo_epi16(_mm256_unpacklo_epi8(f, zero), keep),
                 _mm256_unpacklo_epi8(lo, hi));
@@ -183,8 +182,7 @@ __attribute__((target("avx2"))) int blendRowAvx2(const Job& job, const uint8_t* 
                 _mm256_unpackhi_epi8(lo, hi));
             const __m256i blended = _mm256_packus_epi16(_mm256_srli_epi16(sumLo, 8),
                                                         _mm256_srli_epi16(sumHi, 8));
-            const __m256i result =
-                _mm256_blendv_epi8(blended, f, _mm256_shuffle_epi8(clear, idx));
+            const __m256i result = _mm256_blendv_epi8(blended, f, _mm256_shuffle_epi8(clear, idx));
             _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 3 * i) + k, result);
         }
     }

@@ -12,7 +12,7 @@ namespace edgeseg::detail {
 
 /// Throws std::invalid_argument naming the offending argument.
 inline void validatePostprocess(const LogitsView& logits, const PostprocessParams& params,
-                               const PostprocessOutputs& out) {
+                                const PostprocessOutputs& out) {
     require(logits.data != nullptr, "postprocess: logits: data is null");
     require(logits.channels >= 1 && logits.channels <= 255,
             "postprocess: logits: expected 1..255 classes (C), got C=" +
@@ -28,8 +28,9 @@ inline void validatePostprocess(const LogitsView& logits, const PostprocessParam
         const Letterbox& lb = *params.letterbox;
         require(lb.srcWidth == params.outWidth && lb.srcHeight == params.outHeight,
                 "postprocess: letterbox: out_size (" + std::to_string(params.outHeight) + ", " +
-                    std::to_string(params.outWidth) + ") must equal the letterboxed frame's size (" +
-                    std::to_string(lb.srcHeight) + ", " + std::to_string(lb.srcWidth) + ")");
+                    std::to_string(params.outWidth) +
+                    ") must equal the letterboxed frame's size (" + std::to_string(lb.srcHeight) +
+                    ", " + std::to_string(lb.srcWidth) + ")");
         require(lb.inputWidth >= 1 && lb.inputHeight >= 1 && lb.resizedWidth >= 1 &&
                     lb.resizedHeight >= 1,
                 "postprocess: letterbox: input and resized sizes must be positive");
@@ -39,8 +40,8 @@ inline void validatePostprocess(const LogitsView& logits, const PostprocessParam
                 "postprocess: overlay: needs a frame");
         require(params.palette != nullptr, "postprocess: overlay: needs a palette");
         const ImageView& f = *out.frame;
-        require(f.channels == 3, "postprocess: frame: expected 3 channels, got " +
-                                     std::to_string(f.channels));
+        require(f.channels == 3,
+                "postprocess: frame: expected 3 channels, got " + std::to_string(f.channels));
         require(f.height == params.outHeight && f.width == params.outWidth,
                 "postprocess: frame: expected size " + std::to_string(params.outHeight) + "x" +
                     std::to_string(params.outWidth) + " (out_size), got " +
@@ -52,8 +53,7 @@ inline void validatePostprocess(const LogitsView& logits, const PostprocessParam
 
 /// Per class: the colour bytes (bits 0..23, in the frame's channel order) and a transparency
 /// flag (bit 24). Returns A = round(alpha * 256), the overlay weight of opaque classes.
-inline uint32_t buildOverlayTable(const PostprocessParams& params, int channels,
-                                  uint32_t* table) {
+inline uint32_t buildOverlayTable(const PostprocessParams& params, int channels, uint32_t* table) {
     for (int c = 0; c < channels; ++c) {
         const bool clear = params.transparent != nullptr && params.transparent[c] != 0;
         const uint8_t* p = params.palette + 3 * c;

@@ -17,9 +17,9 @@ inline void validatePreprocess(const ImageView& src, const PreprocessParams& p, 
     require(src.height > 0 && src.width > 0, who + ": image is empty (" +
                                                  std::to_string(src.height) + "x" +
                                                  std::to_string(src.width) + ")");
-    require(src.channels == 1 || src.channels == 3,
-            who + ": expected a 1- or 3-channel image, got " + std::to_string(src.channels) +
-                " channels");
+    require(src.channels == 1 || src.channels == 3, who +
+                                                        ": expected a 1- or 3-channel image, got " +
+                                                        std::to_string(src.channels) + " channels");
     require(p.outHeight > 0 && p.outWidth > 0, who + ": output size must be positive, got " +
                                                    std::to_string(p.outHeight) + "x" +
                                                    std::to_string(p.outWidth));
@@ -29,8 +29,8 @@ inline void validatePreprocess(const ImageView& src, const PreprocessParams& p, 
             who + ": a 3-channel image needs outChannels == 3");
     for (int c = 0; c < p.outChannels; ++c) {
         require(std::isfinite(p.mean[c]) && std::isfinite(p.stddev[c]) && p.stddev[c] != 0.0f,
-                who + ": mean/std must be finite and std non-zero (channel " +
-                    std::to_string(c) + ")");
+                who + ": mean/std must be finite and std non-zero (channel " + std::to_string(c) +
+                    ")");
     }
     require(dst != nullptr, who + ": destination is null");
 }

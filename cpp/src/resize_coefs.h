@@ -4,7 +4,8 @@
 // bit for bit. Every floating-point step must round separately: a contracted multiply-add
 // (which nvcc, and GCC for FMA targets, would otherwise emit) changes the last bit of the source
 // coordinate and with it a coefficient. Device code says so with __dmul_rn & co.; host code
-// relies on -ffp-contract=off, set for preprocess.cpp in cpp/CMakeLists.txt.
+// relies on -ffp-contract=off, set for preprocess.cpp and preprocess_rows.cpp in
+// cpp/CMakeLists.txt.
 #include <cmath>
 #include <cstdint>
 
@@ -110,7 +111,7 @@ inline uint16_t floatToHalf(float f) {
     if (absx >= 0x477ff000u) { // rounds to >= 65520: overflow to inf
         return static_cast<uint16_t>(sign | 0x7c00u);
     }
-    if (absx < 0x38800000u) { // below the smallest normal half: subnormal or zero
+    if (absx < 0x38800000u) {     // below the smallest normal half: subnormal or zero
         if (absx < 0x33000000u) { // below half the smallest subnormal: rounds to zero
             return static_cast<uint16_t>(sign);
         }

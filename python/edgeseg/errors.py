@@ -1,14 +1,14 @@
 """The edgeseg exception tree.
 
 Every error edgeseg raises derives from :class:`EdgesegError`. Argument errors are also
-``ValueError`` (:class:`InvalidArgumentError`), CUDA failures also ``RuntimeError``
-(:class:`CudaError`). The first three classes are created by the native core so that C++
-errors map onto them directly.
+``ValueError`` (:class:`InvalidArgumentError`), CUDA and TensorRT failures also
+``RuntimeError`` (:class:`CudaError`, :class:`TensorRTError`). These four classes are created
+by the native core so that C++ errors map onto them directly.
 """
 
 from __future__ import annotations
 
-from edgeseg._core import CudaError, EdgesegError, InvalidArgumentError
+from edgeseg._core import CudaError, EdgesegError, InvalidArgumentError, TensorRTError
 
 __all__ = [
     "CudaError",
@@ -22,6 +22,7 @@ __all__ = [
     "RulesError",
     "SinkError",
     "SourceError",
+    "TensorRTError",
     "TrainingError",
 ]
 

@@ -1,5 +1,5 @@
 // Runs the CPU kernels on a directory of test vectors and writes their outputs as raw files.
-// Built from this one source for x86_64 and for aarch64 (tools/jetson_check.py compares the
+// Built from this one source for x86_64 and for aarch64 (tools/jetson_check/ compares the
 // two), so it uses only the public core API and the standard library.
 //
 //   edgeseg_kernel_vectors VECTOR_DIR OUT_DIR [THREADS]

@@ -7,9 +7,9 @@ namespace edgeseg {
 
 struct BuildInfo {
     bool cuda = false;
-    std::string tensorrt;          ///< "x.y" or empty when not compiled in
-    std::vector<int> cudaArchs;    ///< SM architectures compiled (e.g. 87, 90)
-    std::string simd;              ///< instruction set the CPU kernels dispatch to at run time
+    std::string tensorrt;       ///< "x.y" or empty when not compiled in
+    std::vector<int> cudaArchs; ///< SM architectures compiled (e.g. 87, 90)
+    std::string simd;           ///< instruction set the CPU kernels dispatch to at run time
     int threads = 1;
     std::string version;
     std::string compiler;

@@ -1,7 +1,7 @@
 #pragma once
 /// CUDA twins of the CPU kernels, callable without CUDA headers. Compiled only when the core
 /// is built with CUDA (EDGESEG_HAS_CUDA); the device-pointer API with explicit streams lives
-/// in cpp/cuda/kernels.cuh.
+/// in cpp/cuda/preprocess.cuh and cpp/cuda/postprocess.cuh.
 #include <cstdint>
 #include <string>
 

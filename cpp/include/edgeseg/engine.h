@@ -42,8 +42,10 @@ struct TrtTimings {
 /// Not copyable; run() and infer() on one engine are serialized (safe from several threads).
 class TrtEngine {
 public:
-    /// Deserializes `enginePath` on `options.device`. Throws EdgesegError with TensorRT's
-    /// logged errors (e.g. an engine built by another TensorRT version).
+    /// Deserializes `enginePath` on `options.device`. Throws std::invalid_argument when the file
+    /// cannot be opened, TensorRTError with TensorRT's logged errors when the engine cannot be
+    /// used (e.g. built by another TensorRT version, or I/O that is not float images -> float
+    /// logits) and CudaError when the device cannot be set up.
     TrtEngine(const std::string& enginePath, const TrtEngineOptions& options);
     ~TrtEngine();
     TrtEngine(TrtEngine&&) noexcept;

@@ -1,6 +1,8 @@
 #pragma once
-/// Error types of the edgeseg core. Bad arguments throw std::invalid_argument (mapped to
-/// Python's ValueError by the bindings); CUDA failures throw CudaError.
+/// Error types of the edgeseg core. Bad arguments throw std::invalid_argument, CUDA failures
+/// CudaError and TensorRT failures TensorRTError; the bindings map them onto
+/// edgeseg.InvalidArgumentError (a ValueError), edgeseg.CudaError and edgeseg.TensorRTError
+/// (both RuntimeErrors), all subclasses of edgeseg.EdgesegError.
 #include <stdexcept>
 #include <string>
 

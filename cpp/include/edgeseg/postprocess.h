@@ -47,11 +47,11 @@ struct PostprocessParams {
 /// Output buffers, contiguous, of outHeight x outWidth pixels. Any of confidence, overlay
 /// (needs frame and palette) and counts may be null to skip that output.
 struct PostprocessOutputs {
-    uint8_t* classMap = nullptr;   ///< H x W class ids
-    float* confidence = nullptr;   ///< H x W softmax max-probability
-    uint8_t* overlay = nullptr;    ///< H x W x 3, requires frame (3 channels) and palette
-    int64_t* counts = nullptr;     ///< channels counts, overwritten
-    int64_t* nonfinite = nullptr;  ///< one count of non-finite output pixels, overwritten
+    uint8_t* classMap = nullptr;  ///< H x W class ids
+    float* confidence = nullptr;  ///< H x W softmax max-probability
+    uint8_t* overlay = nullptr;   ///< H x W x 3, requires frame (3 channels) and palette
+    int64_t* counts = nullptr;    ///< channels counts, overwritten
+    int64_t* nonfinite = nullptr; ///< one count of non-finite output pixels, overwritten
     const ImageView* frame = nullptr;
 };
 

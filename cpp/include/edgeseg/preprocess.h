@@ -11,13 +11,13 @@ namespace edgeseg {
 struct PreprocessParams {
     int outHeight = 0;
     int outWidth = 0;
-    int outChannels = 3;               ///< 1 or 3; a 1-channel input is replicated to 3
-    std::array<float, 3> mean{};       ///< per output channel, in output channel order
-    std::array<float, 3> stddev{};     ///< per output channel, in output channel order
-    bool swapRB = false;               ///< input order differs from output order (BGR<->RGB)
-    DType dtype = DType::Float32;      ///< Float16 writes IEEE half bits (uint16_t)
+    int outChannels = 3;           ///< 1 or 3; a 1-channel input is replicated to 3
+    std::array<float, 3> mean{};   ///< per output channel, in output channel order
+    std::array<float, 3> stddev{}; ///< per output channel, in output channel order
+    bool swapRB = false;           ///< input order differs from output order (BGR<->RGB)
+    DType dtype = DType::Float32;  ///< Float16 writes IEEE half bits (uint16_t)
     bool letterbox = false;
-    uint8_t padValue = 114;            ///< pad pixel value before normalization
+    uint8_t padValue = 114; ///< pad pixel value before normalization
 };
 
 /// Preprocesses one image into `dst`, a contiguous outChannels x outHeight x outWidth
