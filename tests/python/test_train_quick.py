@@ -128,15 +128,16 @@ def test_validation_every_n_epochs_and_after_the_last(objects, tmp_path, monkeyp
     assert [h["epoch"] for h in s["history"]] == [3, 6, 8]
     assert s["epochs_run"] == 8 and s["validations"] == 3
     assert torch.load(tmp_path / "v3" / "last.pt", weights_only=True)["epoch"] == 8
-    # automatic: a validation that costs far more than an epoch's training runs rarely
-    real = trainer_mod.validate
+    # automatic: a validation that costs far more than an epoch's training runs rarely; the
+    # run's clock jumps 1000 s in each validation, so the machine's speed does not decide
+    real, real_clock = trainer_mod.validate, trainer_mod.time.monotonic
+    jump = {"s": 0.0}
 
     def slow(*a, **k):
-        import time
-
-        time.sleep(0.3)
+        jump["s"] += 1000.0
         return real(*a, **k)
 
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: real_clock() + jump["s"])
     monkeypatch.setattr(trainer_mod, "validate", slow)
     s = train(_cfg(objects, tmp_path / "auto", val_every=None), log=lambda *a: None)
     assert [h["epoch"] for h in s["history"]] == [1, 8]
