@@ -30,7 +30,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from edgeseg._platform import usable_cpus
-from edgeseg.data import ClassMap, SegDataset, open_dataset
+from edgeseg.data import VOID, ClassMap, SegDataset, open_dataset
 from edgeseg.errors import DatasetError, TrainingError
 from edgeseg.metrics import ConfusionMatrix
 from edgeseg.train import data as tdata
@@ -546,7 +546,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
         # architecture from meta and load the trained state dict, never the file
         "model_kwargs": arch_kwargs(kw),
         "num_classes": num_classes,
-        "classes": classes.to_list(),
+        "classes": [c.to_dict() for c in classes],  # learned classes only: no void, no ignored
         "input_size": [cfg.size, cfg.size],
         "mean": [float(v) for v in cfg.mean],
         "std": [float(v) for v in cfg.std],
@@ -554,7 +554,7 @@ def _train(cfg: TrainConfig, transform, log, device, d: Dist) -> dict:
         "layout": "NCHW",
         "scale": 1 / 255,
         "resize": "bilinear",
-        "ignore_index": 255,
+        "ignore_index": VOID,
         # the train split's pixels, labels and class map: export writes it into the ONNX
         # metadata, so a deployed model names the data it learned from
         "data_hash": scan.data_hash,
