@@ -433,6 +433,12 @@ def test_labelstudio_malformed_export_is_reported_by_task(tmp_path, rng):
     ]
     tasks[0]["annotations"][0]["result"][1]["value"]["polygonlabels"] = ["paint"]
     tasks.append(ls_task(3, "/data/upload/4/deadbeef-missing.png", [], 40, 20))
+    save_rgb(root / "images" / "part4.png", rng, 20, 40)
+    save_rgb(root / "images" / "part5.png", rng, 20, 40)
+    far = {"points": [[120, 0], [150, 0], [150, 50]], "polygonlabels": ["rust"]}
+    box = {"x": 10, "y": 10, "width": 20, "height": 20, "rectanglelabels": ["rust"]}
+    tasks.append(ls_task(4, "part4.png", [{"type": "polygonlabels", "value": far}], 40, 20))
+    tasks.append(ls_task(5, "part5.png", [{"type": "rectanglelabels", "value": box}], 40, 20))
     (root / "export.json").write_text(json.dumps(tasks))
     ds = open_dataset(root, classes=_classes(root, ["background", "dent", "rust"]))
     report = check(ds, workers=1, progress=False)
@@ -440,6 +446,8 @@ def test_labelstudio_malformed_export_is_reported_by_task(tmp_path, rng):
     assert ("missing_image", " (task 3)") in errors
     assert "RLE holds 400 values" in errors[("size_mismatch", " (task 2)")]["detail"]
     assert "label 'paint'" in errors[("unknown_value", " (task 1)")]["detail"]
+    assert "entirely outside" in errors[("outside_image", " (task 4)")]["detail"]
+    assert "rectanglelabels regions are not read" in errors[("unreadable", " (task 5)")]["detail"]
 
 
 def _classes(root, names):

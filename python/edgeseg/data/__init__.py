@@ -26,8 +26,8 @@ API::
     data.synth("out/", task="defects", n=200, size=256, seed=0)
     data.convert("src/", "dst/", to="cvat")
 
-CLI: ``edgeseg data {check,synth,convert,info}`` (``--from FORMAT``, ``--ignore CLASS``). Errors are :class:`edgeseg.DatasetError`
-with the file and the fix in the message.
+CLI: ``edgeseg data {check,synth,convert,info}`` (``--from FORMAT``, ``--ignore CLASS``).
+Errors are :class:`edgeseg.DatasetError` with the file and the fix in the message.
 """
 
 from __future__ import annotations

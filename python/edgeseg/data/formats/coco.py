@@ -313,7 +313,7 @@ def load(ds, s: Sample) -> Loaded:
     notes: list = []
     regions = []
     for ann in p["anns"]:
-        where = f"{name} annotation id {ann.get('id')}"
+        where = f"{name}: annotation id {ann.get('id')}"
         m = _decode(ann, h, w, where, notes)
         regions.append((-int(m.sum()), str(ann.get("id")), m, ann.get("category_id")))
     regions.sort(key=lambda r: (r[0], r[1]))

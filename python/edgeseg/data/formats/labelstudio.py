@@ -278,7 +278,7 @@ def load(ds, s: Sample) -> Loaded:
         if not isinstance(r, dict):
             raise kind_error("unreadable", f"{name}: result {n + 1} is not a JSON object")
         kind = r.get("type")
-        where = f"{name} region {r.get('id', n + 1)}"
+        where = f"{name}: region {r.get('id', n + 1)}"
         if kind in _REFUSED:
             raise kind_error(
                 "unreadable",
