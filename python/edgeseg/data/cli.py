@@ -49,13 +49,14 @@ def _add_source(p) -> None:
     )
 
 
-def _open(args, classes=None):
+def _open(path: str, args, classes=None, quiet: bool = True):
     from edgeseg.data.dataset import open_dataset
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # check and info list the left-out images themselves
+        if quiet:  # check and info list the left-out images themselves
+            warnings.simplefilter("ignore")
         return open_dataset(
-            args.dataset if hasattr(args, "dataset") else args.src,
+            path,
             classes=classes,
             layout=args.layout,
             ignore=args.ignore,
@@ -109,7 +110,7 @@ def _cmd_check(args) -> int:
 
     try:
         report = check(
-            _open(args, args.classes),
+            _open(args.dataset, args, args.classes),
             classes=args.classes,
             workers=args.workers,
             max_unlabeled=args.max_unlabeled,
@@ -212,7 +213,7 @@ def _cmd_convert(args) -> int:
     from edgeseg.data.convert import convert
 
     out = convert(
-        _open(args, args.classes),
+        _open(args.src, args, args.classes, quiet=False),
         args.dst,
         to=args.to,
         classes=args.classes,
@@ -237,7 +238,7 @@ def _add_info(sub) -> None:
 
 
 def _cmd_info(args) -> int:
-    ds = _open(args)
+    ds = _open(args.dataset, args)
     info = {
         "dataset": ds.display_root,
         "layout": ds.layout,

@@ -61,7 +61,8 @@ def decode_brush_rle(rle, where: str = "brush RLE") -> np.ndarray:
         raise kind_error(
             "unreadable", f"{where}: rle is not a list of byte values; export it again"
         ) from None
-    bits = (np.unpackbits(raw.astype(np.uint8)) + ord("0")).tobytes().decode("ascii")
+    bit_array = np.unpackbits(raw.astype(np.uint8))
+    bits = (bit_array + ord("0")).tobytes().decode("ascii")
     pos = 0
 
     def take(n: int) -> int:
@@ -78,6 +79,7 @@ def decode_brush_rle(rle, where: str = "brush RLE") -> np.ndarray:
     if count > (1 << 31):
         raise kind_error("unreadable", f"{where}: RLE claims {count} values; export it again")
     out = np.zeros(count, np.uint32 if word > 16 else np.uint16 if word > 8 else np.uint8)
+    weights = np.left_shift(np.uint64(1), np.arange(word - 1, -1, -1, dtype=np.uint64))
     i = 0
     while i < count:
         repeat = take(1)
@@ -88,9 +90,14 @@ def decode_brush_rle(rle, where: str = "brush RLE") -> np.ndarray:
             )
         if repeat:
             out[i : i + n] = take(word)
-        else:
-            for k in range(n):
-                out[i + k] = take(word)
+        else:  # n literal words at once: the bits as an (n, word) matrix times the weights
+            if pos + n * word > len(bits):
+                raise kind_error(
+                    "unreadable", f"{where}: the RLE stream ends early; export it again"
+                )
+            chunk = bit_array[pos : pos + n * word].reshape(n, word).astype(np.uint64)
+            out[i : i + n] = chunk @ weights
+            pos += n * word
         i += n
     return out
 
