@@ -186,8 +186,8 @@ def test_cityscapes_train_ids_and_all_ids(tmp_path, rng):
 def test_cityscapes_missing_label_and_stray_values(tmp_path, rng):
     root = tmp_path / "cs"
     make_cityscapes(root, rng)
-    save_rgb(root / "leftImg8bit" / "val" / "lindau" / "lindau_000009_000019_leftImg8bit.png",
-             rng, 16, 32)  # fmt: skip
+    lonely = root / "leftImg8bit" / "val" / "lindau" / "lindau_000009_000019_leftImg8bit.png"
+    save_rgb(lonely, rng, 16, 32)
     bad = root / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png"
     Image.fromarray(np.full((16, 32), 77, np.uint8)).save(bad)
     with pytest.warns(UserWarning, match="no label"):
@@ -512,3 +512,19 @@ def test_cli_convert_from_a_named_format(tmp_path, rng, capsys):
     assert rc == 2 and "no usable image/label pairs" in capsys.readouterr().err
     rc = data_main(["info", str(root), "--ignore", "nonesuch"])
     assert rc == 2 and "cannot ignore 'nonesuch': no such class" in capsys.readouterr().err
+
+
+def test_coco_hostile_structure_is_an_error_not_a_crash(tmp_path, rng):
+    root = tmp_path / "coco"
+    doc, _ = make_coco(root, rng)
+    path = root / "annotations" / "instances_train.json"
+    bad_rle = {"counts": ["a", 3], "size": [40, 48]}
+    ann = {"id": 5, "image_id": 1, "category_id": 3, "segmentation": bad_rle}
+    broken = dict(doc, annotations=[ann])
+    path.write_text(json.dumps(broken))
+    report = check(open_dataset(root), workers=1, progress=False)
+    (err,) = [f for f in report["errors"] if f["kind"] == "unreadable"]
+    assert err["file"].endswith("(image id 1)") and "annotation id 5" in err["detail"]
+    path.write_text(json.dumps(dict(doc, images=5)))
+    with pytest.raises(Exception, match="images must be lists in a COCO file"):
+        open_dataset(root, layout="coco")

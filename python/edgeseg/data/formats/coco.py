@@ -115,6 +115,13 @@ def read(root: Path, classes: Optional[ClassMap], options: dict) -> Layout:
             issues.append(finding("unreadable", str(p), str(e).split(": ", 1)[-1]))
             continue
         if isinstance(doc, dict) and {"images", "annotations", "categories"} <= set(doc):
+            bad = [
+                k for k in ("images", "annotations", "categories") if not isinstance(doc[k], list)
+            ]
+            if bad:
+                raise DatasetError(
+                    f"{p}: {', '.join(bad)} must be lists in a COCO file; export it again"
+                )
             docs.append((p, doc))
     for p, doc in docs:
         for c in doc["categories"]:
@@ -130,7 +137,11 @@ def read(root: Path, classes: Optional[ClassMap], options: dict) -> Layout:
         split = _split_of(p, root)
         images: dict[int, Sample] = {}
         for im in doc["images"]:
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            if (
+                not isinstance(im, dict)
+                or not isinstance(im.get("id"), (int, str))
+                or not isinstance(im.get("file_name"), str)
+            ):
                 issues.append(
                     finding("unreadable", str(p), f"image entry {short(im)} lacks id or file_name")
                 )
@@ -167,13 +178,16 @@ def read(root: Path, classes: Optional[ClassMap], options: dict) -> Layout:
                     )
                 )
             images[im["id"]] = s
+        listed = {i.get("id") for i in doc["images"] if isinstance(i, dict)}
+        listed = {i for i in listed if isinstance(i, (int, str))}
         for ann in doc["annotations"]:
             if not isinstance(ann, dict):
                 issues.append(finding("unreadable", str(p), f"annotation {short(ann)}"))
                 continue
-            s = images.get(ann.get("image_id"))
+            image_id = ann.get("image_id")
+            s = images.get(image_id) if isinstance(image_id, (int, str)) else None
             if s is None:
-                if ann.get("image_id") in {i.get("id") for i in doc["images"]}:
+                if image_id in listed:
                     continue  # its image is missing: reported once above
                 issues.append(
                     finding(
@@ -262,7 +276,7 @@ def _decode_rle(ann: dict, h: int, w: int, where: str, notes: list) -> np.ndarra
         rle = mu.merge(mu.frPyObjects(_polygons(segm, h, w, where, notes), h, w))
     elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
         size = segm["size"]
-        if not isinstance(size, (list, tuple)) or [int(v) for v in size] != [h, w]:
+        if not isinstance(size, (list, tuple)) or list(size) != [h, w]:
             raise kind_error(
                 "size_mismatch",
                 f"{where}: RLE size {short(size)} (height, width) but the image is {h}x{w} "
@@ -270,13 +284,17 @@ def _decode_rle(ann: dict, h: int, w: int, where: str, notes: list) -> np.ndarra
             )
         counts = segm["counts"]
         if isinstance(counts, list):
-            if sum(int(c) for c in counts) != h * w:
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise kind_error(
+                    "unreadable", f"{where}: RLE counts must be integers >= 0; export again"
+                )
+            if sum(counts) != h * w:
                 raise kind_error(
                     "size_mismatch",
-                    f"{where}: RLE counts cover {sum(int(c) for c in counts)} pixels, the "
-                    f"{w}x{h} image has {h * w}; export the annotations again",
+                    f"{where}: RLE counts cover {sum(counts)} pixels, the {w}x{h} image has "
+                    f"{h * w}; export the annotations again",
                 )
-            rle = mu.frPyObjects(segm, h, w)
+            rle = mu.frPyObjects({"counts": counts, "size": [h, w]}, h, w)
         elif isinstance(counts, (str, bytes)):
             rle = {"size": [h, w], "counts": counts}
         else:
