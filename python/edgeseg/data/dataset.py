@@ -57,7 +57,6 @@ __all__ = [
 
 SPLITS = ("train", "val", "test")
 LAYOUTS = FORMATS
-_LAYOUT_HELP = LAYOUT_HELP
 _MARKERS = (
     "images",
     "masks",
@@ -283,7 +282,7 @@ def open_dataset(
     keepalive = None
     if src.is_file():
         if not zipfile.is_zipfile(src):
-            raise DatasetError(f"{src}: not a folder or a .zip archive; {_LAYOUT_HELP}")
+            raise DatasetError(f"{src}: not a folder or a .zip archive; {LAYOUT_HELP}")
         keepalive = _TempDir(tempfile.mkdtemp(prefix="edgeseg-data-"))
         extract_zip(src, Path(keepalive.path))
         root = _unwrap(Path(keepalive.path))
@@ -316,7 +315,7 @@ def open_dataset(
         )
         raise DatasetError(
             f"{display_root}: no usable image/label pairs in this {layout} dataset"
-            f"{detail}; {_LAYOUT_HELP}"
+            f"{detail}; {LAYOUT_HELP}"
         )
     if not any(s.split for s in ds.samples):
         _seeded_split(ds.samples, seed, val_fraction, test_fraction)

@@ -36,7 +36,6 @@ from edgeseg._text import short
 from edgeseg.data import files
 from edgeseg.data.classes import VOID, ClassInfo, ClassMap, default_color
 from edgeseg.data.formats import Layout
-from edgeseg.data.formats._pairing import class_map
 from edgeseg.data.records import Loaded, Sample, finding, kind_error
 from edgeseg.errors import DatasetError
 
@@ -218,11 +217,9 @@ def read(root: Path, classes: Optional[ClassMap], options: dict) -> Layout:
             infos.append(ClassInfo(cid, name, color))
         return ClassMap(infos, source=f"{root} (COCO categories)")
 
-    if classes is None and not (root / "classes.yaml").is_file():
-        cm = from_categories()
-    else:
-        cm = class_map(root, classes, from_categories, issues)
-    return Layout(cm, samples, issues)
+    if classes is None and (root / "classes.yaml").is_file():
+        classes = ClassMap.load(root / "classes.yaml")
+    return Layout(classes or from_categories(), samples, issues)
 
 
 def _polygons(segm, h: int, w: int, where: str, notes: list) -> list:

@@ -34,7 +34,6 @@ from edgeseg._text import short
 from edgeseg.data import files
 from edgeseg.data.classes import VOID, ClassMap
 from edgeseg.data.formats import Layout
-from edgeseg.data.formats._pairing import class_map
 from edgeseg.data.records import Loaded, Sample, finding, kind_error
 
 __all__ = ["decode_brush_rle", "load", "read"]
@@ -219,9 +218,9 @@ def read(root: Path, classes: Optional[ClassMap], options: dict) -> Layout:
         names = sorted(lb for lb in labels if lb != "background")
         return ClassMap.from_names(["background", *names], source=f"{root} (from labels)")
 
-    if classes is None and not (root / "classes.yaml").is_file():
-        return Layout(from_labels(), samples, issues)
-    return Layout(class_map(root, classes, from_labels, issues), samples, issues)
+    if classes is None and (root / "classes.yaml").is_file():
+        classes = ClassMap.load(root / "classes.yaml")
+    return Layout(classes or from_labels(), samples, issues)
 
 
 def _polygon(value: dict, h: int, w: int, where: str, notes: list) -> np.ndarray:
