@@ -140,7 +140,7 @@ _COLOR_LUTS: dict = {}
 
 
 def _color_lut(classes: ClassMap, void_colors: tuple) -> np.ndarray:
-    key = (tuple((c.id, c.color) for c in classes), void_colors, "colors")
+    key = (tuple((c.id, c.color) for c in classes), void_colors)
     lut = _COLOR_LUTS.get(key)
     if lut is None:
         lut = np.full(1 << 24, VOID, classes.mask_dtype)
