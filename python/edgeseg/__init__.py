@@ -19,6 +19,7 @@ from edgeseg.errors import (
     SinkError,
     SourceError,
     TrainingError,
+    UnknownLabelError,
 )
 from edgeseg.rules import Rules
 from edgeseg.runtime import Segmenter, SegResult
@@ -42,6 +43,7 @@ __all__ = [
     "SourceError",
     "Rules",
     "TrainingError",
+    "UnknownLabelError",
     "__version__",
     "build_info",
     "kernels",

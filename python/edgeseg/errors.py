@@ -24,6 +24,7 @@ __all__ = [
     "SourceError",
     "TensorRTError",
     "TrainingError",
+    "UnknownLabelError",
 ]
 
 
@@ -38,6 +39,13 @@ class DatasetError(EdgesegError):
 class TrainingError(EdgesegError):
     """Training or evaluation cannot go on (bad data for training, NaN loss, no such device,
     out of memory); the message names the cause and the flag or file to change."""
+
+
+class UnknownLabelError(DatasetError, TrainingError):
+    """A label holds a value, colour or class name outside the class map. It is a dataset
+    problem that also stops training and evaluation, so both ``except DatasetError`` and
+    ``except TrainingError`` catch it; the message names the file, the values and the classes.
+    Raised by :meth:`edgeseg.data.ClassMap.check_known` alone."""
 
 
 class ModelError(EdgesegError):

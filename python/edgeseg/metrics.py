@@ -2,7 +2,10 @@
 eval`` and the quantization gate).
 
 Predictions and targets are integer class *indices* ``0..C-1``; target pixels equal to
-``ignore_index`` (255, :data:`edgeseg.data.VOID`) are skipped everywhere::
+``ignore_index`` (255, :data:`edgeseg.data.VOID`: unlabelled pixels, VOC's object borders,
+Cityscapes' non-benchmark classes, a dataset's ignored classes) are skipped everywhere: they
+are in no row or column of the confusion matrix, whatever the prediction there, and
+:attr:`ConfusionMatrix.ignored` counts them (``ignored_pixels`` in the report)::
 
     cm = ConfusionMatrix(num_classes=4)
     cm.update(pred, target)                 # HW or NHW arrays, any integer dtype
@@ -103,13 +106,17 @@ class ConfusionMatrix:
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
+        #: target pixels skipped because they hold ``ignore_index``
+        self.ignored = 0
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> ConfusionMatrix:
         self.matrix += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        self.ignored += int(np.count_nonzero(np.asarray(target) == self.ignore_index))
         return self
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
         self.matrix += other.matrix
+        self.ignored += other.ignored
         return self
 
     def iou(self) -> np.ndarray:
@@ -250,6 +257,7 @@ def summarize(
         "pixel_accuracy": _num(cm.pixel_accuracy()),
         "mean_dice": _num(cm.mean_dice()),
         "per_class_dice": {n: _num(v) for n, v in zip(names, dice.tolist())},
+        "ignored_pixels": int(cm.ignored),
     }
     if boundary is not None:
         out["boundary_f1"] = _num(boundary.mean_f1())

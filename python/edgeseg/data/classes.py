@@ -8,7 +8,13 @@ A class map is stored as ``classes.yaml``, a list of entries::
 (a mapping ``{classes: [...]}`` is accepted too). Id 0 is background by convention and
 :data:`VOID` (255) is the ignore value: a pixel that belongs to no class and that training
 and evaluation skip. An entry with id 255 is allowed and only names the colour that marks
-void pixels in colour masks; it is not a class. Ids, names and colours must be unique.
+void pixels in colour masks; it is not a class. An entry with ``ignore: true`` is a named
+void class (``{id: 0, name: unlabeled, ignore: true}``): its pixels read as void, it is not
+a class the model learns. Ids, names and colours must be unique.
+
+:meth:`ClassMap.index_lut` is the one dataset-id → class-index lookup (training, evaluation
+of .pt and .onnx models) and :meth:`ClassMap.check_known` the one refusal of labels outside
+the class map (:class:`~edgeseg.errors.UnknownLabelError`).
 
 CVAT's ``labelmap.txt`` (``name:r,g,b:parts:actions`` per line, ``#`` comments) is read by
 :meth:`ClassMap.from_labelmap`; the line order gives the ids.
@@ -24,7 +30,7 @@ import numpy as np
 
 from edgeseg._text import short
 from edgeseg._yaml import load_yaml_file
-from edgeseg.errors import DatasetError
+from edgeseg.errors import DatasetError, UnknownLabelError
 from edgeseg.runtime.result import ClassInfo
 
 __all__ = ["VOID", "VOC_VOID_COLOR", "ClassInfo", "ClassMap", "default_color"]
@@ -74,9 +80,11 @@ class ClassMap:
         classes: Iterable[ClassInfo],
         void_color: Optional[Sequence[int]] = None,
         source: str = "class map",
+        ignore: Iterable[ClassInfo] = (),
     ):
         self.source = source
         items = sorted(classes, key=lambda c: c.id)
+        ignored = sorted(ignore, key=lambda c: c.id)
         seen_id: dict[int, ClassInfo] = {}
         seen_name: dict[str, ClassInfo] = {}
         seen_color: dict[tuple, ClassInfo] = {}
@@ -104,6 +112,26 @@ class ClassMap:
                         f"every class needs its own {what}"
                     )
                 table[key] = c
+        for c in ignored:
+            if not isinstance(c.id, int) or isinstance(c.id, bool) or not 0 <= c.id <= _MAX_ID:
+                raise DatasetError(
+                    f"{source}: id {short(c.id)} of {c.name!r} is not an integer 0..65535"
+                )
+            for table, key, what in (
+                (seen_id, c.id, "id"),
+                (seen_name, c.name, "name"),
+                (seen_color, c.color, "color"),
+            ):
+                if key in table:
+                    raise DatasetError(
+                        f"{source}: the ignored class {c.name!r} (id {c.id}) shares the {what} "
+                        f"{key!r} with {table[key].name!r} (id {table[key].id}); every class, "
+                        f"ignored or not, needs its own {what}"
+                    )
+        ignored_ids = {c.id for c in ignored}
+        ignored_names = {c.name for c in ignored}
+        if len(ignored_ids) != len(ignored) or len(ignored_names) != len(ignored):
+            raise DatasetError(f"{source}: two ignored classes share an id or a name; merge them")
         if not items:
             raise DatasetError(f"{source}: no classes defined; list at least the background class")
         self.void_color = tuple(void_color) if void_color is not None else None
@@ -114,6 +142,7 @@ class ClassMap:
                 f"{other.name!r}; pick another colour for one of them"
             )
         self._items: list[ClassInfo] = items
+        self._ignored: list[ClassInfo] = ignored
         self._by_id = seen_id
         self._by_name = seen_name
         self._by_color = seen_color
@@ -136,11 +165,13 @@ class ClassMap:
             isinstance(other, ClassMap)
             and self._items == other._items
             and self.void_color == other.void_color
+            and self._ignored == other._ignored
         )
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{c.id}:{c.name}" for c in self._items)
-        return f"ClassMap({inner})"
+        void = "".join(f", {c.id}:{c.name} (ignored)" for c in self._ignored)
+        return f"ClassMap({inner}{void})"
 
     # -- lookups -------------------------------------------------------------------------
     @property
@@ -150,6 +181,41 @@ class ClassMap:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self._items]
+
+    @property
+    def ignored(self) -> list[ClassInfo]:
+        """The named void classes: their pixels read as :data:`VOID` (``ignore: true``)."""
+        return list(self._ignored)
+
+    @property
+    def ignored_ids(self) -> list[int]:
+        return [c.id for c in self._ignored]
+
+    def ignored_by_name(self, name: str) -> Optional[ClassInfo]:
+        return next((c for c in self._ignored if c.name == name), None)
+
+    def with_ignored(self, names: Iterable[str]) -> ClassMap:
+        """This map with the classes ``names`` turned into named void classes.
+
+        Raises:
+            DatasetError: A name that is not a class of this map (the message lists them).
+        """
+        names = list(dict.fromkeys(names))
+        if not names:
+            return self
+        for n in names:
+            if n not in self._by_name and self.ignored_by_name(n) is None:
+                raise DatasetError(
+                    f"{self.source}: cannot ignore {short(n)}: no such class; classes are "
+                    f"{self.names}"
+                )
+        keep = [c for c in self._items if c.name not in names]
+        moved = [c for c in self._items if c.name in names]
+        if not keep:
+            raise DatasetError(
+                f"{self.source}: ignoring {names} leaves no class to learn; ignore fewer classes"
+            )
+        return ClassMap(keep, self.void_color, self.source, [*self._ignored, *moved])
 
     @property
     def max_id(self) -> int:
@@ -186,10 +252,55 @@ class ClassMap:
         c = self._by_id.get(int(class_id))
         return c.name if c else ("void" if class_id == VOID else f"id {class_id}")
 
+    def index_lut(self, names: Optional[Sequence[str]] = None) -> np.ndarray:
+        """``lut[id] -> class index`` over all 16-bit ids (uint8; void and unknown ids → 255).
+
+        Without ``names`` the index is the position in this map's id order (what a model
+        trained on it predicts); with ``names`` (a model's classes, in its order) each class
+        is matched by name.
+
+        Raises:
+            DatasetError: More than 255 classes, or a class of this map that ``names`` lacks.
+        """
+        if len(self) > VOID:
+            raise DatasetError(f"{self.source}: {len(self)} classes; at most 255 are supported")
+        if names is None:
+            index = {c.name: k for k, c in enumerate(self._items)}
+        else:
+            index = {n: k for k, n in enumerate(names)}
+            missing = [c.name for c in self._items if c.name not in index]
+            if missing:
+                raise DatasetError(
+                    f"{self.source}: classes {missing} are unknown to the model (it knows "
+                    f"{list(index)}); evaluate on a dataset with the model's class map"
+                )
+        lut = np.full(_MAX_ID + 1, VOID, np.uint8)
+        for c in self._items:
+            lut[c.id] = index[c.name]
+        return lut
+
+    def check_known(self, unknown: dict, file: str) -> None:
+        """Refuse a decoded label that had values outside this map (``Loaded.unknown``).
+
+        Raises:
+            UnknownLabelError: Naming ``file``, the first values with their pixel counts and
+                the classes of this map.
+        """
+        if not unknown:
+            return
+        found = ", ".join(f"{k} ({v} px)" for k, v in list(unknown.items())[:5])
+        err = UnknownLabelError(
+            f"{file}: labels outside the class map: {found}; classes are "
+            f"{', '.join(f'{c.id}={c.name}' for c in self._items)}. Fix the mask or add the "
+            "class to classes.yaml (edgeseg data check lists every such file)"
+        )
+        err.kind = "unknown_value"
+        raise err
+
     def palette(self) -> np.ndarray:
         """A (256, 3) uint8 palette: row i is the colour of id i (void row = void colour)."""
         pal = np.zeros((256, 3), np.uint8)
-        for c in self._items:
+        for c in [*self._items, *self._ignored]:
             if c.id < 256:
                 pal[c.id] = c.color
         pal[VOID] = self.void_color if self.void_color is not None else VOC_VOID_COLOR
@@ -207,6 +318,7 @@ class ClassMap:
     # -- (de)serialisation -----------------------------------------------------------------
     def to_list(self) -> list[dict]:
         out = [c.to_dict() for c in self._items]
+        out += [{**c.to_dict(), "ignore": True} for c in self._ignored]
         if self.void_color is not None:
             out.append({"id": VOID, "name": "void", "color": list(self.void_color)})
         return out
@@ -228,16 +340,19 @@ class ClassMap:
                 f"{type(entries).__name__}; see edgeseg.data.classes for the format"
             )
         classes = []
+        ignored: set[int] = set()
         void_color = None
         for n, e in enumerate(entries):
             where = f"{source} entry {n + 1}"
             if not isinstance(e, dict) or "id" not in e or "name" not in e:
                 raise DatasetError(f"{where}: {short(e)} needs at least 'id' and 'name'")
-            unknown = set(e) - {"id", "name", "color"}
+            unknown = set(e) - {"id", "name", "color", "ignore"}
             if unknown:
                 raise DatasetError(
-                    f"{where}: unknown keys {sorted(unknown)}; allowed are id, name, color"
+                    f"{where}: unknown keys {sorted(unknown)}; allowed are id, name, color, ignore"
                 )
+            if not isinstance(e.get("ignore", False), bool):
+                raise DatasetError(f"{where}: ignore {short(e['ignore'])} is not true or false")
             cid = e["id"]
             if not isinstance(cid, int) or isinstance(cid, bool):
                 raise DatasetError(f"{where}: id {short(cid)} is not an integer")
@@ -246,6 +361,8 @@ class ClassMap:
                 continue
             color = _parse_color(e["color"], where) if "color" in e else None
             classes.append((cid, str(e["name"]), color))
+            if e.get("ignore", False):
+                ignored.add(cid)
         used = {c for _, _, c in classes if c is not None}
         infos = []
         for cid, name, color in classes:
@@ -257,7 +374,9 @@ class ClassMap:
                     color = default_color(k)
                 used.add(color)
             infos.append(ClassInfo(cid, name, color))
-        return cls(infos, void_color=void_color, source=source)
+        keep = [c for c in infos if c.id not in ignored]
+        void = [c for c in infos if c.id in ignored]
+        return cls(keep, void_color=void_color, source=source, ignore=void)
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> ClassMap:

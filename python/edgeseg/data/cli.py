@@ -26,6 +26,47 @@ from edgeseg._cli import (
 from edgeseg.errors import DatasetError
 
 
+def _add_source(p) -> None:
+    """--from / --ignore / --cityscapes-ids: how to read a dataset (check, convert, info)."""
+    from edgeseg.data.formats import FORMATS
+
+    p.add_argument(
+        "--from",
+        dest="layout",
+        choices=FORMATS,
+        metavar="FORMAT",
+        help=f"the dataset's format instead of detecting it: {', '.join(FORMATS)}",
+    )
+    p.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="CLASS",
+        help="a class whose pixels are void (ignored by training and metrics); repeatable",
+    )
+    p.add_argument(
+        "--cityscapes-ids",
+        choices=("train", "all"),
+        default="train",
+        help="Cityscapes: the 19 train classes, other ids void (default), or all 34 label ids",
+    )
+
+
+def _open(path: str, args, classes=None, quiet: bool = True):
+    from edgeseg.data.dataset import open_dataset
+
+    with warnings.catch_warnings():
+        if quiet:  # check and info list the left-out images themselves
+            warnings.simplefilter("ignore")
+        return open_dataset(
+            path,
+            classes=classes,
+            layout=args.layout,
+            ignore=args.ignore,
+            cityscapes_ids=args.cityscapes_ids,
+        )
+
+
 def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
@@ -62,6 +103,7 @@ def _add_check(sub) -> None:
         help="warn when a class appears in fewer images (default 5)",
     )
     p.add_argument("--limit", type=int, default=20, help="findings printed per kind (default 20)")
+    _add_source(p)
     add_no_progress(p)
     p.set_defaults(func=_cmd_check)
 
@@ -71,7 +113,7 @@ def _cmd_check(args) -> int:
 
     try:
         report = check(
-            args.dataset,
+            _open(args.dataset, args, args.classes),
             classes=args.classes,
             workers=args.workers,
             max_unlabeled=args.max_unlabeled,
@@ -147,16 +189,25 @@ def _add_convert(sub) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a dataset to a folder dataset or a CVAT export, pixel for pixel",
-        description="Read SRC in any supported layout and write DST as a folder dataset or a "
-        "CVAT 'Segmentation mask 1.1' export (a DST ending in .zip writes an archive).",
-        epilog=epilog("edgeseg data convert data/defects data/defects_cvat.zip --to cvat"),
+        description="Read SRC in any supported format (folder, CVAT, Pascal VOC, Cityscapes, "
+        "COCO, Label Studio, Roboflow, LabelMe; detected, or named by --from) and write DST as "
+        "a folder dataset or a CVAT 'Segmentation mask 1.1' export (a DST ending in .zip "
+        "writes an archive).",
+        epilog=epilog(
+            "edgeseg data convert data/defects data/defects_cvat.zip --to cvat",
+            "edgeseg data convert VOCdevkit/VOC2012 data/voc --from voc",
+            "edgeseg data convert labelstudio_export/ data/parts --from labelstudio",
+        ),
         formatter_class=HELP_FORMATTER,
     )
     p.add_argument("src")
     p.add_argument("dst")
-    p.add_argument("--to", choices=("folder", "cvat"), required=True)
+    p.add_argument(
+        "--to", choices=("folder", "cvat"), default="folder", help="target layout (folder)"
+    )
     p.add_argument("--classes", metavar="YAML", help="class map to use instead of SRC's")
     p.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    _add_source(p)
     add_no_progress(p)
     p.set_defaults(func=_cmd_convert)
 
@@ -165,7 +216,7 @@ def _cmd_convert(args) -> int:
     from edgeseg.data.convert import convert
 
     out = convert(
-        args.src,
+        _open(args.src, args, args.classes, quiet=False),
         args.dst,
         to=args.to,
         classes=args.classes,
@@ -185,21 +236,19 @@ def _add_info(sub) -> None:
     )
     p.add_argument("dataset")
     add_json(p, "the dataset's layout, classes and splits")
+    _add_source(p)
     p.set_defaults(func=_cmd_info)
 
 
 def _cmd_info(args) -> int:
-    from edgeseg.data.dataset import open_dataset
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = open_dataset(args.dataset)
+    ds = _open(args.dataset, args)
     info = {
         "dataset": ds.display_root,
         "layout": ds.layout,
         "num_images": len(ds),
         "splits": ds.split_sizes(),
         "classes": [c.to_dict() for c in ds.classes],
+        "ignored_classes": [c.to_dict() for c in ds.classes.ignored],
         "issues": len(ds.issues),
     }
     write_json(args.json, info)

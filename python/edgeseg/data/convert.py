@@ -1,6 +1,7 @@
 """Conversion between layouts without changing a pixel.
 
-``convert(src, dst, to="folder"|"cvat")`` reads any supported layout (LabelMe included) and
+``convert(src, dst, to="folder"|"cvat")`` reads any supported format (VOC, Cityscapes, COCO,
+Label Studio, Roboflow and LabelMe included) and
 writes a folder dataset or a CVAT "Segmentation mask 1.1" export (``dst`` ending in ``.zip``
 writes an archive). Image files are copied byte for byte (EXIF and all); masks are written
 from the decoded class ids: palette PNGs (index = id; 16-bit PNGs past id 254) for
@@ -13,8 +14,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -54,11 +56,19 @@ def convert(
     classes: Union[ClassMap, str, Path, None] = None,
     overwrite: bool = False,
     progress: bool = False,
+    layout: Optional[str] = None,
+    ignore: Sequence[str] = (),
 ) -> Path:
-    """Convert ``src`` (any layout, or an open dataset) to ``to`` at ``dst``; returns ``dst``."""
+    """Convert ``src`` (any layout, or an open dataset) to ``to`` at ``dst``; returns ``dst``.
+
+    ``layout`` names the source format instead of detecting it and ``ignore`` class names to
+    write as void (see :func:`~edgeseg.data.open_dataset`)."""
     if to not in FORMATS:
         raise DatasetError(f"unknown target format {to!r}; choose one of {', '.join(FORMATS)}")
-    ds = src if isinstance(src, SegDataset) else open_dataset(src, classes=classes)
+    if isinstance(src, SegDataset):
+        ds = src
+    else:
+        ds = open_dataset(src, classes=classes, layout=layout, ignore=ignore)
     dst = Path(dst)
     as_zip = dst.suffix.lower() == ".zip"
     if dst.exists() and (dst.is_file() or any(dst.iterdir())):
@@ -117,7 +127,8 @@ def _write(ds: SegDataset, out: Path, to: str, progress: bool) -> None:
             splits.setdefault(s.split, []).append(s.key)
     if to == "cvat":
         (out / "labelmap.txt").write_text(ds.classes.labelmap_text(), encoding="utf-8")
-        if ds.classes.ids != list(range(len(ds.classes))) or ds.classes.void_color is not None:
+        cm = ds.classes
+        if cm.ids != list(range(len(cm))) or cm.void_color is not None or cm.ignored:
             ds.classes.save(out / "classes.yaml")  # labelmap.txt alone cannot hold these ids
         split_dir = out / "ImageSets" / "Segmentation"
     else:

@@ -1,15 +1,9 @@
-"""The dataset object and the readers behind :func:`open_dataset`.
+"""The dataset object and :func:`open_dataset`, which picks a reader for a path.
 
-``open_dataset(path)`` looks at ``path`` (a folder, or a ``.zip`` of one) and picks a reader:
-
-* **folder** — ``images/`` and ``masks/`` paired by relative path + stem (sub-folders
-  allowed), optional ``classes.yaml``, optional ``splits/{train,val,test}.txt``. Masks are
-  single-channel id PNGs (8/16 bit), palette PNGs (palette index = class id) or RGB colour
-  PNGs mapped through the class colours.
-* **cvat** — CVAT "Segmentation mask 1.1" (Pascal VOC): ``labelmap.txt``,
-  ``SegmentationClass/`` colour masks, ``JPEGImages/``, ``ImageSets/Segmentation/*.txt``.
-* **labelme** — LabelMe ``*.json`` files (polygons, rectangles, circles...), images by
-  ``imagePath`` or embedded ``imageData``; classes from ``classes.yaml`` or from the labels.
+``open_dataset(path)`` looks at ``path`` (a folder, or a ``.zip`` of one), detects its
+format and reads it with that format's reader (:mod:`edgeseg.data.formats`, one module per
+format): folder, CVAT "Segmentation mask 1.1", Pascal VOC 2012, Cityscapes, COCO, Label
+Studio, Roboflow "Semantic Segmentation Masks" and LabelMe.
 
 The result is a :class:`SegDataset`, free of torch, shared by training, evaluation,
 calibration and QA::
@@ -21,10 +15,10 @@ calibration and QA::
     ds.image_path(0), ds.label_path(0)   # for messages
 
 Problems found while pairing files (an image without a mask, a mask without an image, an
-ambiguous name, split files listing unknown stems) are kept in ``ds.issues`` as QA findings;
-an image without a mask is left out of ``ds`` and a warning says so. Problems inside files
-raise :class:`~edgeseg.DatasetError` from ``ds[i]`` naming the file; ``edgeseg data check``
-lists them all.
+ambiguous name, split files listing unknown stems, an annotation naming a missing image)
+are kept in ``ds.issues`` as QA findings; an image without a label is left out of ``ds`` and
+a warning says so. Problems inside files raise :class:`~edgeseg.DatasetError` from ``ds[i]``
+naming the file (and the annotation item); ``edgeseg data check`` lists them all.
 """
 
 from __future__ import annotations
@@ -37,67 +31,41 @@ import warnings
 import weakref
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
 from edgeseg._text import printable
-from edgeseg.data import files, labelme
-from edgeseg.data.classes import VOC_VOID_COLOR, VOID, ClassInfo, ClassMap, default_color
+from edgeseg.data import files, formats
+from edgeseg.data.classes import ClassMap
+from edgeseg.data.formats import FORMATS, LAYOUT_HELP
+from edgeseg.data.records import Loaded, Sample, finding, kind_error
 from edgeseg.data.zipped import extract_zip
 from edgeseg.errors import DatasetError
 
-__all__ = ["SPLITS", "Sample", "SegDataset", "Loaded", "detect_layout", "open_dataset"]
+__all__ = [
+    "LAYOUTS",
+    "SPLITS",
+    "Loaded",
+    "Sample",
+    "SegDataset",
+    "detect_layout",
+    "finding",
+    "open_dataset",
+]
 
 SPLITS = ("train", "val", "test")
-LAYOUTS = ("folder", "cvat", "labelme")
-_IGNORED_NAMES = {"thumbs.db", "desktop.ini"}
-_LAYOUT_HELP = (
-    "expected one of: a folder with images/ and masks/ (+ classes.yaml), a CVAT "
-    "'Segmentation mask 1.1' export (labelmap.txt, SegmentationClass/, JPEGImages/), or "
-    "LabelMe *.json files; a .zip of any of these works too"
+LAYOUTS = FORMATS
+_MARKERS = (
+    "images",
+    "masks",
+    "labelmap.txt",
+    "SegmentationClass",
+    "classes.yaml",
+    "leftImg8bit",
+    "_classes.csv",
 )
-
-
-def finding(kind: str, file: str, detail: str, severity: str = "error") -> dict:
-    """A QA finding as it appears in the report (``severity`` is 'error' or 'warning'); file
-    names that are not UTF-8 are shown with ``\\xNN`` escapes."""
-    return {
-        "kind": kind,
-        "file": printable(file),
-        "detail": printable(detail),
-        "severity": severity,
-    }
-
-
-def _error(kind: str, message: str) -> DatasetError:
-    """A DatasetError that also tells QA which finding kind it is."""
-    err = DatasetError(message)
-    err.kind = kind
-    return err
-
-
-@dataclass
-class Sample:
-    """One image and its label source. Paths are absolute strings (picklable)."""
-
-    key: str  # relative path without suffix, '/'-separated; the stem used in split files
-    image: Optional[str]  # None: embedded in the LabelMe JSON
-    label: str  # mask file or LabelMe JSON
-    kind: str  # "mask" or "labelme"
-    split: Optional[str] = None
-
-
-@dataclass
-class Loaded:
-    """What :meth:`SegDataset.load` returns: everything QA needs about one sample."""
-
-    image: np.ndarray
-    mask: np.ndarray
-    unknown: dict = field(default_factory=dict)  # "colour (r, g, b)" / "id 7" / "label 'x'" → px
-    orientation: int = 1
 
 
 class _TempDir:
@@ -134,6 +102,7 @@ class SegDataset:
         display_root: Optional[str] = None,
         keepalive: Optional[_TempDir] = None,
         name: Optional[str] = None,
+        value_map: Optional[np.ndarray] = None,
     ):
         self.root = Path(root)
         self.layout = layout
@@ -144,6 +113,7 @@ class SegDataset:
         self.void_colors = tuple(void_colors)
         self.display_root = display_root or str(self.root)
         self.name = name
+        self.value_map = value_map
         self._keepalive = keepalive
 
     # -- pickling for worker processes: never carry the temp-dir owner -------------------
@@ -193,7 +163,9 @@ class SegDataset:
         return self.display(s.image) if s.image else f"{self.display(s.label)} (imageData)"
 
     def label_path(self, i: int) -> str:
-        return self.display(self.samples[i].label)
+        """The label file of sample ``i`` (with the annotation item: ``x.json (image id 7)``)."""
+        s = self.samples[i]
+        return self.display(s.label) + (f" ({s.item})" if s.item else "")
 
     def split(self, name: str) -> SegDataset:
         """The samples of split ``name`` (train, val or test) as a dataset view."""
@@ -219,6 +191,7 @@ class SegDataset:
             self.display_root,
             self._keepalive,
             name,
+            self.value_map,
         )
 
     def split_sizes(self) -> dict[str, int]:
@@ -232,8 +205,8 @@ class SegDataset:
     def load(self, i: int) -> Loaded:
         """Decode sample ``i``; raises :class:`DatasetError` naming the file on any problem."""
         s = self.samples[i]
-        if s.kind == "labelme":
-            return self._load_labelme(s)
+        if s.kind != "mask":
+            return formats.loader(s.kind)(self, s)
         img = files.read_image(s.image, self.display(s.image))
         im = files.read_mask_image(s.label, self.display(s.label))
         h, w = img.rgb.shape[:2]
@@ -243,31 +216,17 @@ class SegDataset:
                 # The mask was drawn on the stored (un-rotated) pixels: rotate it the same way.
                 im = files.apply_orientation(im, img.orientation)
             else:
-                raise _error(
+                raise kind_error(
                     "size_mismatch",
                     f"{self.display(s.label)}: mask is {mw}x{mh} but its image "
                     f"{self.display(s.image)} is {w}x{h}; export the mask at the image's size",
                 )
-        mask, unknown = files.decode_mask(im, self.classes, self.palette_is_ids, self.void_colors)
-        return Loaded(img.rgb, mask, unknown, img.orientation)
-
-    def _load_labelme(self, s: Sample) -> Loaded:
-        name = self.display(s.label)
-        doc = labelme.load_json(s.label)
-        if s.image:
-            img = files.read_image(s.image, self.display(s.image))
+        if self.value_map is not None and im.mode in ("L", "P", "I;16", "I"):
+            mask, unknown = files.decode_ids(self.value_map[np.asarray(im)], self.classes)
         else:
-            img = files.read_image(labelme.image_bytes(doc, name), f"{name} (imageData)")
-        h, w = img.rgb.shape[:2]
-        jh, jw = doc.get("imageHeight"), doc.get("imageWidth")
-        if isinstance(jh, int) and isinstance(jw, int) and (jh, jw) != (h, w):
-            raise _error(
-                "size_mismatch",
-                f"{name}: annotation is for a {jw}x{jh} image but "
-                f"{self.image_path(self.samples.index(s))} is {w}x{h}; open the image in "
-                "LabelMe and save the annotation again",
+            mask, unknown = files.decode_mask(
+                im, self.classes, self.palette_is_ids, self.void_colors
             )
-        mask, unknown = labelme.rasterize(doc, (h, w), self.classes, name)
         return Loaded(img.rgb, mask, unknown, img.orientation)
 
     def image_hash(self, image: np.ndarray) -> str:
@@ -287,33 +246,43 @@ def open_dataset(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    ignore: Sequence[str] = (),
+    cityscapes_ids: str = "train",
 ) -> SegDataset:
-    """Open a dataset in any supported layout (see the module docstring).
+    """Open a dataset in any supported format (see the module docstring).
 
     Args:
-        path: A dataset folder or ``.zip`` (folder, CVAT "Segmentation mask 1.1" or LabelMe
-            layout, detected from its files).
+        path: A dataset folder or ``.zip`` (its format is detected from its files).
         classes: A :class:`ClassMap` or a ``classes.yaml`` path overriding the dataset's own.
-        layout: ``"folder"``, ``"cvat"`` or ``"labelme"`` instead of detecting it.
+        layout: One of :data:`LAYOUTS` (``"folder"``, ``"cvat"``, ``"voc"``,
+            ``"cityscapes"``, ``"coco"``, ``"labelstudio"``, ``"roboflow"``, ``"labelme"``)
+            instead of detecting it.
         seed: Seed of the deterministic train/val/test split used without split files.
         val_fraction: Share of the samples for ``val`` without split files.
         test_fraction: Share of the samples for ``test`` without split files.
+        ignore: Class names whose pixels are void (ignored by training and metrics), e.g. a
+            dataset's ``unlabeled`` class; they leave the class map.
+        cityscapes_ids: ``"train"`` (the 19 Cityscapes train classes, the others void) or
+            ``"all"`` (every label id is a class).
 
     Returns:
         A :class:`SegDataset`.
 
     Raises:
-        DatasetError: No such path, an unknown layout, a class map that cannot be read, or
-            a split file naming missing samples; the message names the file and the fix.
+        DatasetError: No such path, an unknown layout, a class map that cannot be read, an
+            ``ignore`` name that is not a class, or a split file naming missing samples;
+            the message names the file and the fix.
     """
     src = Path(path)
     if not src.exists():
         raise DatasetError(f"{src}: no such file or folder; give a dataset folder or .zip")
+    if cityscapes_ids not in ("train", "all"):
+        raise DatasetError(f"cityscapes_ids {cityscapes_ids!r}: choose 'train' or 'all'")
     display_root = str(src)
     keepalive = None
     if src.is_file():
         if not zipfile.is_zipfile(src):
-            raise DatasetError(f"{src}: not a folder or a .zip archive; {_LAYOUT_HELP}")
+            raise DatasetError(f"{src}: not a folder or a .zip archive; {LAYOUT_HELP}")
         keepalive = _TempDir(tempfile.mkdtemp(prefix="edgeseg-data-"))
         extract_zip(src, Path(keepalive.path))
         root = _unwrap(Path(keepalive.path))
@@ -322,19 +291,31 @@ def open_dataset(
     if isinstance(classes, (str, Path)):
         classes = ClassMap.load(classes)
     layout = layout or detect_layout(root, display_root)
-    if layout not in LAYOUTS:
-        raise DatasetError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
-    reader = {"folder": _read_folder, "cvat": _read_cvat, "labelme": _read_labelme}[layout]
-    ds = reader(root, classes)
+    found = formats.reader(layout)(root, classes, {"cityscapes_ids": cityscapes_ids})
+    cm = found.classes.with_ignored(ignore)
+    ds = SegDataset(
+        root,
+        layout,
+        cm,
+        found.samples,
+        found.issues,
+        palette_is_ids=found.palette_is_ids,
+        void_colors=found.void_colors,
+        value_map=found.value_map,
+    )
     ds.display_root = display_root
     ds._keepalive = keepalive
     if keepalive is not None:
         _redisplay(ds, root)
     if not ds.samples:
-        detail = f" ({len(ds.issues)} problems found, e.g. {ds.issues[0]['detail']})"
+        detail = (
+            f" ({len(ds.issues)} problems found, e.g. {ds.issues[0]['detail']})"
+            if ds.issues
+            else ""
+        )
         raise DatasetError(
             f"{display_root}: no usable image/label pairs in this {layout} dataset"
-            f"{detail if ds.issues else ''}; {_LAYOUT_HELP}"
+            f"{detail}; {LAYOUT_HELP}"
         )
     if not any(s.split for s in ds.samples):
         _seeded_split(ds.samples, seed, val_fraction, test_fraction)
@@ -361,10 +342,7 @@ def _unwrap(root: Path) -> Path:
 
 
 def _markers(root: Path) -> bool:
-    return any(
-        (root / m).exists()
-        for m in ("images", "masks", "labelmap.txt", "SegmentationClass", "classes.yaml")
-    )
+    return any((root / m).exists() for m in _MARKERS)
 
 
 def _redisplay(ds: SegDataset, root: Path) -> None:
@@ -375,130 +353,8 @@ def _redisplay(ds: SegDataset, root: Path) -> None:
 
 
 def detect_layout(root: Path, display: Optional[str] = None) -> str:
-    """'folder', 'cvat' or 'labelme' from the files under ``root``."""
-    display = display or str(root)
-    if (root / "labelmap.txt").is_file() or (root / "SegmentationClass").is_dir():
-        return "cvat"
-    if (root / "images").is_dir() or (root / "masks").is_dir():
-        return "folder"
-    for p in root.rglob("*.json"):
-        if p.is_file():
-            return "labelme"
-    raise DatasetError(f"{display}: cannot tell the dataset layout; {_LAYOUT_HELP}")
-
-
-def _index(folder: Path, exts: Sequence[str], what: str, issues: list[dict]) -> dict[str, str]:
-    """Relative key (no suffix) → file; ambiguous keys and foreign files become findings."""
-    found: dict[str, list[Path]] = {}
-    if not folder.is_dir():
-        return {}
-    for p in sorted(folder.rglob("*")):
-        if not p.is_file() or p.name.startswith(".") or p.name.lower() in _IGNORED_NAMES:
-            continue
-        if p.suffix.lower() not in exts:
-            issues.append(
-                finding(
-                    "ignored_file",
-                    str(p),
-                    f"not a supported {what} type ({', '.join(exts)}); convert or remove it",
-                    "warning",
-                )
-            )
-            continue
-        key = p.relative_to(folder).with_suffix("").as_posix()
-        found.setdefault(key, []).append(p)
-    out = {}
-    for key, paths in found.items():
-        out[key] = str(paths[0])
-        if len(paths) > 1:
-            issues.append(
-                finding(
-                    "ambiguous_name",
-                    str(paths[1]),
-                    f"{len(paths)} {what}s share the name {key!r} "
-                    f"({', '.join(p.name for p in paths)}); using {paths[0].name}, rename or "
-                    "remove the others",
-                )
-            )
-    return out
-
-
-def _pair(
-    images: dict[str, str], masks: dict[str, str], issues: list[dict], mask_dir: str, img_dir: str
-) -> list[Sample]:
-    samples = []
-    for key, img in images.items():
-        if key in masks:
-            samples.append(Sample(key, img, masks[key], "mask"))
-        else:
-            issues.append(
-                finding("missing_mask", img, f"no mask {mask_dir}/{key}.png; label it or remove it")
-            )
-    for key, mask in masks.items():
-        if key not in images:
-            issues.append(
-                finding(
-                    "missing_image",
-                    mask,
-                    f"no image {img_dir}/{key}.* for this mask; add it or remove the mask",
-                )
-            )
-    return samples
-
-
-def _read_split_files(
-    samples: list[Sample], split_files: dict[str, Path], issues: list[dict]
-) -> None:
-    by_key = {s.key: s for s in samples}
-    by_stem: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_stem.setdefault(s.key.rsplit("/", 1)[-1], []).append(s)
-    assigned: dict[str, str] = {}
-    for name, path in sorted(split_files.items()):
-        # surrogateescape: names that are not UTF-8 match the files' names as Python sees them
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            entry = raw.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            entry = entry.split()[0]
-            s = by_key.get(entry) or by_key.get(str(Path(entry).with_suffix("").as_posix()))
-            if s is None and len(by_stem.get(entry, [])) == 1:
-                s = by_stem[entry][0]
-            if s is None:
-                issues.append(
-                    finding(
-                        "split_mismatch",
-                        f"{path}:{lineno}",
-                        f"{entry!r} matches no labelled image; fix the name or delete the line",
-                        "warning",
-                    )
-                )
-                continue
-            if s.key in assigned and assigned[s.key] != name:
-                issues.append(
-                    finding(
-                        "split_mismatch",
-                        f"{path}:{lineno}",
-                        f"{s.key!r} is in both {assigned[s.key]} and {name}; evaluation would "
-                        "see training data, keep it in one split",
-                    )
-                )
-                continue
-            assigned[s.key] = name
-            s.split = name
-    if split_files:
-        for s in samples:
-            if s.split is None:
-                issues.append(
-                    finding(
-                        "split_mismatch",
-                        s.image or s.label,
-                        f"{s.key!r} is in none of the split files "
-                        f"({', '.join(sorted(split_files))}); add it to one",
-                        "warning",
-                    )
-                )
+    """The format of the dataset under ``root``, one of :data:`LAYOUTS`."""
+    return formats.detect(Path(root), display)
 
 
 def _seeded_split(samples: list[Sample], seed: int, val: float, test: float) -> None:
@@ -518,182 +374,6 @@ def _seeded_split(samples: list[Sample], seed: int, val: float, test: float) -> 
         )
     for s in samples:
         s.split = split_of[s.key]
-
-
-def _infer_classes(mask_paths: list[str], palette_is_ids: bool, root: Path) -> ClassMap:
-    """Class map from the values found in the masks (names class_<id>)."""
-    ids: set[int] = set()
-    colors: set[tuple] = set()
-    palette = None
-    for p in mask_paths:
-        try:
-            im = files.read_mask_image(p)
-        except DatasetError:
-            continue  # reported by QA as unreadable
-        if palette_is_ids and im.mode in ("P", "L", "1", "I", "I;16", "I;16B", "I;16L", "LA"):
-            if im.mode == "P" and palette is None:
-                palette = im.getpalette()
-            arr = np.asarray(im.convert("L") if im.mode == "LA" else im)
-            ids.update(np.unique(arr).tolist())
-        else:
-            rgb = np.asarray(im.convert("RGB")).reshape(-1, 3)
-            colors.update(map(tuple, np.unique(rgb, axis=0).tolist()))
-    source = f"{root} (classes inferred from masks; add classes.yaml to name them)"
-    if ids and colors:
-        raise DatasetError(
-            f"{root}: masks mix class-id and colour images and there is no classes.yaml; "
-            "add classes.yaml with {id, name, color} for every class"
-        )
-    if colors:
-        colors.discard(VOC_VOID_COLOR)
-        ordered = sorted(colors, key=lambda c: (c != (0, 0, 0), c))
-        infos = [
-            ClassInfo(i, "background" if c == (0, 0, 0) and i == 0 else f"class_{i}", c)
-            for i, c in enumerate(ordered)
-        ]
-        return ClassMap(infos, source=source)
-    ids.discard(VOID)
-    ids = ids or {0}
-    infos = []
-    used = set()
-    for i in sorted(ids):
-        color = default_color(i)
-        if palette is not None and i < 256:
-            color = tuple(palette[3 * i : 3 * i + 3])
-        if color in used:
-            color = default_color(i)
-        used.add(color)
-        infos.append(ClassInfo(i, "background" if i == 0 else f"class_{i}", color))
-    try:
-        return ClassMap(infos, source=source)
-    except DatasetError:
-        return ClassMap(
-            [ClassInfo(c.id, c.name, default_color(c.id)) for c in infos], source=source
-        )
-
-
-def _class_map(root: Path, given: Optional[ClassMap], fallback, issues: list[dict]) -> ClassMap:
-    if given is not None:
-        return given
-    if (root / "classes.yaml").is_file():
-        return ClassMap.load(root / "classes.yaml")
-    cm = fallback()
-    issues.append(
-        finding(
-            "no_class_map",
-            str(root),
-            f"no classes.yaml; using {len(cm)} classes inferred from the labels "
-            f"({', '.join(cm.names[:8])}{'...' if len(cm) > 8 else ''}); write classes.yaml "
-            "to fix names, colours and ids",
-            "warning",
-        )
-    )
-    return cm
-
-
-def _read_folder(root: Path, classes: Optional[ClassMap]) -> SegDataset:
-    issues: list[dict] = []
-    if not (root / "images").is_dir():
-        raise DatasetError(f"{root}: folder layout without an images/ folder; {_LAYOUT_HELP}")
-    images = _index(root / "images", files.IMAGE_EXTS, "image", issues)
-    masks = _index(root / "masks", files.MASK_EXTS, "mask", issues)
-    samples = _pair(images, masks, issues, "masks", "images")
-    split_dir = root / "splits"
-    split_files = {p.stem: p for p in split_dir.glob("*.txt")} if split_dir.is_dir() else {}
-    _read_split_files(samples, split_files, issues)
-    cm = _class_map(
-        root, classes, lambda: _infer_classes([s.label for s in samples], True, root), issues
-    )
-    return SegDataset(root, "folder", cm, samples, issues, palette_is_ids=True)
-
-
-def _read_cvat(root: Path, classes: Optional[ClassMap]) -> SegDataset:
-    issues: list[dict] = []
-    if classes is None:
-        labelmap = root / "labelmap.txt"
-        if (root / "classes.yaml").is_file():
-            classes = ClassMap.load(root / "classes.yaml")
-            if labelmap.is_file():
-                lm = ClassMap.from_labelmap(labelmap)
-                if {(c.name, c.color) for c in lm} != {(c.name, c.color) for c in classes}:
-                    raise DatasetError(
-                        f"{root}: classes.yaml and labelmap.txt disagree on names or colours "
-                        f"({classes.names} vs {lm.names}); fix one or delete classes.yaml"
-                    )
-        elif labelmap.is_file():
-            classes = ClassMap.from_labelmap(labelmap)
-        else:
-            raise DatasetError(
-                f"{root}: CVAT layout without labelmap.txt; export again with "
-                "'Segmentation mask 1.1' or add classes.yaml"
-            )
-    images = _index(root / "JPEGImages", files.IMAGE_EXTS, "image", issues)
-    masks = _index(root / "SegmentationClass", files.MASK_EXTS, "mask", issues)
-    samples = _pair(images, masks, issues, "SegmentationClass", "JPEGImages")
-    sets = root / "ImageSets" / "Segmentation"
-    split_files = {p.stem.lower(): p for p in sets.glob("*.txt")} if sets.is_dir() else {}
-    if set(split_files) == {"default"}:
-        split_files = {}  # CVAT without subsets: split deterministically
-    _read_split_files(samples, split_files, issues)
-    void = () if classes.by_color(VOC_VOID_COLOR) else (VOC_VOID_COLOR,)
-    return SegDataset(
-        root, "cvat", classes, samples, issues, palette_is_ids=False, void_colors=void
-    )
-
-
-def _read_labelme(root: Path, classes: Optional[ClassMap]) -> SegDataset:
-    issues: list[dict] = []
-    samples: list[Sample] = []
-    labels: set[str] = set()
-    referenced: set[str] = set()
-    for p in sorted(root.rglob("*.json")):
-        if not p.is_file() or p.name.startswith("."):
-            continue
-        try:
-            doc = labelme.load_json(p)
-        except DatasetError as e:
-            issues.append(finding("unreadable", str(p), str(e).split(": ", 1)[-1]))
-            continue
-        labels.update(labelme.labels_of(doc))
-        image = None
-        ip = doc.get("imagePath")
-        if isinstance(ip, str) and ip:
-            cand = (p.parent / ip.replace("\\", "/")).resolve()
-            if cand.is_file():
-                image = str(cand)
-                referenced.add(image)
-        if image is None and not doc.get("imageData"):
-            issues.append(
-                finding(
-                    "missing_image",
-                    str(p),
-                    f"imagePath {ip!r} not found and no imageData embedded; put the image "
-                    "next to the JSON or save with 'Save With Image Data'",
-                )
-            )
-            continue
-        key = p.relative_to(root).with_suffix("").as_posix()
-        samples.append(Sample(key, image, str(p), "labelme"))
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and p.suffix.lower() in files.IMAGE_EXTS and not p.name.startswith("."):
-            if str(p.resolve()) not in referenced:
-                issues.append(
-                    finding(
-                        "missing_mask",
-                        str(p),
-                        "no LabelMe JSON refers to this image; annotate it or remove it",
-                    )
-                )
-    split_dir = root / "splits"
-    split_files = {p.stem: p for p in split_dir.glob("*.txt")} if split_dir.is_dir() else {}
-    _read_split_files(samples, split_files, issues)
-
-    def from_labels() -> ClassMap:
-        names = sorted(lb for lb in labels if lb not in labelme.BACKGROUND_LABELS)
-        return ClassMap.from_names(["background", *names], source=f"{root} (from labels)")
-
-    cm = _class_map(root, classes, from_labels, issues)
-    return SegDataset(root, "labelme", cm, samples, issues)
 
 
 def cpu_workers(workers: Optional[int]) -> int:

@@ -5,7 +5,8 @@ channels, alpha is dropped, 16-bit samples keep their high byte (the same rule P
 to 16-bit colour TIFF, so grey and colour files agree). EXIF orientation is applied.
 
 Masks come back as HW integer class ids (``ClassMap.mask_dtype``) plus the pixel counts of
-values the class map does not know; those pixels become :data:`~edgeseg.data.classes.VOID`.
+values the class map does not know; those pixels become :data:`~edgeseg.data.classes.VOID`,
+as do the pixels of the map's ignored (named void) classes, which are not counted as unknown.
 """
 
 from __future__ import annotations
@@ -160,9 +161,10 @@ def decode_colors(
     rgb: np.ndarray, classes: ClassMap, void_colors: tuple = ()
 ) -> tuple[np.ndarray, dict[str, int]]:
     """RGB colour mask → ids; unknown colours become void and are counted."""
-    vc = tuple(sorted(set(tuple(c) for c in void_colors)))
+    vc = set(tuple(c) for c in void_colors) | {c.color for c in classes.ignored}
     if classes.void_color is not None:
-        vc = tuple(sorted(set(vc) | {classes.void_color}))
+        vc |= {classes.void_color}
+    vc = tuple(sorted(vc))
     packed = _pack(rgb[..., :3])
     ids = _color_lut(classes, vc)[packed]
     unknown: dict[str, int] = {}
@@ -195,12 +197,13 @@ def decode_ids(arr: np.ndarray, classes: ClassMap) -> tuple[np.ndarray, dict[str
     for c in classes:
         if c.id < size:
             lut[c.id] = c.id
+    void_ids = {VOID, *classes.ignored_ids}
     ids = lut[arr]
     unknown: dict[str, int] = {}
     if (ids == VOID).any():
         counts = np.bincount(arr.ravel(), minlength=size)
         for v in np.flatnonzero(counts).tolist():
-            if v != VOID and lut[v] == VOID and f"id {v}" not in extra:
+            if v not in void_ids and lut[v] == VOID and f"id {v}" not in extra:
                 unknown[f"id {v}"] = int(counts[v])
     unknown.update(extra)
     return ids, unknown

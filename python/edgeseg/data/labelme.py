@@ -4,7 +4,8 @@ Shapes are drawn in file order (a later shape covers an earlier one): ``polygon`
 ``rectangle``, ``circle`` (centre + a point on the rim), ``line``/``linestrip`` (10 px wide)
 and ``point`` (radius 5), as in ``labelme.utils.shape_to_mask``; ``mask`` shapes (LabelMe
 5.3+, a base64 PNG placed at the first point) are pasted. Pixels no shape covers are
-background (id 0). Labels ``_background_`` and ``background`` mean id 0.
+background (id 0). Labels ``_background_`` and ``background`` mean id 0; the label of an
+ignored (named void) class paints void.
 """
 
 from __future__ import annotations
@@ -117,6 +118,8 @@ def rasterize(
             lut[value] = classes.by_name(label).id
         elif label in BACKGROUND_LABELS and classes.has_id(0):
             lut[value] = 0
+        elif classes.ignored_by_name(label) is not None:
+            pass  # a named void class: its pixels stay void
         else:
             unknown_values.append((label, value))
     ids = lut[drawn]

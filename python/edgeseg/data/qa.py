@@ -76,6 +76,9 @@ def _check_one(ds: SegDataset, i: int, max_unlabeled: float) -> dict:
                 f"the class to {_map_file(ds)} or repaint those pixels",
             )
         )
+    for kind, detail in item.notes:  # drawn, but not exactly as the annotation said
+        file = ds.label_path(i)
+        out["findings"].append(finding(kind, file, _strip(detail, file), "warning"))
     void = int(counts[VOID]) if VOID < size else 0
     if total and void / total > max_unlabeled:
         out["findings"].append(
@@ -239,6 +242,8 @@ def _aggregate(
         "class_pixels": class_pixels,
         "class_images": class_images,
         "void_pixels": pixels.get(VOID, 0),
+        # named void classes: their pixels are counted in void_pixels, never an error
+        "ignored_classes": [c.to_dict() for c in ds.classes.ignored],
         "thresholds": {
             "max_unlabeled": max_unlabeled,
             "min_pixel_share": min_pixel_share,
@@ -277,6 +282,9 @@ def format_report(report: dict, limit: int = 20) -> str:
         )
     if report.get("void_pixels"):
         lines.append(f"  {'255':>5}  {'void':<{width}}  {_human(report['void_pixels']):>8}")
+    if report.get("ignored_classes"):
+        names = ", ".join(f"{c['id']}={c['name']}" for c in report["ignored_classes"])
+        lines.append(f"  ignored classes (read as void, not errors): {names}")
     for title, items in (("errors", report["errors"]), ("warnings", report["warnings"])):
         if not items:
             continue

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import numpy as np
 
 from edgeseg import kernels
-from edgeseg.data import VOID, SegDataset, open_dataset
+from edgeseg.data import SegDataset, open_dataset
 from edgeseg.errors import DatasetError
 from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
 from edgeseg.onnx_metadata import read_onnx_metadata
@@ -29,17 +29,7 @@ __all__ = ["evaluate_onnx"]
 
 def _label_lut(ds: SegDataset, meta: dict) -> np.ndarray:
     """Dataset id -> model class index, matching classes by name (as the .pt evaluation)."""
-    index = {c["name"]: k for k, c in enumerate(meta["classes"])}
-    missing = [c.name for c in ds.classes if c.name not in index]
-    if missing:
-        raise DatasetError(
-            f"{ds.display_root}: classes {missing} are unknown to the model (it knows "
-            f"{list(index)}); evaluate on a dataset with the model's class map"
-        )
-    lut = np.full(65536, VOID, np.uint8)
-    for c in ds.classes:
-        lut[c.id] = index[c.name]
-    return lut
+    return ds.classes.index_lut([c["name"] for c in meta["classes"]])
 
 
 def evaluate_onnx(
@@ -72,12 +62,7 @@ def evaluate_onnx(
         images, masks = [], []
         for i in range(start, min(start + step, len(ds))):
             item = ds.load(i)
-            if item.unknown:
-                found = ", ".join(f"{k} ({v} px)" for k, v in list(item.unknown.items())[:5])
-                raise DatasetError(
-                    f"{ds.label_path(i)}: labels outside the class map: {found}; fix the mask "
-                    "or add the class to classes.yaml (edgeseg data check lists every such file)"
-                )
+            ds.classes.check_known(item.unknown, ds.label_path(i))
             images.append(item.image)
             masks.append(lut[item.mask])
         blob = np.asarray(

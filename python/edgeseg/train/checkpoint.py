@@ -15,6 +15,7 @@ from typing import Union
 
 import torch
 
+from edgeseg.data.classes import VOID
 from edgeseg.errors import TrainingError
 from edgeseg.train.models import arch_kwargs, create_model
 
@@ -42,7 +43,7 @@ def make_meta(cfg, classes, scan, model_kwargs: dict) -> dict:
         # architecture from meta and load the trained state dict, never the file
         "model_kwargs": arch_kwargs(model_kwargs),
         "num_classes": len(classes),
-        "classes": classes.to_list(),
+        "classes": [c.to_dict() for c in classes],  # learned classes only: no void, no ignored
         "input_size": [cfg.size, cfg.size],
         "mean": [float(v) for v in cfg.mean],
         "std": [float(v) for v in cfg.std],
@@ -50,7 +51,7 @@ def make_meta(cfg, classes, scan, model_kwargs: dict) -> dict:
         "layout": "NCHW",
         "scale": 1 / 255,
         "resize": "bilinear",
-        "ignore_index": 255,
+        "ignore_index": VOID,
         # the train split's pixels, labels and class map: export writes it into the ONNX
         # metadata, so a deployed model names the data it learned from
         "data_hash": scan.data_hash,

@@ -88,13 +88,9 @@ class ClassBalancedCrop(_CropNonEmpty):
 
 
 def id_lut(classes: ClassMap) -> np.ndarray:
-    """``lut[id] -> index`` over all 16-bit ids; ids not in the map and void map to 255."""
-    if len(classes) > 255:
-        raise TrainingError(f"{classes.source}: {len(classes)} classes; at most 255 are supported")
-    lut = np.full(65536, VOID, np.uint8)
-    for k, c in enumerate(classes):
-        lut[c.id] = k
-    return lut
+    """``lut[id] -> index`` over all 16-bit ids; ids not in the map and void map to 255
+    (:meth:`ClassMap.index_lut`, the one lookup training and evaluation share)."""
+    return classes.index_lut()
 
 
 def train_transform(
@@ -171,8 +167,9 @@ class ScanResult:
 
 
 def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
-    """Decode every sample once: refuse labels outside the class map, count class pixels,
-    find the smallest image. Raises :class:`TrainingError` naming the file and the fix."""
+    """Decode every sample once: refuse labels outside the class map
+    (:class:`~edgeseg.errors.UnknownLabelError`), count class pixels, find the smallest image.
+    Raises :class:`TrainingError` naming the file and the fix."""
     if len(ds) == 0:
         raise TrainingError(
             f"{ds.display_root}: the {what} split is empty; list images in "
@@ -186,13 +183,7 @@ def scan(ds: SegDataset, what: str, progress: bool = False) -> ScanResult:
     digests: list[tuple[str, str]] = []
     for i in tqdm(range(len(ds)), desc=f"scan {what}", unit="img", disable=not progress):
         item = ds.load(i)
-        if item.unknown:
-            found = ", ".join(f"{k} ({v} px)" for k, v in list(item.unknown.items())[:5])
-            raise TrainingError(
-                f"{ds.label_path(i)}: labels outside the class map: {found}; classes are "
-                f"{', '.join(f'{c.id}={c.name}' for c in ds.classes)}. Fix the mask or add the "
-                "class to classes.yaml (edgeseg data check lists every such file)"
-            )
+        ds.classes.check_known(item.unknown, ds.label_path(i))
         h, w = item.mask.shape
         sizes.add((h, w))
         if min(h, w) < min_side:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from edgeseg.data import VOID, SegDataset, open_dataset
+from edgeseg.data import SegDataset, open_dataset
 from edgeseg.errors import TrainingError
 from edgeseg.metrics import BoundaryF1, ConfusionMatrix, summarize
 from edgeseg.train import checkpoint
@@ -39,17 +39,7 @@ def load_model(path: Union[str, Path], device: str = "cpu"):
 
 def _label_lut(ds: SegDataset, meta: dict) -> np.ndarray:
     """Dataset id -> model class index, matching classes by name."""
-    index = {c["name"]: k for k, c in enumerate(meta["classes"])}
-    lut = np.full(65536, VOID, np.uint8)
-    missing = [c.name for c in ds.classes if c.name not in index]
-    if missing:
-        raise TrainingError(
-            f"{ds.display_root}: classes {missing} are unknown to the model (it knows "
-            f"{list(index)}); evaluate on a dataset with the model's class map"
-        )
-    for c in ds.classes:
-        lut[c.id] = index[c.name]
-    return lut
+    return ds.classes.index_lut([c["name"] for c in meta["classes"]])
 
 
 def evaluate(

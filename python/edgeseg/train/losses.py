@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgeseg.data.classes import VOID
 from edgeseg.errors import TrainingError
 
 __all__ = [
@@ -23,7 +24,8 @@ __all__ = [
     "weights_for_setting",
 ]
 
-IGNORE_INDEX = 255
+#: Target value that adds no loss: the dataset's void (unlabelled pixels and ignored classes).
+IGNORE_INDEX = VOID
 LOSSES = ("ce", "dice", "ce+dice")
 WEIGHT_METHODS = ("auto", "none", "median", "invsqrt")
 
@@ -134,23 +136,33 @@ class CELoss(nn.Module):
 
 
 class CEDiceLoss(nn.Module):
-    def __init__(self, weight: Optional[torch.Tensor] = None, dice_weight: float = 1.0):
+    def __init__(
+        self,
+        weight: Optional[torch.Tensor] = None,
+        dice_weight: float = 1.0,
+        ignore_index: int = IGNORE_INDEX,
+    ):
         super().__init__()
-        self.ce = CELoss(weight)
-        self.dice = DiceLoss()
+        self.ce = CELoss(weight, ignore_index=ignore_index)
+        self.dice = DiceLoss(ignore_index=ignore_index)
         self.dice_weight = dice_weight
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.ce(logits, target) + self.dice_weight * self.dice(logits, target)
 
 
-def create_loss(name: str, weight: Union[None, np.ndarray, Sequence[float]] = None) -> nn.Module:
-    """``ce`` (weighted), ``dice`` (plain) or ``ce+dice`` (weighted CE + Dice)."""
+def create_loss(
+    name: str,
+    weight: Union[None, np.ndarray, Sequence[float]] = None,
+    ignore_index: int = IGNORE_INDEX,
+) -> nn.Module:
+    """``ce`` (weighted), ``dice`` (plain) or ``ce+dice`` (weighted CE + Dice); pixels whose
+    target is ``ignore_index`` (void: 255 and the dataset's ignored classes) add nothing."""
     w = None if weight is None else torch.as_tensor(np.asarray(weight), dtype=torch.float32)
     if name == "ce":
-        return CELoss(w)
+        return CELoss(w, ignore_index=ignore_index)
     if name == "dice":
-        return DiceLoss()
+        return DiceLoss(ignore_index=ignore_index)
     if name == "ce+dice":
-        return CEDiceLoss(w)
+        return CEDiceLoss(w, ignore_index=ignore_index)
     raise TrainingError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
