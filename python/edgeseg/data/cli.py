@@ -20,13 +20,14 @@ from edgeseg._cli import (
     show_progress,
     write_json,
 )
-from edgeseg.errors import DatasetError
+from edgeseg.errors import DatasetError, EdgesegError
 
 
 def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
-        help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates",
+        help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates "
+        "and near duplicates across splits, border slivers, classes missing from a split",
         description="Decode every image and label and report what breaks the labelling rules. "
         "Exit code 0 when there are only warnings, 1 when there are label errors, 2 when the "
         "dataset cannot be opened at all (no such path, unknown layout).",
@@ -58,6 +59,13 @@ def _add_check(sub) -> None:
         default=5,
         help="warn when a class appears in fewer images (default 5)",
     )
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=6,
+        help="perceptual-hash bits (of 64) within which two images are near duplicates "
+        "(default 6; -1 turns the check off)",
+    )
     p.add_argument("--limit", type=int, default=20, help="findings printed per kind (default 20)")
     add_no_progress(p)
     p.set_defaults(func=_cmd_check)
@@ -75,6 +83,7 @@ def _cmd_check(args) -> int:
             min_pixel_share=args.min_pixel_share,
             min_class_images=args.min_class_images,
             progress=show_progress(args),
+            max_distance=args.max_distance,
         )
     except DatasetError as e:
         # The dataset could not even be opened: still give scripts a report to read.
@@ -209,6 +218,120 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _add_select(sub) -> None:
+    from edgeseg.data.select import CRITERIA
+
+    p = sub.add_parser(
+        "select",
+        help="pick the images worth labelling (uncertainty, disagreement, rare classes)",
+        description="Score every image of SRC (a folder or an NG archive) with --model and copy "
+        "the --n best to --out with selection.csv: by uncertainty (smallest top-1 minus top-2 "
+        "probability), disagreement (with --model2, or with the mirrored image) or rare-class "
+        "(largest predicted area of rare classes). Near duplicates (perceptual hash) of an "
+        "image already picked are skipped.",
+        epilog=epilog(
+            "edgeseg data select ng_archive/ --model model.onnx --n 100 --out to_label",
+            "edgeseg data select shots/ --model a.onnx --model2 b.onnx --by disagreement "
+            "--out to_label",
+        ),
+        formatter_class=HELP_FORMATTER,
+    )
+    p.add_argument("src", nargs="+", help="image folders (recursive), files, globs, NG archives")
+    p.add_argument("--model", required=True, help="model.onnx that scores the images")
+    p.add_argument("--out", required=True, help="folder for the picked images + selection.csv")
+    p.add_argument("--n", type=int, default=100, help="images to pick (default 100)")
+    p.add_argument("--by", choices=CRITERIA, default="uncertainty")
+    p.add_argument("--model2", help="second model for --by disagreement (default: mirror image)")
+    p.add_argument(
+        "--rare",
+        help="rare classes for --by rare-class, comma-separated (default: "
+        "classes with less than half an even share of the predicted area)",
+    )
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=6,
+        help="pHash bits within which two images are near duplicates (default 6; 0 = exact)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU inference threads")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_json(p, "the selection")
+    add_no_progress(p)
+    p.set_defaults(func=_cmd_select)
+
+
+def _cmd_select(args) -> int:
+    from edgeseg.data.select import select
+
+    rep = select(
+        args.src,
+        args.model,
+        args.out,
+        n=args.n,
+        by=args.by,
+        model2=args.model2,
+        rare=[c.strip() for c in args.rare.split(",") if c.strip()] if args.rare else None,
+        max_distance=args.max_distance,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=show_progress(args),
+    )
+    write_json(args.json, rep)
+    if args.json != "-":
+        print(
+            f"picked {len(rep['selected'])} of {rep['images']} images by {rep['by']} into "
+            f"{rep['out']} ({rep['near_duplicates_skipped']} near duplicates skipped"
+            f"{', ' + str(len(rep['failed'])) + ' unreadable' if rep['failed'] else ''})"
+        )
+    return 1 if rep["failed"] else 0
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import",
+        help="Label Studio tasks (corrected pre-annotations) -> folder dataset, merged into a base",
+        description="Rasterise the polygons of a Label Studio JSON export (the labeller's "
+        "annotations, else the predictions) into a folder dataset. With --base the base "
+        "dataset is copied first and the imported images join its train split; labels the "
+        "class map lacks are appended as new classes. A CVAT export needs no import: train on "
+        "the .zip, or merge it with edgeseg data convert.",
+        epilog=epilog(
+            "edgeseg data import export.json merged/ --base data/defects "
+            "--images pre/labelstudio/images",
+        ),
+        formatter_class=HELP_FORMATTER,
+    )
+    p.add_argument("tasks", help="Label Studio JSON export (a list of tasks)")
+    p.add_argument("out", help="folder dataset to write")
+    p.add_argument("--base", help="dataset to merge into (its splits are kept)")
+    p.add_argument("--classes", metavar="YAML", help="class map (default: --base's)")
+    p.add_argument("--images", help="folder of the tasks' images (default: TASKS/../images)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    add_json(p, "a summary")
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args) -> int:
+    from edgeseg.data.preannotate import import_labelstudio
+
+    rep = import_labelstudio(
+        args.tasks,
+        args.out,
+        classes=args.classes,
+        base=args.base,
+        images=args.images,
+        overwrite=args.overwrite,
+    )
+    write_json(args.json, rep)
+    if args.json != "-":
+        new = f"; new classes: {', '.join(rep['new_classes'])}" if rep["new_classes"] else ""
+        print(
+            f"imported {rep['images']} images ({rep['annotated']} annotated, "
+            f"{rep['predicted_only']} as predicted) into {rep['out']}{new}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg data",
@@ -224,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_convert(sub)
     _add_info(sub)
+    _add_select(sub)
+    _add_import(sub)
     return parser
 
 
@@ -235,7 +360,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except DatasetError as e:
+    except EdgesegError as e:  # DatasetError, and a model select cannot load
         print(f"edgeseg data {args.action}: error: {e}", file=sys.stderr)
         return 2
 
