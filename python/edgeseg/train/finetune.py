@@ -131,16 +131,21 @@ def load_init(
     state: dict,
     meta: dict,
     source: str,
+    keep_classes: Optional[bool] = None,
 ) -> dict:
     """Copy the checkpoint ``state`` into ``model`` (in place; see the module doc) and return
-    the report: ``{"source", "tensors", "class_tensors", "matched", "new", "dropped"}``."""
+    the report: ``{"source", "tensors", "class_tensors", "matched", "new", "dropped"}``.
+
+    ``keep_classes`` (default: on unless ``source`` is a starter model) requires every old
+    class, first and in the old order (:func:`check_class_order`); off, classes are matched
+    by name in any order and the missing ones dropped."""
     target = model.state_dict()
     new_names = [c["name"] for c in classes]
     old_names = [c["name"] for c in meta.get("classes") or []]
     what = f"--init {source} ({meta.get('model')} {meta.get('model_kwargs')})"
     from edgeseg.starters import is_starter
 
-    if not is_starter(source):
+    if keep_classes if keep_classes is not None else not is_starter(source):
         check_class_order(old_names, new_names, f"--init {source}")
     per_class = _class_tensors(model_name, kw, len(new_names), target)
     for k, t in target.items():
