@@ -7,9 +7,11 @@ Runs in one process, interleaved rounds, each path on the same files:
   slivers included), with ``--workers`` processes;
 * ``check@REV``: the same function from ``python/edgeseg/data/qa.py`` at git revision
   ``--old-rev`` (the QA before the near-duplicate/sliver work), when git and that revision
-  are there;
-* ``decode``: Pillow decoding image and mask and nothing else, in the same processes: the
-  floor any QA that looks at every pixel pays.
+  are there, reading through Pillow alone as the reader of that revision did;
+* ``check-pillow``: today's check with the reader's libspng path off (what the decoder
+  alone gains);
+* ``decode``: Pillow decoding image and mask and nothing else, in as many processes: the
+  floor of a QA that looks at every pixel through Pillow.
 
 Prints the median img/s of each path and its ratio to ``check``; ``--json`` for scripts.
 State the machine and its load with any figure (``lscpu``, ``uptime``).
@@ -96,10 +98,25 @@ def main(argv=None) -> int:
     ds = open_dataset(data)
     pairs = [(s.image, s.label) for s in ds.samples if s.image]
     n = len(ds)
+    from edgeseg.data import files
+
+    fast = files._png_fast
+
+    def pillow_only(fn):
+        def run():
+            files._png_fast = lambda im, src: None  # forked workers inherit it
+            try:
+                return fn(data, workers=args.workers, progress=False)
+            finally:
+                files._png_fast = fast
+
+        return run
+
     paths = {"check": lambda: check(data, workers=args.workers, progress=False)}
+    paths["check-pillow"] = pillow_only(check)
     old = _old_check(args.old_rev)
     if old is not None:
-        paths[f"check@{args.old_rev}"] = lambda: old(data, workers=args.workers, progress=False)
+        paths[f"check@{args.old_rev}"] = pillow_only(old)
     paths["decode"] = lambda: _decode_all(pairs, args.workers)
     times: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(args.rounds):
