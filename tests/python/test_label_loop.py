@@ -457,3 +457,50 @@ def test_label_loop_end_to_end(tiny_run, tiny_onnx, tmp_path, capsys):
     assert cli.main(bad) == 2
     err = capsys.readouterr().err
     assert f"'prodcut' looks like a renamed '{classes.names[1]}'" in err
+
+
+def test_import_dataset_merges_by_class_name(tmp_path, rng):
+    """A CVAT export whose labels are in another order, with a new one, merged into a base."""
+    from PIL import Image
+
+    from edgeseg import cli, data
+    from edgeseg.data import open_dataset
+    from edgeseg.data.convert import convert
+
+    base = data.synth(tmp_path / "base", "objects", n=4, size=32)
+    src = tmp_path / "src"
+    (src / "images").mkdir(parents=True)
+    (src / "masks").mkdir()
+    (src / "classes.yaml").write_text(
+        "- {id: 0, name: background, color: [0, 0, 0]}\n"
+        "- {id: 1, name: dent, color: [200, 0, 200]}\n"
+        "- {id: 2, name: product, color: [0, 200, 0]}\n"
+    )
+    masks = {}
+    for k in range(3):
+        m = rng.integers(0, 3, (32, 32)).astype(np.uint8)
+        m[0, 0] = 255  # void stays void
+        masks[f"shot{k}"] = m
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            src / "images" / f"shot{k}.png"
+        )
+        im = Image.frombytes("P", (32, 32), m.tobytes())
+        im.putpalette([0, 0, 0, 200, 0, 200, 0, 200, 0] + [0] * (253 * 3))
+        im.save(src / "masks" / f"shot{k}.png")
+    convert(src, tmp_path / "cvat.zip", to="cvat")
+    out = tmp_path / "merged"
+    assert (
+        cli.main(["data", "import", str(tmp_path / "cvat.zip"), str(out), "--base", str(base)]) == 0
+    )
+    merged = open_dataset(out)
+    assert merged.classes.names == ["background", "product", "dent"]
+    before = open_dataset(base)
+    assert merged.split_sizes()["train"] == before.split_sizes().get("train", 0) + 3
+    remap = np.array([0, 2, 1], np.uint8)  # src ids -> merged ids, by name
+    for i, s in enumerate(merged.samples):
+        if s.key in masks:
+            want = np.where(masks[s.key] == 255, 255, remap[np.minimum(masks[s.key], 2)])
+            assert np.array_equal(merged[i][1], want)
+    # a second import of the same shots clashes by name
+    again = ["data", "import", str(tmp_path / "cvat.zip"), str(tmp_path / "m2"), "--base", str(out)]
+    assert cli.main(again) == 2

@@ -289,39 +289,51 @@ def _cmd_select(args) -> int:
 def _add_import(sub) -> None:
     p = sub.add_parser(
         "import",
-        help="Label Studio tasks (corrected pre-annotations) -> folder dataset, merged into a base",
-        description="Rasterise the polygons of a Label Studio JSON export (the labeller's "
-        "annotations, else the predictions) into a folder dataset. With --base the base "
-        "dataset is copied first and the imported images join its train split; labels the "
-        "class map lacks are appended as new classes. A CVAT export needs no import: train on "
-        "the .zip, or merge it with edgeseg data convert.",
+        help="corrected labels (Label Studio JSON, CVAT export, any dataset) -> folder "
+        "dataset, merged into a base",
+        description="Write corrected labels as a folder dataset: a Label Studio JSON export "
+        "(its polygons rasterised: the labeller's annotations, else the predictions) or a "
+        "dataset in any layout (a CVAT 'Segmentation mask 1.1' export, a folder, LabelMe). "
+        "With --base the base dataset is copied first and the imported images join its train "
+        "split. Classes are matched by name: the base's first, in their order, and labels it "
+        "lacks appended as new classes.",
         epilog=epilog(
             "edgeseg data import export.json merged/ --base data/defects "
             "--images pre/labelstudio/images",
+            "edgeseg data import cvat_export.zip merged/ --base data/defects",
         ),
         formatter_class=HELP_FORMATTER,
     )
-    p.add_argument("tasks", help="Label Studio JSON export (a list of tasks)")
+    p.add_argument("tasks", help="Label Studio JSON export, or a dataset folder / .zip")
     p.add_argument("out", help="folder dataset to write")
     p.add_argument("--base", help="dataset to merge into (its splits are kept)")
     p.add_argument("--classes", metavar="YAML", help="class map (default: --base's)")
-    p.add_argument("--images", help="folder of the tasks' images (default: TASKS/../images)")
+    p.add_argument(
+        "--images", help="Label Studio: folder of the tasks' images (default: TASKS/../images)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
     add_json(p, "a summary")
     p.set_defaults(func=_cmd_import)
 
 
 def _cmd_import(args) -> int:
-    from edgeseg.data.preannotate import import_labelstudio
+    from pathlib import Path
 
-    rep = import_labelstudio(
-        args.tasks,
-        args.out,
-        classes=args.classes,
-        base=args.base,
-        images=args.images,
-        overwrite=args.overwrite,
-    )
+    from edgeseg.data.preannotate import import_dataset, import_labelstudio
+
+    if Path(args.tasks).suffix.lower() == ".json":
+        rep = import_labelstudio(
+            args.tasks,
+            args.out,
+            classes=args.classes,
+            base=args.base,
+            images=args.images,
+            overwrite=args.overwrite,
+        )
+    else:
+        rep = import_dataset(
+            args.tasks, args.out, base=args.base, classes=args.classes, overwrite=args.overwrite
+        )
     write_json(args.json, rep)
     if args.json != "-":
         new = f"; new classes: {', '.join(rep['new_classes'])}" if rep["new_classes"] else ""

@@ -18,6 +18,10 @@
   :func:`import_labelstudio` turns a Label Studio export (``annotations``, or
   ``predictions`` of tasks nobody corrected) back into a folder dataset.
 
+:func:`import_dataset` merges a corrected export in any layout (CVAT's "Segmentation mask
+1.1" zip included) into a base dataset; both importers keep the base's classes first, in
+their order and with their ids, and append the labels it lacks.
+
 Background (the first class of the model, id 0) gets no polygon: pixels no polygon covers
 are background. Regions are listed largest first and rasterised in that order, so a small
 region drawn on top of a large one wins.
@@ -45,6 +49,7 @@ __all__ = [
     "CvatWriter",
     "LabelStudioWriter",
     "class_map_of",
+    "import_dataset",
     "import_labelstudio",
     "open_writer",
     "polygons",
@@ -514,4 +519,77 @@ def import_labelstudio(
         "predicted_only": sum(1 for e in entries if not e[2]),
         "new_classes": new,
         "classes": classes.names,
+    }
+
+
+def import_dataset(
+    src: Union[str, Path],
+    out: Union[str, Path],
+    base: Union[str, Path, None] = None,
+    classes: Union[ClassMap, str, Path, None] = None,
+    overwrite: bool = False,
+) -> dict:
+    """Write ``src`` (any layout: a CVAT export, a folder, LabelMe) as a folder dataset,
+    merged into ``base`` when given: the base's images, masks and splits are copied, the
+    imported images join its train split, and the classes are matched by name (the base's
+    first with their ids, new ones appended). ``classes`` gives the class map to start from
+    instead of the base's. Returns the same summary as :func:`import_labelstudio`.
+
+    Raises:
+        DatasetError: ``src`` cannot be opened or holds files the QA calls unreadable, an
+            image name that is already in ``base``, a non-empty ``out``.
+    """
+    from edgeseg.data.convert import convert, write_mask
+    from edgeseg.data.dataset import open_dataset
+
+    ds = open_dataset(src)
+    out = Path(out)
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        if not overwrite:
+            raise DatasetError(f"{out}: already exists; choose another folder or --overwrite")
+        shutil.rmtree(out)
+    base_ds = open_dataset(base) if base is not None else None
+    if isinstance(classes, (str, Path)):
+        classes = ClassMap.load(classes)
+    start = classes or (base_ds.classes if base_ds is not None else ds.classes)
+    merged, new = _with_labels(start, ds.classes.names)
+    if base_ds is not None:
+        convert(base_ds, out, to="folder")
+        merged, _ = _with_labels(base_ds.classes, merged.names)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
+    lut = np.full(65536, VOID, merged.mask_dtype)
+    for c in ds.classes:
+        lut[c.id] = merged.by_name(c.name).id
+    keys = []
+    for i, s in enumerate(ds.samples):
+        item = ds.load(i)
+        stem = s.key.rsplit("/", 1)[-1]
+        if (out / "masks" / f"{stem}.png").exists():
+            raise DatasetError(
+                f"{ds.image_path(i)}: an image named {stem!r} is already in {base}; rename "
+                "it before importing"
+            )
+        ext = Path(s.image).suffix if s.image else ".png"
+        if s.image:
+            shutil.copyfile(s.image, out / "images" / f"{stem}{ext}")
+        else:
+            from PIL import Image
+
+            Image.fromarray(item.image).save(out / "images" / f"{stem}.png")
+        write_mask(out / "masks" / f"{stem}.png", lut[item.mask], merged, "folder")
+        keys.append(stem)
+    merged.save(out / "classes.yaml")
+    if base_ds is not None:
+        (out / "splits").mkdir(exist_ok=True)
+        train = out / "splits" / "train.txt"
+        old = train.read_text(encoding="utf-8") if train.is_file() else ""
+        train.write_text(old + "".join(f"{k}\n" for k in keys), encoding="utf-8")
+    return {
+        "out": str(out),
+        "images": len(keys),
+        "annotated": len(keys),
+        "predicted_only": 0,
+        "new_classes": new,
+        "classes": merged.names,
     }
