@@ -1,7 +1,8 @@
-"""``edgeseg data``: check, synthesize, convert and describe datasets.
+"""``edgeseg data``: check, synthesize, convert, describe, select and import datasets.
 
-Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` found errors,
-2 the dataset or the arguments could not be used (message on stderr).
+Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` found errors or
+``select`` could not read some images (listed in its JSON), 2 the dataset, the model or the
+arguments could not be used (message on stderr).
 """
 
 from __future__ import annotations
@@ -347,7 +348,8 @@ def _cmd_import(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg data",
-        description="Datasets: label QA, synthetic inspection data, format conversion.",
+        description="Datasets: label QA, synthetic inspection data, format conversion, "
+        "frames worth labelling, corrected labels merged back.",
         epilog=epilog(
             "edgeseg data synth data/defects --n 200",
             "edgeseg data check data/defects --json qa.json",

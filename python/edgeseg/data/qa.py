@@ -111,8 +111,10 @@ def _check_one(ds: SegDataset, i: int, max_unlabeled: float) -> dict:
     return out
 
 
-#: a border band counts as a sliver from this length on (and 5% of the edge)
-SLIVER_MIN_RUN = 8
+#: a border band counts as a sliver from this length on, and from this share of the edge
+#: (shorter runs are where a curved object boundary passes one pixel from the edge)
+SLIVER_MIN_RUN = 12
+SLIVER_MIN_SHARE = 0.1
 
 
 def _slivers(mask: np.ndarray) -> list[tuple[str, tuple[int, int], int, int, int]]:
@@ -132,7 +134,7 @@ def _slivers(mask: np.ndarray) -> list[tuple[str, tuple[int, int], int, int, int
     ):
         sliver = (b[1] != b[0]) & (b[2] == b[1]) & (b[3] == b[1]) & (b[4] == b[1])
         n = sliver.size
-        need = max(SLIVER_MIN_RUN, 0.05 * n)
+        need = max(SLIVER_MIN_RUN, SLIVER_MIN_SHARE * n)
         if sliver.sum() < need:
             continue
         # the longest run of sliver pixels that keep the same pair of classes
