@@ -13,7 +13,9 @@ Runs in one process, interleaved rounds, each path on the same files:
 * ``decode``: Pillow decoding image and mask and nothing else, in as many processes: the
   floor of a QA that looks at every pixel through Pillow.
 
-Prints the median img/s of each path and its ratio to ``check``; ``--json`` for scripts.
+Prints the median img/s of each path and its ratio to ``check``, then the perceptual hash
+of the decoded images: edgeseg's (:mod:`edgeseg.data.phash`) against ImageHash's ``phash``
+(from a PIL image, as it takes them) where ImageHash is installed. ``--json`` for scripts.
 State the machine and its load with any figure (``lscpu``, ``uptime``).
 
 Example: ``python tools/bench_data.py --n 200 --size 512 --workers 2 --rounds 3``
@@ -75,6 +77,29 @@ def _decode_all(pairs: list[tuple[str, str]], workers: int) -> None:
         list(pool.map(_decode, chunks))
 
 
+def _bench_phash(ds, n: int, rounds: int) -> dict:
+    """Median ms per image of edgeseg's pHash and ImageHash's on the same decoded images."""
+    from edgeseg.data.phash import phash
+
+    images = [ds.load(i).image for i in range(n)]
+    fns = {"edgeseg": phash}
+    try:
+        import imagehash
+        from PIL import Image
+
+        fns["imagehash"] = lambda a: imagehash.phash(Image.fromarray(a))
+    except ImportError:
+        pass
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for a in images:
+            for k, fn in fns.items():
+                t = time.perf_counter()
+                fn(a)
+                times[k].append(time.perf_counter() - t)
+    return {k: round(float(np.median(v)) * 1000, 3) for k, v in times.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="dataset to check (default: synthesize one)")
@@ -125,6 +150,7 @@ def main(argv=None) -> int:
             fn()
             times[name].append(time.perf_counter() - t)
     rates = {k: n / float(np.median(v)) for k, v in times.items()}
+    hashes = _bench_phash(ds, min(n, 60), args.rounds)
     out = {
         "dataset": str(data),
         "images": n,
@@ -133,6 +159,7 @@ def main(argv=None) -> int:
         "rounds": args.rounds,
         "img_per_s": {k: round(v, 1) for k, v in rates.items()},
         "ratio_to_check": {k: round(v / rates["check"], 3) for k, v in rates.items()},
+        "phash_ms": hashes,
         "load": os.getloadavg()[0],
     }
     if args.json:
@@ -141,6 +168,8 @@ def main(argv=None) -> int:
         print(f"{n} images, {args.workers} workers, {args.rounds} rounds, load {out['load']:.2f}")
         for k, v in rates.items():
             print(f"  {k:<20} {v:8.1f} img/s  ({v / rates['check']:.2f}x check)")
+        for k, v in hashes.items():
+            print(f"  phash {k:<14} {v:8.3f} ms/img  ({v / hashes['edgeseg']:.2f}x edgeseg)")
     if tmp is not None:
         tmp.cleanup()
     return 0
