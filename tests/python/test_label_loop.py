@@ -279,6 +279,10 @@ def test_select_ranks_by_margin_and_skips_near_duplicates(tiny_onnx, tmp_path):
     assert cli.main([*argv, "--out", str(out2), "--by", "disagreement", "--no-progress"]) == 0
     d = [float(r["disagreement"]) for r in csv.DictReader(open(out2 / "selection.csv"))]
     assert d == sorted(d, reverse=True) and all(0 <= v <= 1 for v in d)
+    out4 = tmp_path / "sel4"  # a second model: the same one agrees everywhere
+    argv4 = [*argv, "--out", str(out4), "--by", "disagreement", "--model2", str(tiny_onnx)]
+    assert cli.main([*argv4, "--no-progress"]) == 0
+    assert {r["disagreement"] for r in csv.DictReader(open(out4 / "selection.csv"))} == {"0.0"}
     out3 = tmp_path / "sel3"
     rare = seg.class_names[1]
     argv3 = [*argv, "--out", str(out3), "--by", "rare-class", "--rare", rare, "--json", "-"]
