@@ -183,3 +183,72 @@ def test_cli_data_help(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["data", "--help"])
     assert e.value.code == 0 and "check" in capsys.readouterr().out
+
+
+def _smooth(rng, size=64):
+    """A smooth random picture: structure a perceptual hash can tell apart."""
+    small = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
+    return np.asarray(Image.fromarray(small).resize((size, size), Image.BICUBIC))
+
+
+def leak_dataset(root, rng, n=6, size=64):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    (root / "splits").mkdir()
+    (root / "classes.yaml").write_text(YAML)
+    for i in range(n):
+        mask = np.zeros((size, size), np.uint8)
+        mask[20:40, 20:40] = 1 + i % 3
+        Image.fromarray(_smooth(rng, size)).save(root / "images" / f"img{i:02d}.png")
+        Image.fromarray(colour(mask)).save(root / "masks" / f"img{i:02d}.png")
+    return root
+
+
+def test_near_duplicates_across_splits_slivers_and_split_classes(tmp_path, rng):
+    root = leak_dataset(tmp_path / "leak", rng)
+    im, mk = root / "images", root / "masks"
+    # img05 is img00 re-shot a little brighter: the same scene in train and val
+    a = np.asarray(Image.open(im / "img00.png")).astype(np.int16)
+    Image.fromarray(np.clip(a + 9, 0, 255).astype(np.uint8)).save(im / "img05.png")
+    # img01: the scratch polygon stops one pixel short of the top edge (background band)
+    m = np.zeros((64, 64), np.uint8)
+    m[1:30, 10:50] = 1
+    Image.fromarray(colour(m)).save(mk / "img01.png")
+    # img02: a one-pixel band of stain along the left edge over background
+    m = np.zeros((64, 64), np.uint8)
+    m[:, :1] = 2
+    m[20:40, 20:40] = 2
+    Image.fromarray(colour(m)).save(mk / "img02.png")
+    # crack (3) only in val (img05), scratch (1) never in val
+    for name, cls in (("img03", 2), ("img04", 2), ("img05", 3), ("img00", 2)):
+        m = np.zeros((64, 64), np.uint8)
+        m[20:40, 20:40] = cls
+        Image.fromarray(colour(m)).save(mk / f"{name}.png")
+    (root / "splits" / "train.txt").write_text("img00\nimg01\nimg02\nimg03\n")
+    (root / "splits" / "val.txt").write_text("img04\nimg05\n")
+    report = check(root, workers=1, progress=False, **LOOSE)
+    errors, warns = kinds(report["errors"]), kinds(report["warnings"])
+    assert errors == {("near_duplicate", "img05.png")}
+    detail = report["errors"][0]["detail"]
+    assert "img00.png" in detail and "splits train and val" in detail  # names both files
+    slivers = {
+        f["file"].rsplit("/", 1)[-1]: f["detail"]
+        for f in report["warnings"]
+        if f["kind"] == "border_sliver"
+    }
+    assert set(slivers) == {"img01.png", "img02.png"}
+    assert "'background' 40 px long" in slivers["img01.png"] and "top edge" in slivers["img01.png"]
+    assert "x 10..49" in slivers["img01.png"] and "'scratch'" in slivers["img01.png"]
+    assert "'stain' 64 px long" in slivers["img02.png"] and "left edge" in slivers["img02.png"]
+    split = [f["detail"] for f in report["warnings"] if f["kind"] == "split_classes"]
+    assert any("'crack'" in d and "labelled in val but in no train image" in d for d in split)
+    assert any("'scratch'" in d and "in train but in no val image" in d for d in split)
+    assert ("near_duplicate", "img05.png") not in warns
+    # the same pair within one split is a warning; -1 turns the check off
+    (root / "splits" / "train.txt").write_text("img00\nimg01\nimg02\nimg03\nimg05\n")
+    (root / "splits" / "val.txt").write_text("img04\n")
+    report = check(root, workers=1, progress=False, **LOOSE)
+    assert ("near_duplicate", "img05.png") in kinds(report["warnings"])
+    assert not any(f["kind"] == "near_duplicate" for f in report["errors"])
+    off = check(root, workers=1, progress=False, max_distance=-1, **LOOSE)
+    assert not any(f["kind"] == "near_duplicate" for f in off["warnings"] + off["errors"])

@@ -41,6 +41,7 @@ sources: 0 or /dev/video0 (V4L2), csi://0 (Jetson CSI), rtsp://..., http(s)://..
   synthetic://?fps=30 (moving test scene)
 sinks: jsonl:FILE or jsonl:- (one JSON record per frame), video:out.mp4,
   images:DIR[?what=overlay,mask,confidence&every=N&only=ng], window,
+  sample:DIR[?below=0.6&max=500] (the least confident frames, for labelling),
   and those of the line integration (mqtt://, webhook:, opcua:, archive:) when installed
 
 Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed and the final stats printed.

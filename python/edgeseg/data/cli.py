@@ -1,7 +1,8 @@
-"""``edgeseg data``: check, synthesize, convert and describe datasets.
+"""``edgeseg data``: check, synthesize, convert, describe, select and import datasets.
 
-Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` found errors,
-2 the dataset or the arguments could not be used (message on stderr).
+Exit codes: 0 success (``check``: no errors, warnings allowed), 1 ``check`` found errors or
+``select`` could not read some images (listed in its JSON), 2 the dataset, the model or the
+arguments could not be used (message on stderr).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _open(path: str, args, classes=None, quiet: bool = True):
 def _add_check(sub) -> None:
     p = sub.add_parser(
         "check",
-        help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates",
+        help="label QA: missing/unreadable files, unknown colours, gaps, imbalance, duplicates "
+        "and near duplicates across splits, border slivers, classes missing from a split",
         description="Decode every image and label and report what breaks the labelling rules. "
         "Exit code 0 when there are only warnings, 1 when there are label errors, 2 when the "
         "dataset cannot be opened at all (no such path, unknown layout).",
@@ -102,6 +104,13 @@ def _add_check(sub) -> None:
         default=5,
         help="warn when a class appears in fewer images (default 5)",
     )
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=6,
+        help="perceptual-hash bits (of 64) within which two images are near duplicates "
+        "(default 6; -1 turns the check off)",
+    )
     p.add_argument("--limit", type=int, default=20, help="findings printed per kind (default 20)")
     _add_source(p)
     add_no_progress(p)
@@ -120,6 +129,7 @@ def _cmd_check(args) -> int:
             min_pixel_share=args.min_pixel_share,
             min_class_images=args.min_class_images,
             progress=show_progress(args),
+            max_distance=args.max_distance,
         )
     except DatasetError as e:
         # The dataset could not even be opened: still give scripts a report to read.
@@ -261,10 +271,137 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _add_select(sub) -> None:
+    from edgeseg.data.select import CRITERIA
+
+    p = sub.add_parser(
+        "select",
+        help="pick the images worth labelling (uncertainty, disagreement, rare classes)",
+        description="Score every image of SRC (a folder or an NG archive) with --model and copy "
+        "the --n best to --out with selection.csv: by uncertainty (smallest top-1 minus top-2 "
+        "probability), disagreement (with --model2, or with the mirrored image) or rare-class "
+        "(largest predicted area of rare classes). Near duplicates (perceptual hash) of an "
+        "image already picked are skipped.",
+        epilog=epilog(
+            "edgeseg data select ng_archive/ --model model.onnx --n 100 --out to_label",
+            "edgeseg data select shots/ --model a.onnx --model2 b.onnx --by disagreement "
+            "--out to_label",
+        ),
+        formatter_class=HELP_FORMATTER,
+    )
+    p.add_argument("src", nargs="+", help="image folders (recursive), files, globs, NG archives")
+    p.add_argument("--model", required=True, help="model.onnx that scores the images")
+    p.add_argument("--out", required=True, help="folder for the picked images + selection.csv")
+    p.add_argument("--n", type=int, default=100, help="images to pick (default 100)")
+    p.add_argument("--by", choices=CRITERIA, default="uncertainty")
+    p.add_argument("--model2", help="second model for --by disagreement (default: mirror image)")
+    p.add_argument(
+        "--rare",
+        help="rare classes for --by rare-class, comma-separated (default: "
+        "classes with less than half an even share of the predicted area)",
+    )
+    p.add_argument(
+        "--max-distance",
+        type=int,
+        default=6,
+        help="pHash bits within which two images are near duplicates (default 6; 0 = exact)",
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU inference threads")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    add_json(p, "the selection")
+    add_no_progress(p)
+    p.set_defaults(func=_cmd_select)
+
+
+def _cmd_select(args) -> int:
+    from edgeseg.data.select import select
+
+    rep = select(
+        args.src,
+        args.model,
+        args.out,
+        n=args.n,
+        by=args.by,
+        model2=args.model2,
+        rare=[c.strip() for c in args.rare.split(",") if c.strip()] if args.rare else None,
+        max_distance=args.max_distance,
+        threads=args.threads,
+        overwrite=args.overwrite,
+        progress=show_progress(args),
+    )
+    write_json(args.json, rep)
+    if args.json != "-":
+        print(
+            f"picked {len(rep['selected'])} of {rep['images']} images by {rep['by']} into "
+            f"{rep['out']} ({rep['near_duplicates_skipped']} near duplicates skipped"
+            f"{', ' + str(len(rep['failed'])) + ' unreadable' if rep['failed'] else ''})"
+        )
+    return 1 if rep["failed"] else 0
+
+
+def _add_import(sub) -> None:
+    p = sub.add_parser(
+        "import",
+        help="corrected labels (Label Studio JSON, CVAT export, any dataset) -> folder "
+        "dataset, merged into a base",
+        description="Write corrected labels as a folder dataset: a Label Studio JSON export "
+        "(its polygons rasterised: the labeller's annotations, else the predictions) or a "
+        "dataset in any layout (a CVAT 'Segmentation mask 1.1' export, a folder, LabelMe). "
+        "With --base the base dataset is copied first and the imported images join its train "
+        "split. Classes are matched by name: the base's first, in their order, and labels it "
+        "lacks appended as new classes.",
+        epilog=epilog(
+            "edgeseg data import export.json merged/ --base data/defects "
+            "--images pre/labelstudio/images",
+            "edgeseg data import cvat_export.zip merged/ --base data/defects",
+        ),
+        formatter_class=HELP_FORMATTER,
+    )
+    p.add_argument("tasks", help="Label Studio JSON export, or a dataset folder / .zip")
+    p.add_argument("out", help="folder dataset to write")
+    p.add_argument("--base", help="dataset to merge into (its splits are kept)")
+    p.add_argument("--classes", metavar="YAML", help="class map (default: --base's)")
+    p.add_argument(
+        "--images", help="Label Studio: folder of the tasks' images (default: TASKS/../images)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT")
+    add_json(p, "a summary")
+    p.set_defaults(func=_cmd_import)
+
+
+def _cmd_import(args) -> int:
+    from pathlib import Path
+
+    from edgeseg.data.preannotate import import_dataset, import_labelstudio
+
+    if Path(args.tasks).suffix.lower() == ".json":
+        rep = import_labelstudio(
+            args.tasks,
+            args.out,
+            classes=args.classes,
+            base=args.base,
+            images=args.images,
+            overwrite=args.overwrite,
+        )
+    else:
+        rep = import_dataset(
+            args.tasks, args.out, base=args.base, classes=args.classes, overwrite=args.overwrite
+        )
+    write_json(args.json, rep)
+    if args.json != "-":
+        new = f"; new classes: {', '.join(rep['new_classes'])}" if rep["new_classes"] else ""
+        print(
+            f"imported {rep['images']} images ({rep['annotated']} annotated, "
+            f"{rep['predicted_only']} as predicted) into {rep['out']}{new}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edgeseg data",
-        description="Datasets: label QA, synthetic inspection data, format conversion.",
+        description="Datasets: label QA, synthetic inspection data, format conversion, "
+        "frames worth labelling, corrected labels merged back.",
         epilog=epilog(
             "edgeseg data synth data/defects --n 200",
             "edgeseg data check data/defects --json qa.json",
@@ -276,6 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_convert(sub)
     _add_info(sub)
+    _add_select(sub)
+    _add_import(sub)
     return parser
 
 

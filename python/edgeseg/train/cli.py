@@ -163,6 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["none", "encoder", "all"],
         help="keep the BatchNorm running statistics of these layers as loaded (none)",
     )
+    ft.add_argument(
+        "--compare-val",
+        metavar="DIR",
+        help="with --init: after training, score the init model and the new best.pt on this "
+        "dataset's val split (default: the init run's own dataset, when it still exists) and "
+        "name the classes whose IoU fell: RUN_DIR/compare_val.json",
+    )
     p.add_argument("--config", help="YAML file with any of these settings (underscored keys)")
     add_json(p, "the final metrics")
     add_no_progress(p)
@@ -217,6 +224,27 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig.from_dict(base, source=str(args.config or "flags"))
 
 
+def _compare(args, cfg, summary: dict) -> dict:
+    """--compare-val: the init model and the new one on the old val split."""
+    import json
+
+    from edgeseg.train import finetune
+
+    data = args.compare_val or finetune.init_val_data(cfg.init)
+    if not data:
+        if args.compare_val is None:
+            print(
+                f"{PROG}: the val split of --init {cfg.init} is not known; pass --compare-val "
+                "DIR to score the old and the new model on it",
+                file=sys.stderr,
+            )
+        return summary
+    rep = finetune.compare_val(cfg.init, Path(args.out), data)
+    (Path(args.out) / "compare_val.json").write_text(json.dumps(rep, indent=2) + "\n")
+    print(finetune.compare_note(rep), file=sys.stderr)
+    return {**summary, "compare_val": rep}
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         parser = build_parser()  # the architecture names need torch
@@ -236,6 +264,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     if os.environ.get("RANK", "0") != "0":
         return 0  # under torchrun only rank 0 reports
+    if cfg.init and not cfg.resume:
+        try:
+            summary = _compare(args, cfg, summary)
+        except (TrainingError, DatasetError, EdgesegError) as e:
+            error(PROG, f"the run is in {args.out}, but the old val split was not scored: {e}")
+            return EXIT_ERROR
     write_json(args.json, {k: v for k, v in summary.items() if k != "history"})
     if args.json != "-":
         best = summary["best_val_miou"]

@@ -6,10 +6,21 @@ the fine-tuning knobs (encoder learning-rate multiplier, frozen BatchNorm statis
 package, :mod:`edgeseg.starters`). The run adopts the checkpoint's architecture (model and
 its arguments); every tensor is copied except the class-dependent ones (the classifier
 rows), which are matched **by class name**: a class of the new dataset that the checkpoint
-knows gets its rows, a new class keeps the fresh initialisation, a class the new dataset
-lacks is dropped. Which tensors depend on the class count is found by building the
-architecture once more with another class count and comparing shapes, so this works for
-every model, including heads that emit several logits per class (DepthToSpace).
+knows gets its rows, a new class keeps the fresh initialisation (the head grows). Which
+tensors depend on the class count is found by building the architecture once more with
+another class count and comparing shapes, so this works for every model, including heads
+that emit several logits per class (DepthToSpace).
+
+From a run or a checkpoint (one's own model, the label loop) the old classes must all be
+there, first and in the old order, new classes after them: a deployed model's class indices
+(and rules, dashboards, PLC tags built on them) stay valid, and a class that vanished from
+the merged labels (renamed in the labelling tool, a typo) is an error naming it instead of
+a silently dropped class. From a starter model (transfer to one's own classes) classes the
+dataset lacks are dropped and the order is the dataset's.
+
+:func:`compare_val` scores the init model and the new one on the old model's val split
+(``--compare-val DIR``, or the dataset in the init run's ``config.yaml``), so a regression
+on what the old model knew shows before deployment.
 
 A checkpoint of another architecture (another model, other widths) is refused with the
 first tensor that does not fit; nothing is half-loaded.
@@ -29,6 +40,8 @@ from edgeseg.train.models import arch_kwargs, create_model
 __all__ = [
     "ENCODER_PREFIXES",
     "adopt_architecture",
+    "check_class_order",
+    "compare_val",
     "freeze_bn_stats",
     "load_init",
     "param_groups",
@@ -118,14 +131,23 @@ def load_init(
     state: dict,
     meta: dict,
     source: str,
+    keep_classes: Optional[bool] = None,
 ) -> dict:
     """Copy the checkpoint ``state`` into ``model`` (in place; see the module doc) and return
-    the report: ``{"source", "tensors", "class_tensors", "matched", "new", "dropped"}``."""
+    the report: ``{"source", "tensors", "class_tensors", "matched", "new", "dropped"}``.
+
+    ``keep_classes`` (default: on unless ``source`` is a starter model) requires every old
+    class, first and in the old order (:func:`check_class_order`); off, classes are matched
+    by name in any order and the missing ones dropped."""
     target = model.state_dict()
     new_names = [c["name"] for c in classes]
     old_names = [c["name"] for c in meta.get("classes") or []]
-    per_class = _class_tensors(model_name, kw, len(new_names), target)
     what = f"--init {source} ({meta.get('model')} {meta.get('model_kwargs')})"
+    from edgeseg.starters import is_starter
+
+    if keep_classes if keep_classes is not None else not is_starter(source):
+        check_class_order(old_names, new_names, f"--init {source}")
+    per_class = _class_tensors(model_name, kw, len(new_names), target)
     for k, t in target.items():
         if k not in state:
             if k.endswith("num_batches_tracked"):
@@ -171,6 +193,109 @@ def load_init(
         "new": [n for n in new_names if n not in old_names],
         "dropped": [n for n in old_names if n not in new_names],
     }
+
+
+def check_class_order(old: list[str], new: list[str], what: str = "--init") -> None:
+    """Raise TrainingError unless ``new`` is ``old`` (same order) plus classes appended."""
+    import difflib
+
+    gone = [n for n in old if n not in new]
+    if gone:
+        added = [n for n in new if n not in old]
+        hints = []
+        for g in gone:
+            close = difflib.get_close_matches(g, added, n=1)
+            if close:
+                hints.append(f"{close[0]!r} looks like a renamed {g!r}")
+        raise TrainingError(
+            f"{what}: the model's class(es) {gone} are not in this dataset's class map "
+            f"({new}){' (' + '; '.join(hints) + ')' if hints else ''}. Fine-tuning keeps "
+            "every class of the model: restore the name in the labels, or keep the class in "
+            "classes.yaml / the CVAT labels even where no pixel has it"
+        )
+    if new[: len(old)] != old:
+        among = [n for n in new[: len(old)] if n not in old]
+        raise TrainingError(
+            f"{what}: the dataset orders the model's classes as "
+            f"{[n for n in new if n in old]}{f' and puts {among} among them' if among else ''}"
+            f"; the model's order is {old}. Keep the old classes first, in that "
+            "order (ids 0.. in classes.yaml, the label order in CVAT), and new classes after "
+            "them, so that the deployed class indices stay valid"
+        )
+
+
+def init_val_data(spec: str) -> Optional[str]:
+    """The dataset of the run behind ``--init spec`` (its ``config.yaml``), when it still
+    exists; None for starters, bare checkpoints without a run around them, moved data."""
+    from edgeseg._yaml import load_yaml_file
+    from edgeseg.starters import is_starter
+
+    if is_starter(spec):
+        return None
+    p = Path(spec).expanduser()
+    run = p if p.is_dir() else p.parent
+    conf = run / "config.yaml"
+    if not conf.is_file():
+        return None
+    try:
+        data = (load_yaml_file(conf, TrainingError, "training config") or {}).get("data")
+    except (TrainingError, AttributeError):
+        return None
+    return str(data) if data and Path(str(data)).exists() else None
+
+
+def compare_val(
+    init: str, new_run: Path, data: str, split: str = "val", regression: float = 0.02
+) -> dict:
+    """mIoU and per-class IoU of the init model and the new ``best.pt`` on ``data``'s
+    ``split`` (the old model's classes): ``{"data", "split", "images", "old_miou",
+    "new_miou", "gain", "per_class": {name: {"old", "new", "gain"}}, "regressions":
+    [classes whose IoU fell by more than ``regression``]}``."""
+    from edgeseg.data import open_dataset
+    from edgeseg.train.evaluate import evaluate
+
+    ds = open_dataset(data)
+    if split not in ds.split_sizes():
+        raise TrainingError(f"--compare-val {data}: no {split} split; give a dataset with one")
+    path, _, _ = read_init(init)
+    old = evaluate(path, ds, split, device="auto")
+    new = evaluate(Path(new_run) / "best.pt", ds, split, device="auto")
+    per = {}
+    for name, o in old["per_class_iou"].items():
+        n = new["per_class_iou"].get(name)
+        per[name] = {
+            "old": o,
+            "new": n,
+            "gain": None if o is None or n is None else round(n - o, 4),
+        }
+    return {
+        "data": str(data),
+        "split": split,
+        "images": old.get("num_images"),
+        "old_miou": old["miou"],
+        "new_miou": new["miou"],
+        "gain": None if None in (old["miou"], new["miou"]) else round(new["miou"] - old["miou"], 4),
+        "per_class": per,
+        "regressions": [
+            k for k, v in per.items() if v["gain"] is not None and v["gain"] < -regression
+        ],
+    }
+
+
+def compare_note(rep: dict) -> str:
+    """Lines for the log: old vs new mIoU on the old val split, regressions named."""
+    if rep["gain"] is None:
+        return f"old val split ({rep['data']}, {rep['split']}): no class could be scored"
+    lines = [
+        f"old val split ({rep['data']}, {rep['split']}): mIoU {rep['old_miou']:.4f} -> "
+        f"{rep['new_miou']:.4f} ({rep['gain']:+.4f})"
+    ]
+    for k, v in rep["per_class"].items():
+        if v["gain"] is not None:
+            lines.append(f"  {k:<16} {v['old']:.3f} -> {v['new']:.3f} ({v['gain']:+.3f})")
+    if rep["regressions"]:
+        lines.append(f"REGRESSION on the old val split: {', '.join(rep['regressions'])}")
+    return "\n".join(lines)
 
 
 def init_note(report: dict) -> str:
