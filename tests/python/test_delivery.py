@@ -8,6 +8,7 @@ queued records counted and kept on disk.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 
@@ -159,3 +160,35 @@ def test_drain_timeout_must_be_seconds():
 
     with pytest.raises(InvalidArgumentError, match="drain_timeout"):
         CameraLoop(_scene(1), WarmSegmenter(), drain_timeout=-1)
+
+
+def test_edgeseg_run_states_what_stayed_queued(tiny_onnx, tmp_path, capsys):
+    from edgeseg.camera.cli import main
+
+    port = Broker(tmp_path / "broker").port  # nothing listens there
+    spec = f"mqtt://127.0.0.1:{port}/{TOPIC}"
+    out = tmp_path / "final.json"
+    rc = main(
+        [
+            str(tiny_onnx),
+            "--source",
+            _scene(6),
+            "--sink",
+            spec,
+            "--drain-timeout",
+            "0.5",
+            "--stats-every",
+            "0",
+            f"--json={out}",
+        ]  # fmt: skip
+    )
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert f"sink {spec}: delivered 0 queued 6 (kept in " in err
+    d = json.loads(out.read_text())["sinks"][spec]
+    assert (d["delivered"], d["queued"], d["failed"]) == (0, 6, 0)
+    assert _pending_on_disk(d["outbox"]) == 6
+    with pytest.raises(SystemExit) as e:
+        main([str(tiny_onnx), "--source", _scene(1), "--drain-timeout", "-1"])
+    assert e.value.code == 2
+    assert "--drain-timeout: expected seconds >= 0" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,38 @@ def test_edgeseg_run_notifies_ready_watchdog_and_stopping(tiny_onnx, tmp_path):
     assert any(d["logger"] == "edgeseg.run" and "fps" in d["msg"] for d in docs)
     assert "delivered 40 queued 0 failed 0" in docs[-1]["msg"]  # the final summary
     assert not [line for line in r.stderr.splitlines() if line.startswith(("INFO", "edgeseg"))]
+
+
+def test_the_loop_tells_a_stuck_stage_from_an_idle_one():
+    pytest.importorskip("cv2", reason="the synthetic scene and the test segmenter need OpenCV")
+    from camera_helpers import WarmSegmenter
+
+    from edgeseg.camera import CameraLoop
+
+    release = threading.Event()
+
+    class StuckAtFive(WarmSegmenter):
+        def predict(self, frame_bgr, rgb=False):
+            if self.calls == 5:
+                release.wait(30)  # a driver or model that hangs
+            return super().predict(frame_bgr, rgb)
+
+    seg = StuckAtFive()
+    loop = CameraLoop("synthetic://?width=64&height=48&seed=2&fps=20", seg)
+    try:
+        loop.start()
+        deadline = time.monotonic() + 30
+        while loop.stats.frames < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert loop.alive(1.0)  # turning
+        while seg.calls < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(1.5)
+        assert not loop.alive(1.0)  # inference has not turned for 1.5 s
+        release.set()
+        time.sleep(0.5)
+        assert loop.alive(1.0)
+    finally:
+        release.set()
+        loop.stop()
+    assert not loop.alive(1.0)  # stopped

@@ -86,8 +86,8 @@ class Sink:
     """Base class of sinks (see the module docstring for the contract)."""
 
     spec: str = ""
-    _handled = 0  # write() calls that returned (counted by handle)
-    _failed = 0  # write() calls that raised
+    _writes_ok = 0  # write() calls that returned (counted by handle)
+    _writes_failed = 0  # write() calls that raised
 
     def open(self) -> None:
         """Prepares the sink; raises SinkError naming the spec and the fix."""
@@ -100,9 +100,9 @@ class Sink:
         try:
             self.write(item)
         except BaseException:
-            self._failed += 1
+            self._writes_failed += 1
             raise
-        self._handled += 1
+        self._writes_ok += 1
 
     def close(self, drain_timeout: Optional[float] = None) -> None:
         """Flushes and releases; safe to call twice. A sink that sends later waits up to
@@ -112,7 +112,7 @@ class Sink:
         """``{"delivered", "queued", "failed"}`` (module docstring). Here, for sinks that
         deliver inside ``write``: every write that returned is delivered, every one that
         raised failed, nothing waits."""
-        return {"delivered": self._handled, "queued": 0, "failed": self._failed}
+        return {"delivered": self._writes_ok, "queued": 0, "failed": self._writes_failed}
 
     def stats(self) -> dict:
         """Counters (written, failed, pending in an outbox, ...)."""
