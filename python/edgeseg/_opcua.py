@@ -16,7 +16,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from edgeseg.errors import SinkError
-from edgeseg.sinks.encode import encode_record
 
 __all__ = ["NAMESPACE", "OPCUA_FORM", "OpcuaServer", "parse_opcua_endpoint"]
 
@@ -185,6 +184,9 @@ class OpcuaServer:
         if record is None:
             code = ua.StatusCodes.BadShutdown if trigger.closed else ua.StatusCodes.BadTimeout
             return ua.StatusCode(code)
+        # imported here: edgeseg.sinks imports this module (its OPC UA sink), not the reverse
+        from edgeseg.sinks.encode import encode_record
+
         return [ua.Variant(encode_record(record), ua.VariantType.String)]
 
     async def aupdate(self, values: dict, per_class: dict) -> None:

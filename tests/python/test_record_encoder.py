@@ -218,3 +218,18 @@ def test_http_trigger_reply():
             _check(json.loads(r.read()))
     finally:
         trig.close()
+
+
+@pytest.mark.parametrize(
+    "first", ["edgeseg._opcua", "edgeseg._mqtt", "edgeseg.camera.triggers", "edgeseg.telemetry"]
+)
+def test_every_sink_kind_registers_whatever_is_imported_first(first):
+    import subprocess
+    import sys
+
+    code = f"import {first}\nfrom edgeseg.sinks.base import sink_kinds\nprint(sink_kinds())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    kinds = r.stdout.strip()
+    for kind in ("jsonl", "archive", "mqtt", "webhook", "opcua"):
+        assert f"'{kind}'" in kinds, (first, kinds)
