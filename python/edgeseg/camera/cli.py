@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import signal
 import sys
@@ -24,13 +25,23 @@ from edgeseg._cli import (
     write_json,
 )
 from edgeseg._redact import redact
-from edgeseg.camera.loop import MAX_INVALID
+from edgeseg.camera.loop import DRAIN_TIMEOUT, MAX_INVALID
 from edgeseg.errors import EdgesegError
 from edgeseg.rules.invalid import ON_INVALID
 from edgeseg.runtime.backends import BACKENDS
 from edgeseg.runtime.openvino_backend import OPENVINO_HINTS
+from edgeseg.service import (
+    LOG_FORMATS,
+    LOG_LEVELS,
+    Heartbeat,
+    notify_status,
+    notify_stopping,
+    setup_logging,
+)
 
 PROG = "edgeseg run"
+
+log = logging.getLogger("edgeseg.run")
 
 _PICTURE_SINKS = {"video", "images", "window", "serve", "archive"}
 _SINK_ALPHA = 0.5  # the picture sinks' default overlay opacity (the cached overlay must match)
@@ -44,7 +55,11 @@ sinks: jsonl:FILE or jsonl:- (one JSON record per frame), video:out.mp4,
   sample:DIR[?below=0.6&max=500] (the least confident frames, for labelling),
   and those of the line integration (mqtt://, webhook:, opcua:, archive:) when installed
 
-Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed and the final stats printed.
+Ctrl-C (SIGINT) or SIGTERM stops cleanly: every sink is flushed, outboxes (mqtt://, webhook:)
+  get --drain-timeout s to deliver what they hold (what is left stays queued on disk for the
+  next start), and the final stats say per sink: delivered, queued, failed.
+under systemd (Type=notify): READY after the first frame, WATCHDOG at half WatchdogSec while
+  every stage turns, STATUS with the frame rate; logs go to the journal with their levels.
 
 fail closed: a frame whose model output is NaN/Inf is never OK (--on-invalid: ng = verdict NG
   with the reason, error = stop, skip = no verdict); --max-invalid such frames in a row stop
@@ -127,6 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--stats-every", type=float, default=5.0, help="live stats period (s), 0=off")
+    p.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=DRAIN_TIMEOUT,
+        metavar="S",
+        help=f"at the end, how long the sinks may take to deliver what their outboxes hold "
+        f"(default {DRAIN_TIMEOUT:g} s; the rest stays queued on disk)",
+    )
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="log level")
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text, or json (one object per line, for log collectors)",
+    )
     add_no_progress(p)
     add_json(p, "the final stats")
     return p
@@ -140,6 +170,16 @@ def _count(text: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return n
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return v
 
 
 def _sinks(args: argparse.Namespace) -> list:
@@ -211,6 +251,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("the model is required: edgeseg run MODEL --source SOURCE")
     if args.no_progress:  # the periodic stats lines are this command's progress display
         args.stats_every = 0.0
+    setup_logging(args.log_level, args.log_format)
     _quiet_opencv()
     from edgeseg.camera import CameraLoop
     from edgeseg.camera.stats import format_stats
@@ -242,6 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             trigger=_trigger(args.trigger),
             on_invalid=args.on_invalid,
             max_invalid=args.max_invalid,
+            drain_timeout=args.drain_timeout,
         )
     except EdgesegError as e:
         error(PROG, e)
@@ -264,18 +306,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
         return EXIT_ERROR
+    heartbeat = Heartbeat()
+    # a stage that has not turned for the whole watchdog period is stuck
+    stuck_after = heartbeat.interval or 60.0
     try:
-        print(
-            f"{PROG}: {redact(args.source)} -> {len(loop.sinks)} sink(s); "
-            f"{_backend_line(segmenter.describe())}",
-            file=sys.stderr,
+        log.info(
+            "%s -> %d sink(s); %s",
+            redact(args.source),
+            len(loop.sinks),
+            _backend_line(segmenter.describe()),
         )
         waited = 0.0
         while not loop.join(0.2) and not stop.is_set():
             waited += 0.2
+            heartbeat.beat(loop.stats.frames, loop.alive(stuck_after))
             if args.stats_every and waited >= args.stats_every:
                 waited = 0.0
-                print(format_stats(loop.stats.snapshot()), file=sys.stderr)
+                snap = loop.stats.snapshot()
+                log.info("%s", format_stats(snap))
+                notify_status(f"{snap['frames']} frames, {snap['fps']:.1f} fps")
+        notify_stopping()
         final = loop.stop()
         if loop.error is not None:
             error(PROG, f"stopped by an error: {loop.error}")
@@ -288,7 +338,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for s, h in previous.items():
             signal.signal(s, h)
     final["stopped_by"] = "signal" if stop.is_set() else ("error" if status else "end")
-    print(format_stats(final), file=sys.stderr)
+    if args.log_format == "json":
+        log.info("%s", format_stats(final))
+    else:
+        print(format_stats(final), file=sys.stderr)
     if not final.get("frames") and not stop.is_set() and status == 0:
         why = final.get("last_error") or "the source delivered no usable frame"
         error(PROG, f"no frame was processed ({why})")

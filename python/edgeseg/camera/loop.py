@@ -25,10 +25,18 @@ in ``stats["invalid"]``, and ``max_invalid`` invalid frames in a row stop the ru
 
 Trigger mode (``trigger=``): one frame per trigger id (see :mod:`edgeseg.camera.trigger`);
 the frame carries ``meta["trigger_id"]`` and ``trigger.done(id, record)`` follows its sinks.
+
+Stopping drains: every sink's ``close`` gets what is left of ``drain_timeout`` (one bound for
+all of them) to deliver what it holds; the final ``stats["sinks"]`` say per sink how many
+records were delivered, are still queued (kept in an outbox on disk) and failed.
+``telemetry=`` (an :class:`edgeseg.telemetry.Telemetry`) is fed frames, drops, reconnects,
+stage times and verdicts; :meth:`CameraLoop.alive` tells a supervisor (the service
+watchdog) whether every stage still turns.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -47,12 +55,14 @@ from edgeseg.errors import InvalidArgumentError, InvalidResultError, SinkError, 
 from edgeseg.rules.invalid import ON_INVALID, invalid_message, invalid_verdict, is_valid, reason_of
 from edgeseg.rules.verdict import Verdict
 from edgeseg.sinks.base import LoopItem, Sink, make_record, open_sink
+from edgeseg.telemetry import reason_class
 
 __all__ = ["CameraLoop"]
 
 log = logging.getLogger("edgeseg.camera")
 
 _JOIN = 10.0  # s: the longest stop() waits for one thread
+DRAIN_TIMEOUT = 10.0  # s: default bound on delivering what the sinks hold at stop
 _MAX_READ_FAILURES = 50  # unexpected read errors in a row that end the run
 MAX_INVALID = 50  # default: invalid results in a row that end the run
 
@@ -81,6 +91,10 @@ class CameraLoop:
         on_invalid: ``"ng"`` | ``"error"`` | ``"skip"`` for results with NaN/±Inf model
             input or output (default: the rules' ``on_invalid``, else ``"ng"``).
         max_invalid: Invalid results in a row that stop the run with an error (0: never).
+        drain_timeout: Seconds ``stop()`` gives the sinks, all together, to deliver what
+            they hold (outboxes); what is left stays queued on disk and is counted.
+        telemetry: An :class:`edgeseg.telemetry.Telemetry` (anything with ``frame``,
+            ``drop``, ``reconnect``, ``verdict`` and ``sinks``) fed by the loop.
 
     Raises:
         InvalidArgumentError: A bad ``drop`` or ``max_fps``, or objects of the wrong kind.
@@ -103,6 +117,8 @@ class CameraLoop:
         queue_size: int = 4,
         on_invalid: Optional[str] = None,
         max_invalid: int = MAX_INVALID,
+        drain_timeout: float = DRAIN_TIMEOUT,
+        telemetry=None,
     ) -> None:
         if drop not in ("latest", "none"):
             raise InvalidArgumentError(f"drop: expected 'latest' or 'none', got {drop!r}")
@@ -128,6 +144,14 @@ class CameraLoop:
             raise InvalidArgumentError(
                 f"max_invalid: expected an int >= 0 (0: never stop), got {max_invalid!r}"
             )
+        try:
+            drain_timeout = float(drain_timeout)
+        except (TypeError, ValueError):
+            drain_timeout = -1.0
+        if not 0 <= drain_timeout < float("inf"):
+            raise InvalidArgumentError(
+                f"drain_timeout: expected seconds >= 0, got {drain_timeout!r}"
+            )
         import edgeseg.camera.sources  # noqa: F401 - registers the URI schemes
         import edgeseg.sinks  # noqa: F401 - registers the sink kinds
 
@@ -143,6 +167,9 @@ class CameraLoop:
         self.queue_size = int(queue_size)
         self.on_invalid = on_invalid
         self.max_invalid = max_invalid
+        self.drain_timeout = drain_timeout
+        self.telemetry = telemetry
+        self._beats: dict[str, float] = {}  # stage -> monotonic time of its last turn
         self.stats = LoopStats()
         self._sink_log = RateLimitedLog(log)  # a full disk: one line, then summaries
         self._stop = threading.Event()
@@ -192,6 +219,9 @@ class CameraLoop:
             raise
         self._started = True
         self.stats = LoopStats()  # the clock starts once everything is open
+        self.stats.watch_sinks(self.sinks)
+        if self.telemetry is not None:
+            self.telemetry.sinks(self.sinks)
         dropping = self.drop == "latest" and self.live and self.trigger is None
         self._q1 = LatestSlot() if dropping else BlockingSlot(self.queue_size)
         self._q2 = BlockingSlot(self.queue_size)
@@ -203,9 +233,23 @@ class CameraLoop:
                 target=self._guard, args=(fn,), name=f"edgeseg-{name}", daemon=True
             )
             self._threads[name] = t
+        now = time.monotonic()
+        self._beats = {name: now for name in self._threads}
         for t in self._threads.values():
             t.start()
         return self
+
+    def alive(self, max_age: float) -> bool:
+        """True while running and every stage turned within ``max_age`` s (each stage turns
+        at least every few hundred ms, also while idle): False when one is stuck in a
+        model, a driver or a sink, or has ended."""
+        if not self._started or self._closed:
+            return False
+        now = time.monotonic()
+        return all(
+            t.is_alive() and now - self._beats.get(name, 0.0) <= max_age
+            for name, t in self._threads.items()
+        )
 
     def stop(self, timeout: float = _JOIN) -> dict:
         """Stops capturing, lets the frames in flight through, flushes and closes every sink;
@@ -299,7 +343,10 @@ class CameraLoop:
         consumer = self._alive("inference")
         held: Optional[str] = None  # trigger id waiting for its frame (non-live sources)
         failures = 0  # reads in a row that raised an unexpected error
+        beats, tele = self._beats, self.telemetry
+        reconnects = 0
         while not self._stop.is_set():
+            beats["capture"] = time.monotonic()
             if by_trigger and not self.live and held is None:
                 held = self._next_trigger(None)
                 if held is None:
@@ -328,7 +375,13 @@ class CameraLoop:
                 self._stop.wait(0.05)
                 continue
             t1 = time.time()
-            self.stats.set_source_stats(src.stats())
+            src_stats = src.stats()
+            self.stats.set_source_stats(src_stats)
+            if tele is not None:
+                n = int(src_stats.get("reconnects", 0) or 0)
+                if n > reconnects:
+                    tele.reconnect(n - reconnects)
+                    reconnects = n
             if frame is None:
                 break
             if not _valid(frame):
@@ -345,6 +398,8 @@ class CameraLoop:
                 frame.meta["trigger_id"] = tid
             if self._q1.put((frame, t1), consumer):
                 self.stats.count("dropped")
+                if tele is not None:
+                    tele.drop()
         self._q1.put(_END, consumer)
 
     def _next_trigger(self, t_frame: Optional[float]) -> Optional[str]:
@@ -362,7 +417,9 @@ class CameraLoop:
     def _trigger_thread(self) -> None:
         src, trig = self.source, self.trigger
         software = bool(getattr(src, "supports_trigger", False))
+        beats = self._beats
         while not self._stop.is_set():
+            beats["trigger"] = time.monotonic()
             try:
                 tid = trig.wait(_POLL)
             except Exception as e:  # a broken trigger channel is reported; keep listening
@@ -401,7 +458,9 @@ class CameraLoop:
             if self._complete(*inflight.popleft(), consumer):
                 ended = True  # stopped for invalid output: take no new frame, finish the rest
 
+        beats = self._beats
         while not self._abort.is_set():
+            beats["inference"] = time.monotonic()
             full = len(inflight) >= depth or (
                 self.max_frames is not None and self.stats.frames + len(inflight) >= self.max_frames
             )
@@ -496,7 +555,10 @@ class CameraLoop:
         record = make_record(frame, result, verdict, t_done)
         self.stats.add_latency("total", (t_done - frame.t_capture) * 1000)
         self.stats.frame_done(t_done)
-        self._q2.put(LoopItem(frame, result, verdict, record), consumer)
+        item = LoopItem(frame, result, verdict, record)
+        if self.telemetry is not None:
+            item.stage_seconds = _stage_seconds(result, t0, t1, t_done, frame.t_capture)
+        self._q2.put(item, consumer)
         if halt is None:
             return False
         if self._fatal is None:  # frames still in flight finish (NG) without a second error
@@ -507,7 +569,9 @@ class CameraLoop:
 
     def _sink(self) -> None:
         producer = self._alive("inference")
+        beats = self._beats
         while not self._abort.is_set():
+            beats["sinks"] = time.monotonic()
             try:
                 item = self._q2.get(_POLL)
             except queue.Empty:
@@ -525,7 +589,7 @@ class CameraLoop:
         item.stats = self.stats.snapshot(max_age=0.1)
         for s in self.sinks:
             try:
-                s.write(item)
+                s.handle(item)
                 self.stats.sink_result(s.spec, True)
             except Exception as e:  # counted and reported; the loop goes on
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
@@ -543,7 +607,15 @@ class CameraLoop:
                 self.trigger.done(tid, item.record)
             except Exception as e:
                 self.stats.error("trigger", f"done({tid}): {e}")
-        self.stats.add_latency("sinks", (time.time() - t0) * 1000)
+        t1 = time.time()
+        self.stats.add_latency("sinks", (t1 - t0) * 1000)
+        tele = self.telemetry
+        if tele is not None:
+            stages = item.stage_seconds
+            stages["sinks"] = t1 - t0
+            tele.frame(stages)
+            if item.verdict is not None:
+                tele.verdict(item.verdict.ok, reason_class(item.verdict))
         self._offer(item)
 
     def _offer(self, item) -> None:
@@ -563,9 +635,10 @@ class CameraLoop:
         if self._closed or not self._started:
             return
         self._closed = True
+        deadline = time.monotonic() + self.drain_timeout
         for s in self.sinks:
             try:
-                s.close()
+                _close_sink(s, max(0.0, deadline - time.monotonic()))
             except Exception as e:
                 msg = str(e) if isinstance(e, SinkError) else f"{type(e).__name__}: {e}"
                 self.stats.sink_result(s.spec, False, f"close: {msg}")
@@ -581,6 +654,35 @@ class CameraLoop:
 
 def _done(result) -> Callable:
     return lambda: result
+
+
+def _stage_seconds(result, t0: float, t1: float, t_done: float, t_capture: float) -> dict:
+    """Seconds per telemetry stage of one frame: the segmenter's own split when it gives one
+    (``result.timings`` in ms), else its whole call as ``infer``."""
+    timings = getattr(result, "timings", None) or {}
+    out = {"rules": t_done - t1, "total": t_done - t_capture}
+    if "inference" in timings:
+        out["infer"] = timings["inference"] / 1000.0
+        for stage in ("preprocess", "postprocess"):
+            if stage in timings:
+                out[stage] = timings[stage] / 1000.0
+    else:
+        out["infer"] = t1 - t0
+    return out
+
+
+def _close_sink(sink: Sink, drain_timeout: float) -> None:
+    """``sink.close(drain_timeout=...)``, or ``close()`` for a sink written before that
+    parameter existed."""
+    close = sink.close
+    try:
+        takes = "drain_timeout" in inspect.signature(close).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if takes:
+        close(drain_timeout=drain_timeout)
+    else:
+        close()
 
 
 def _valid(frame: Frame) -> bool:

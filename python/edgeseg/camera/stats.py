@@ -9,8 +9,14 @@
      not finite (never OK; "last_invalid" the newest reason), "source": the source's own counters,
      "latency_ms": {"capture": {"p50":..,"p99":..}, "queue": .., "inference": ..,
                     "rules": .., "sinks": .., "total": ..},   # total = capture -> result
-     "sinks": {spec: {"written": n, "failed": n, "last_error": str|None, ...}},
+     "sinks": {spec: {"delivered": n, "queued": n, "failed": n, "written": n,
+                      "last_error": str|None, ...}},
      "errors": {"inference": n, "rules": n, "source": n}, "last_error": str|None}
+
+Per sink, ``written`` counts the records its ``write`` accepted, and ``delivered`` /
+``queued`` / ``failed`` come from its ``delivery_stats()``: a sink that sends through an
+outbox has accepted a record long before the receiver has it, so only ``delivered`` says it
+arrived, and ``queued`` how many still wait (kept on disk).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class LoopStats:
         self._sinks: dict[str, dict] = {}
         self._source_stats: dict = {}
         self._cache: Optional[tuple[float, dict]] = None
+        self._watched: list = []  # sinks whose delivery_stats() the snapshots read
 
     # ---- updates --------------------------------------------------------------------
     def add_latency(self, stage: str, ms: float) -> None:
@@ -105,6 +112,15 @@ class LoopStats:
                 if k not in ("written", "failed", "last_error"):
                     s[k] = v
 
+    def watch_sinks(self, sinks) -> None:
+        """Snapshots read ``delivery_stats()`` of these sinks (keyed by their ``spec``)."""
+        with self._lock:
+            self._watched = list(sinks)
+            for s in self._watched:
+                self._sinks.setdefault(
+                    redact(s.spec), {"written": 0, "failed": 0, "last_error": None}
+                )
+
     def finish(self) -> None:
         with self._lock:
             if self._t_end is None:
@@ -117,6 +133,14 @@ class LoopStats:
         with self._lock:
             if max_age > 0 and self._cache is not None and now - self._cache[0] < max_age:
                 return self._cache[1]
+            watched = list(self._watched)
+        delivery = {}
+        for sink in watched:  # outside the lock: a sink takes its own
+            try:
+                delivery[redact(sink.spec)] = sink.delivery_stats()
+            except Exception:  # noqa: BLE001 - the stats never fail for one sink
+                continue
+        with self._lock:
             end = self._t_end if self._t_end is not None else now
             elapsed = max(1e-9, end - self._t0)
             done = self._done_times
@@ -146,7 +170,7 @@ class LoopStats:
                 "reconnects": int(src.get("reconnects", 0)),
                 "source": src,
                 "latency_ms": lat,
-                "sinks": {k: dict(v) for k, v in self._sinks.items()},
+                "sinks": {k: {**v, **delivery.get(k, {})} for k, v in self._sinks.items()},
                 "errors": dict(self.errors),
                 "last_error": self.last_error,
             }
@@ -171,8 +195,15 @@ def format_stats(s: dict) -> str:
         + "   (total = capture to result)",
     ]
     for spec, v in s.get("sinks", {}).items():
-        extra = f"  last error: {v['last_error']}" if v.get("failed") else ""
-        lines.append(f"sink {spec}: written {v['written']} failed {v['failed']}{extra}")
+        extra = (
+            f"  last error: {v['last_error']}" if v.get("failed") and v.get("last_error") else ""
+        )
+        if "delivered" in v:
+            kept = f" (kept in {v['outbox']})" if v.get("queued") and v.get("outbox") else ""
+            counts = f"delivered {v['delivered']} queued {v.get('queued', 0)}{kept} failed "
+        else:  # a callback (on_result)
+            counts = f"written {v['written']} failed "
+        lines.append(f"sink {spec}: {counts}{v['failed']}{extra}")
     if s.get("invalid"):
         lines.append(
             f"invalid model output in {s['invalid']} frame(s), never OK; last: "

@@ -30,9 +30,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
 from urllib.parse import parse_qs, urlsplit
 
+from edgeseg._mqtt import make_client, parse_mqtt_spec
+from edgeseg._opcua import OpcuaServer, parse_opcua_endpoint
 from edgeseg._redact import redact
 from edgeseg.camera.trigger import Trigger
 from edgeseg.errors import SinkError, SourceError
+from edgeseg.sinks.encode import encode_record
 
 __all__ = ["HttpTrigger", "MqttTrigger", "OpcuaTrigger", "QueueTrigger", "open_trigger"]
 
@@ -200,7 +203,7 @@ def _handler_for(trigger: HttpTrigger) -> type:
             pass
 
         def _reply(self, code: int, body: dict) -> None:
-            data = json.dumps(body).encode()
+            data = encode_record(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -254,12 +257,7 @@ class MqttTrigger(QueueTrigger):
     _EXTRA = ("reply", "timeout", "max_pending")
 
     def __init__(self, spec: str, **options: Any) -> None:
-        from edgeseg.sinks.mqtt import parse_mqtt_spec
-
-        try:
-            ep, extra = parse_mqtt_spec(spec, options, self._EXTRA)
-        except SinkError as e:
-            raise SourceError(str(e).replace("sink ", "trigger ", 1)) from None
+        ep, extra = parse_mqtt_spec(spec, options, self._EXTRA, what="trigger", error=SourceError)
         if "{" in ep.topic:
             raise SourceError(f"trigger {spec!r}: the trigger topic cannot be a template")
         super().__init__(
@@ -273,15 +271,10 @@ class MqttTrigger(QueueTrigger):
         self.last_error: Optional[str] = None
 
     def open(self) -> None:
-        from edgeseg.sinks.mqtt import make_client
-
         if self._client is not None:
             return
         self.closed = False
-        try:
-            client = make_client(self.endpoint)
-        except SinkError as e:
-            raise SourceError(str(e).replace("sink ", "trigger ", 1)) from None
+        client = make_client(self.endpoint)
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = lambda *a: self.connected.clear()
@@ -330,7 +323,7 @@ class MqttTrigger(QueueTrigger):
             topic = self._reply_to.pop(trigger_id, self.reply_topic)
         client = self._client
         if client is not None:
-            client.publish(topic, json.dumps(record, default=str), qos=1)
+            client.publish(topic, encode_record(record), qos=1)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -345,15 +338,11 @@ class OpcuaTrigger(QueueTrigger):
     """The ``Trigger`` method of the OPC UA server on the endpoint (shared with the sink)."""
 
     def __init__(self, arg: str, timeout: float = 10.0, max_pending: int = 64) -> None:
-        from edgeseg.sinks.opcua import parse_opcua_endpoint
-
         self.endpoint = parse_opcua_endpoint(arg, what="trigger", error=SourceError)
         super().__init__(f"opcua:{self.endpoint}", timeout, max_pending)
         self._server: Any = None
 
     def open(self) -> None:
-        from edgeseg.sinks.opcua import OpcuaServer
-
         if self._server is not None:
             return
         try:

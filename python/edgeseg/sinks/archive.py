@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
-import json
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 from edgeseg.errors import EdgesegError, SinkError
 from edgeseg.sinks._private import DIR_MODE, FILE_MODE, private_dirs
 from edgeseg.sinks.base import LoopItem, Sink, register_sink
+from edgeseg.sinks.encode import encode_record
 
 __all__ = ["ArchiveSink"]
 
@@ -175,7 +175,7 @@ class ArchiveSink(Sink):
         record = dict(item.record)
         record["details"] = item.verdict.details if item.verdict is not None else []
         record["files"] = sorted(p.name for p in folder.iterdir()) + ["record.json"]
-        text = json.dumps(record, ensure_ascii=False, indent=1, default=_json_default)
+        text = encode_record(record, indent=1)
         (folder / "record.json").write_text(text + "\n", encoding="utf-8")
         for p in folder.iterdir():
             os.chmod(p, FILE_MODE)
@@ -256,14 +256,6 @@ def _why(e: BaseException) -> str:
         return f"{e.strerror or e} ({errno.errorcode.get(e.errno, e.errno)})"
     code = _errno(e)
     return f"{e}" + (f" ({errno.errorcode.get(code, code)})" if code else "")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _factory(arg: str, **options: Any) -> ArchiveSink:

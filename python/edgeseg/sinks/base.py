@@ -4,12 +4,17 @@ Contract shared by the camera loop and every sink:
 
 - ``open_sink("kind:arg")`` builds a sink from its CLI spec through the registry
   (``register_sink(kind, factory)``); ``factory(arg: str, **options) -> Sink``.
-- The loop calls ``open()`` once, ``write(item)`` for every processed frame from its sink
-  thread (one thread per loop; a sink needing its own I/O thread starts it in ``open``), and
-  ``close()`` at the end, which must flush everything (also after SIGINT).
+- The loop calls ``open()`` once, ``handle(item)`` (which calls ``write(item)`` and counts)
+  for every processed frame from its sink thread (one thread per loop; a sink needing its
+  own I/O thread starts it in ``open``), and ``close(drain_timeout=...)`` at the end, which
+  must flush everything it can within that bound (also after SIGINT).
 - ``write`` raising :class:`~edgeseg.errors.SinkError` (or OSError) is counted in the loop's
   stats per sink and reported; the loop goes on. Sinks never lose results silently: one that
-  cannot deliver now (broker down) keeps them (outbox) and says so in ``stats()``.
+  cannot deliver now (broker down) keeps them (outbox) and says so in ``delivery_stats()``.
+- ``delivery_stats()`` → ``{"delivered", "queued", "failed"}``: records the receiver has,
+  records still waiting (in an outbox, kept on disk), records that will never arrive. A
+  synchronous sink (files, screens, OPC UA variables) delivers in ``write``; one that sends
+  later (MQTT, webhook) overrides it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from edgeseg._redact import redact
 from edgeseg.errors import SinkError
+from edgeseg.sinks.encode import jsonable
 
 if TYPE_CHECKING:
     from edgeseg.camera.frame import Frame
@@ -33,7 +39,8 @@ class LoopItem:
     """One processed frame as the sinks see it.
 
     ``record`` is the JSON-able per-frame record (see :func:`make_record`); ``stats`` a
-    snapshot of the loop's live stats (FPS, latencies, drops) when the item was produced.
+    snapshot of the loop's live stats (FPS, latencies, drops) when the item was produced;
+    ``stage_seconds`` the frame's time per stage when the loop feeds telemetry.
     """
 
     frame: Frame
@@ -41,6 +48,7 @@ class LoopItem:
     verdict: Optional[Verdict]
     record: dict
     stats: dict = field(default_factory=dict)
+    stage_seconds: dict = field(default_factory=dict)
 
 
 def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_done: float) -> dict:
@@ -51,7 +59,11 @@ def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_d
     rules), ``reasons`` (list of str), ``valid`` (False when the model's output was not
     finite: the counts mean nothing and the verdict is never OK) with ``invalid_reason``
     (None when valid), plus ``trigger_id`` / ``camera_timestamp_ns`` /
-    ``camera_frame_id`` when the frame carries them.
+    ``camera_frame_id`` when the frame carries them. Values are plain JSON types
+    (:func:`~edgeseg.sinks.encode.jsonable`: NaN → None, numpy → Python, paths → text).
+
+    Raises:
+        SinkError: A frame ``meta`` value no sink can send, named by its key.
     """
     rec: dict[str, Any] = {
         "frame": int(frame.index),
@@ -67,13 +79,15 @@ def make_record(frame: Frame, result: SegResult, verdict: Optional[Verdict], t_d
     for key in ("trigger_id", "camera_timestamp_ns", "camera_frame_id", "path"):
         if key in frame.meta:
             rec[key] = frame.meta[key]
-    return rec
+    return jsonable(rec)
 
 
 class Sink:
     """Base class of sinks (see the module docstring for the contract)."""
 
     spec: str = ""
+    _writes_ok = 0  # write() calls that returned (counted by handle)
+    _writes_failed = 0  # write() calls that raised
 
     def open(self) -> None:
         """Prepares the sink; raises SinkError naming the spec and the fix."""
@@ -81,8 +95,24 @@ class Sink:
     def write(self, item: LoopItem) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
-        """Flushes and releases; safe to call twice."""
+    def handle(self, item: LoopItem) -> None:
+        """``write(item)``, counted for :meth:`delivery_stats` (what the loop calls)."""
+        try:
+            self.write(item)
+        except BaseException:
+            self._writes_failed += 1
+            raise
+        self._writes_ok += 1
+
+    def close(self, drain_timeout: Optional[float] = None) -> None:
+        """Flushes and releases; safe to call twice. A sink that sends later waits up to
+        ``drain_timeout`` s (None: its own default) for what it holds to be delivered."""
+
+    def delivery_stats(self) -> dict:
+        """``{"delivered", "queued", "failed"}`` (module docstring). Here, for sinks that
+        deliver inside ``write``: every write that returned is delivered, every one that
+        raised failed, nothing waits."""
+        return {"delivered": self._writes_ok, "queued": 0, "failed": self._writes_failed}
 
     def stats(self) -> dict:
         """Counters (written, failed, pending in an outbox, ...)."""

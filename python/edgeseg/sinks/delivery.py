@@ -1,5 +1,12 @@
 """The delivery thread of the sinks that send through an on-disk :class:`Outbox` (MQTT,
-webhook): ``write`` stores, a thread of the sink delivers, ``close`` flushes with a bound."""
+webhook): ``write`` stores, a thread of the sink delivers, ``close`` drains with a bound.
+
+Accounting (:meth:`OutboxSink.delivery_stats`): ``delivered`` records the receiver
+acknowledged, ``queued`` records waiting in the outbox (also those left by an earlier run),
+``failed`` records that will never arrive (the outbox could not store them, or the receiver
+refused them for good: kept in the outbox's ``rejected`` table). Every record a ``write``
+accepted is in exactly one of them.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +30,10 @@ class OutboxSink(Sink):
 
     ``write`` only stores the record (milliseconds; never waits for the network) and wakes the
     delivery thread, which runs :meth:`_deliver` until ``close``. ``close`` waits up to
-    ``close_timeout`` seconds for the outbox to drain; what is left stays on disk for the next
-    start. Subclasses implement ``_deliver`` (and may override ``_topic_for``, ``_start``,
-    ``_stop_io``).
+    ``drain_timeout`` seconds (default ``close_timeout``, 10 s) for the outbox to drain, while
+    the delivery thread goes on sending (and reconnecting); what is left stays on disk for
+    the next start, and is counted as ``queued``. Subclasses implement ``_deliver`` (and may
+    override ``_topic_for``, ``_start``, ``_stop_io``).
     """
 
     kind = "outbox"
@@ -38,7 +46,7 @@ class OutboxSink(Sink):
         outbox: Union[str, Path, None] = None,
         outbox_max_bytes: Optional[int] = None,
         outbox_sync: str = "normal",
-        close_timeout: float = 5.0,
+        close_timeout: float = 10.0,
     ) -> None:
         self.spec = spec
         self.outbox_path = outbox_path(outbox, self.kind, endpoint)
@@ -52,7 +60,7 @@ class OutboxSink(Sink):
         self._acked = threading.Condition()
         self._counts = {"written": 0, "delivered": 0, "lost": 0, "rejected": 0, "retries": 0}
         self._last_error: Optional[str] = None
-        self._left_at_close = 0  # records left in the outbox by the last close
+        self._queued = 0  # records in the outbox (kept in step with put/ack/reject)
 
     @property
     def label(self) -> str:
@@ -68,6 +76,8 @@ class OutboxSink(Sink):
             sync=self._outbox_sync,
             owner=f"sink {self.label!r}",
         )
+        with self._acked:
+            self._queued = self._outbox.pending()
         self._stop.clear()
         try:
             self._start()
@@ -89,24 +99,37 @@ class OutboxSink(Sink):
         except SinkError as e:
             self._count("lost", error=str(e))
             raise
-        self._count("written")
+        with self._acked:
+            self._counts["written"] += 1
+            self._queued += 1
         self._wake.set()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Waits up to ``timeout`` s until every stored record was delivered; True if so."""
         deadline = time.monotonic() + float(timeout)
         with self._acked:
-            while self._outbox is not None and self._outbox.pending() > 0:
+            while self._outbox is not None and self._queued > 0:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 self._acked.wait(min(left, 0.2))
         return True
 
-    def close(self) -> None:
+    def close(self, drain_timeout: Optional[float] = None) -> None:
+        """Drains the outbox for up to ``drain_timeout`` s (None: ``close_timeout``), then
+        stops; what is left stays on disk for the next start (logged, and ``queued`` in
+        :meth:`delivery_stats`). Safe to call twice."""
         if self._outbox is None:
             return
-        self.flush(self.close_timeout)
+        timeout = self.close_timeout if drain_timeout is None else max(0.0, float(drain_timeout))
+        if self._queued:
+            _log.info(
+                "sink %s: delivering %d queued record(s) before stopping (up to %.0f s)",
+                self.label,
+                self._queued,
+                timeout,
+            )
+        self.flush(timeout)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -119,22 +142,32 @@ class OutboxSink(Sink):
             with self._acked:
                 self._outbox.close()
                 self._outbox = None
-                self._left_at_close = left
+                self._queued = left
         if left:
             _log.warning(
-                "sink %s: closed with %d record(s) in the outbox %s; they go out at the next "
-                "start with the same outbox",
+                "sink %s: stopped with %d record(s) not delivered, kept in the outbox %s; they "
+                "go out at the next start with the same outbox",
                 self.label,
                 left,
                 self.outbox_path,
             )
 
+    def delivery_stats(self) -> dict:
+        """``{"delivered", "queued", "failed"}`` (module docstring); cheap (no disk access)."""
+        with self._acked:
+            c = self._counts
+            return {
+                "delivered": c["delivered"],
+                "queued": self._queued,
+                "failed": c["lost"] + c["rejected"],
+            }
+
     def stats(self) -> dict:
         with self._acked:
             out: dict = dict(self._counts)
             out["last_error"] = self._last_error
-            open_ = self._outbox is not None
-            out["pending"] = self._outbox.pending() if open_ else self._left_at_close
+            out["pending"] = self._queued
+        out.update(self.delivery_stats())
         out["outbox"] = str(self.outbox_path)
         return out
 
@@ -156,7 +189,15 @@ class OutboxSink(Sink):
         """Removes ``seq`` from the outbox and counts it delivered, as one step for ``stats``."""
         with self._acked:
             outbox.ack(seq)
+            self._queued -= 1
             self._count("delivered")
+
+    def _reject(self, outbox: Outbox, seq: int, reason: str, error: str) -> None:
+        """Moves ``seq`` to the outbox's ``rejected`` table: the receiver will never take it."""
+        with self._acked:
+            outbox.reject(seq, reason)
+            self._queued -= 1
+            self._count("rejected", error=error)
 
     def _run(self) -> None:
         outbox = self._outbox

@@ -19,7 +19,6 @@ goes on.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import LoopItem, Sink, register_sink
+from edgeseg.sinks.encode import encode_record
 
 __all__ = ["ImagesSink", "JsonlSink", "VideoSink", "WindowSink", "render"]
 
@@ -100,7 +100,7 @@ class JsonlSink(Sink):
             raise SinkError(f"sink {self.spec}: cannot open {self.path}: {e.strerror}") from None
 
     def write(self, item: LoopItem) -> None:
-        line = json.dumps(item.record, default=_json_default, separators=(",", ":"))
+        line = encode_record(item.record)
         try:
             if self._f is sys.stdout:
                 self._f.write(line + "\n")
@@ -113,7 +113,7 @@ class JsonlSink(Sink):
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
         self._written += 1
 
-    def close(self) -> None:
+    def close(self, drain_timeout: Optional[float] = None) -> None:
         f, self._f = self._f, None
         if f is None:
             return
@@ -124,14 +124,6 @@ class JsonlSink(Sink):
 
     def stats(self) -> dict:
         return {"lines": self._written}
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 class VideoSink(Sink):
@@ -180,7 +172,7 @@ class VideoSink(Sink):
         self._writer.write(np.ascontiguousarray(img))
         self._counts["frames"] += 1
 
-    def close(self) -> None:
+    def close(self, drain_timeout: Optional[float] = None) -> None:
         w, self._writer = self._writer, None
         if w is not None:
             w.release()
@@ -290,7 +282,7 @@ class WindowSink(Sink):
         cv2.imshow(self.title, render(item, self.what, self.alpha))
         cv2.waitKey(1)
 
-    def close(self) -> None:
+    def close(self, drain_timeout: Optional[float] = None) -> None:
         if self._open:
             self._open = False
             try:

@@ -7,157 +7,35 @@ default). ``TOPIC`` may be a template over the record's keys, e.g. ``line1/{verd
 host name check), ``client_id``, ``keepalive`` (s), ``qos`` (default 1; 0 can lose records),
 ``retain``, ``status_topic`` (default: the topic's static prefix + ``/status``;
 ``online``/``offline``, retained, ``offline`` also as the last will), ``outbox`` (folder or
-``.sqlite3`` file), ``outbox_max_bytes``, ``outbox_sync``, ``close_timeout``, ``window``
-(records in flight, default 20).
+``.sqlite3`` file), ``outbox_max_bytes``, ``outbox_sync``, ``close_timeout`` (how long
+``close`` drains the outbox unless the loop gives a ``drain_timeout``; default 10 s),
+``window`` (records in flight, default 20). Spec parsing, TLS and reconnecting (within about
+half a second of the broker coming back) are shared with the MQTT trigger
+(:mod:`edgeseg._mqtt`).
 
 The payload is the per-frame record (:func:`~edgeseg.sinks.base.make_record`) plus a unique
 ``id``; delivery is at-least-once in order (see :mod:`edgeseg.sinks.outbox`). A broker that
 is down at start is not an error: records wait in the outbox, ``stats()`` says
-``connected: False`` and why, and they go out in order once it is reachable.
+``connected: False`` and why, and they go out in order once it is reachable;
+``delivery_stats()`` counts them as ``queued`` until the broker acknowledged them.
 """
 
 from __future__ import annotations
 
 import collections
-import os
-import socket
 import string
 import threading
-import uuid
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Optional
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import Any
 
+from edgeseg._mqtt import MQTT_FORM, MqttEndpoint, make_client, parse_mqtt_spec
 from edgeseg.errors import SinkError
 from edgeseg.sinks.base import register_sink
 from edgeseg.sinks.delivery import OutboxSink
-from edgeseg.sinks.outbox import Outbox, redact_spec
+from edgeseg.sinks.outbox import Outbox
 
-__all__ = ["MqttEndpoint", "MqttSink", "make_client", "parse_mqtt_spec"]
+__all__ = ["MQTT_FORM", "MqttEndpoint", "MqttSink", "make_client", "parse_mqtt_spec"]
 
-MQTT_FORM = (
-    "mqtt://HOST[:PORT]/TOPIC (mqtts:// for TLS), options as a query string, e.g. "
-    "mqtt://127.0.0.1:1883/line1/{verdict}?username=U&password=P&ca=ca.pem&cert=c.pem&key=k.pem"
-)
-_COMMON = ("username", "password", "ca", "cert", "key", "tls", "insecure", "client_id",
-           "keepalive", "qos")  # fmt: skip
 _TRUE = ("1", "true", "yes", "on")
-
-
-@dataclass
-class MqttEndpoint:
-    """A parsed MQTT spec: where to connect, how, and the topic (template)."""
-
-    spec: str
-    host: str
-    port: int
-    topic: str
-    tls: bool = False
-    ca: Optional[str] = None
-    cert: Optional[str] = None
-    key: Optional[str] = None
-    insecure: bool = False
-    username: Optional[str] = None
-    password: Optional[str] = None
-    client_id: str = ""
-    keepalive: int = 30
-    qos: int = 1
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-def parse_mqtt_spec(spec: str, options: dict, extra: tuple = ()) -> tuple[MqttEndpoint, dict]:
-    """Parses ``mqtt[s]://...`` plus keyword ``options`` (which win over the query string).
-
-    Returns the endpoint and the remaining options among ``extra`` (the caller's own keys);
-    any other key raises SinkError listing the known ones.
-    """
-    text = str(spec)
-    shown = redact_spec(text)
-    try:
-        u = urlsplit(text)
-        port = u.port
-    except ValueError as e:
-        raise SinkError(f"sink {shown!r}: {e}; expected {MQTT_FORM}") from None
-    if "#" in text:
-        raise SinkError(
-            f"sink {shown!r}: '#' (an MQTT wildcard, or a URL fragment) is not allowed here; "
-            f"expected {MQTT_FORM}"
-        )
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise SinkError(f"sink {shown!r}: no broker host; expected {MQTT_FORM}")
-    topic = unquote(u.path.lstrip("/"))
-    if not topic:
-        raise SinkError(f"sink {shown!r}: no topic after the host; expected {MQTT_FORM}")
-    merged: dict[str, Any] = dict(parse_qsl(u.query, keep_blank_values=True))
-    merged.update({k: v for k, v in options.items() if v is not None})
-    unknown = sorted(set(merged) - set(_COMMON) - set(extra))
-    if unknown:
-        raise SinkError(
-            f"sink {shown!r}: unknown option(s) {unknown}; known: {sorted(_COMMON + extra)}"
-        )
-    ep = MqttEndpoint(spec=shown, host=u.hostname, port=port or 0, topic=topic)
-    ep.username = merged.get("username") or (unquote(u.username) if u.username else None)
-    ep.password = merged.get("password") or (unquote(u.password) if u.password else None)
-    for name in ("ca", "cert", "key"):
-        path = merged.get(name)
-        if path:
-            if not Path(path).is_file():
-                raise SinkError(f"sink {shown!r}: {name}={path!r} is not a file; give a PEM file")
-            setattr(ep, name, str(path))
-    if bool(ep.cert) != bool(ep.key):
-        raise SinkError(f"sink {shown!r}: a client certificate needs both cert= and key=")
-    ep.tls = u.scheme == "mqtts" or str(merged.get("tls", "")).lower() in _TRUE or bool(ep.ca)
-    ep.tls = ep.tls or bool(ep.cert)
-    ep.insecure = str(merged.get("insecure", "")).lower() in _TRUE
-    ep.port = ep.port or (8883 if ep.tls else 1883)
-    try:
-        ep.keepalive = int(merged.get("keepalive", 30))
-        ep.qos = int(merged.get("qos", 1))
-    except (TypeError, ValueError):
-        raise SinkError(f"sink {shown!r}: keepalive and qos must be integers") from None
-    if ep.qos not in (0, 1, 2):
-        raise SinkError(f"sink {shown!r}: qos={ep.qos}; expected 0, 1 or 2")
-    ep.client_id = str(
-        merged.get("client_id")
-        or f"edgeseg-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-    )
-    return ep, {k: merged[k] for k in extra if k in merged}
-
-
-def make_client(ep: MqttEndpoint, will: Optional[tuple[str, str]] = None, clean: bool = True):
-    """A paho-mqtt 2.x client for ``ep`` (auth, TLS, last will, reconnect delays set), not
-    yet connected. Raises SinkError when paho-mqtt is missing or the TLS files are unusable."""
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise SinkError(
-            f"sink {ep.spec!r}: needs paho-mqtt 2.x; pip install 'edgeseg[line]'"
-        ) from None
-    if not hasattr(mqtt, "CallbackAPIVersion"):
-        raise SinkError(f"sink {ep.spec!r}: needs paho-mqtt >= 2.0; pip install -U paho-mqtt")
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
-        client_id=ep.client_id,
-        clean_session=clean,
-        protocol=mqtt.MQTTv311,
-    )
-    if ep.username:
-        client.username_pw_set(ep.username, ep.password)
-    if ep.tls:
-        try:
-            client.tls_set(ca_certs=ep.ca, certfile=ep.cert, keyfile=ep.key)
-        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
-            raise SinkError(f"sink {ep.spec!r}: cannot use the TLS files: {e}") from None
-        if ep.insecure:
-            client.tls_insecure_set(True)
-    if will is not None:
-        client.will_set(will[0], will[1], qos=1, retain=True)
-    client.reconnect_delay_set(min_delay=1, max_delay=4)
-    return client
 
 
 class _TopicTemplate:
@@ -214,7 +92,7 @@ class MqttSink(OutboxSink):
                 outbox=extra.get("outbox"),
                 outbox_max_bytes=None if max_bytes is None else int(max_bytes),
                 outbox_sync=str(extra.get("outbox_sync", "normal")),
-                close_timeout=float(extra.get("close_timeout", 5.0)),
+                close_timeout=float(extra.get("close_timeout", 10.0)),
             )
             self._window = max(1, int(extra.get("window", 20)))
         except (TypeError, ValueError) as e:
@@ -297,8 +175,9 @@ class MqttSink(OutboxSink):
                         e.topic, e.payload, qos=self.endpoint.qos, retain=self.retain
                     )
                 except ValueError as err:  # a topic the broker can never take
-                    outbox.reject(e.seq, f"topic {e.topic!r}: {err}")
-                    self._count("rejected", error=f"rejected record {e.id}: {err}")
+                    self._reject(
+                        outbox, e.seq, f"topic {e.topic!r}: {err}", f"rejected record {e.id}: {err}"
+                    )
                     continue
                 if int(info.rc) not in (0, -1):  # not MQTT_ERR_SUCCESS/AGAIN: the link dropped
                     break  # the record stays in the outbox; it goes again after reconnecting

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -34,6 +33,7 @@ from typing import Optional, Union
 from edgeseg._redact import redact
 from edgeseg.errors import SinkError
 from edgeseg.sinks._private import private_dirs, private_file
+from edgeseg.sinks.encode import encode_record
 
 __all__ = [
     "Outbox",
@@ -111,14 +111,6 @@ def with_id(record: dict) -> dict:
     return rec
 
 
-def _json_default(obj):
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
 class Outbox:
     """A persistent FIFO of records (see the module docstring).
 
@@ -185,9 +177,9 @@ class Outbox:
         """
         rec = with_id(record)
         try:
-            payload = json.dumps(rec, separators=(",", ":"), default=_json_default)
-        except (TypeError, ValueError) as e:
-            raise SinkError(f"{self.owner}: the record is not JSON-able: {e}") from None
+            payload = encode_record(rec)
+        except SinkError as e:
+            raise SinkError(f"{self.owner}: {e}") from None
         with self._lock:
             self._check_open()
             try:

@@ -5,7 +5,8 @@ Spec: ``webhook:http://HOST[:PORT]/PATH`` (or ``https://``). Options (keyword ar
 doubled after every failure up to ``max_backoff``, default 30; a ``Retry-After`` header is
 honoured within that bound), ``headers`` (dict of extra headers, e.g. ``Authorization``),
 ``ca`` (a PEM bundle for https), ``outbox``, ``outbox_max_bytes``, ``outbox_sync``,
-``close_timeout``.
+``close_timeout`` (how long ``close`` drains the outbox unless the loop gives a
+``drain_timeout``; default 10 s).
 
 Each request carries one record (:func:`~edgeseg.sinks.base.make_record` plus ``id``) and the
 header ``Idempotency-Key: <id>``; records go out one at a time, in order. A 2xx answer
@@ -52,7 +53,7 @@ class WebhookSink(OutboxSink):
         outbox: Any = None,
         outbox_max_bytes: Optional[int] = None,
         outbox_sync: str = "normal",
-        close_timeout: float = 5.0,
+        close_timeout: float = 10.0,
     ) -> None:
         spec = f"webhook:{url}"
         shown = redact_spec(spec)
@@ -122,9 +123,11 @@ class WebhookSink(OutboxSink):
             code = err.code
             err.close()
             if 400 <= code < 500 and code not in _RETRY_CODES:
-                outbox.reject(e.seq, f"HTTP {code} {err.reason}")
-                self._count(
-                    "rejected", error=f"{self._shown_url} refused record {e.id}: HTTP {code}"
+                self._reject(
+                    outbox,
+                    e.seq,
+                    f"HTTP {code} {err.reason}",
+                    f"{self._shown_url} refused record {e.id}: HTTP {code}",
                 )
                 return
             retry_after = _seconds(err.headers.get("Retry-After") if err.headers else None)
