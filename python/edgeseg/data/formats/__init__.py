@@ -20,44 +20,16 @@ labelme        LabelMe ``*.json``
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
-
-from edgeseg.data.classes import ClassMap
-from edgeseg.data.records import Sample
+from edgeseg.data.formats._layout import LAYOUT_HELP, Layout
 from edgeseg.errors import DatasetError
 
 __all__ = ["FORMATS", "LAYOUT_HELP", "Layout", "detect", "loader", "reader"]
 
 #: Every format, in the order :func:`detect` tries them.
 FORMATS = ("cvat", "voc", "cityscapes", "folder", "roboflow", "coco", "labelstudio", "labelme")
-
-LAYOUT_HELP = (
-    "expected one of: a folder with images/ and masks/ (+ classes.yaml), a CVAT "
-    "'Segmentation mask 1.1' export (labelmap.txt, SegmentationClass/, JPEGImages/), Pascal "
-    "VOC (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/), Cityscapes (leftImg8bit/, "
-    "gtFine/), a COCO JSON with its images, a Label Studio JSON export with its images, a "
-    "Roboflow 'Semantic Segmentation Masks' export (_classes.csv, *_mask.png) or LabelMe "
-    "*.json files; a .zip of any of these works too"
-)
-
-
-@dataclass
-class Layout:
-    """What a reader found: everything a ``SegDataset`` needs besides its paths."""
-
-    classes: ClassMap
-    samples: list[Sample]
-    issues: list[dict]
-    #: single-channel and palette masks hold ids (else colours through the class map)
-    palette_is_ids: bool = True
-    #: colours that mark void pixels in colour masks
-    void_colors: tuple = ()
-    #: ``value_map[v]`` is the class id of mask value ``v`` (Cityscapes labelIds → train ids)
-    value_map: Optional[np.ndarray] = None
 
 
 def reader(name: str) -> Callable[..., Layout]:

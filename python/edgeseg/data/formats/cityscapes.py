@@ -18,7 +18,7 @@ import numpy as np
 
 from edgeseg.data import files
 from edgeseg.data.classes import VOID, ClassInfo, ClassMap, default_color
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.records import Sample, finding
 
 __all__ = ["LABELS", "cityscapes_classes", "read", "value_map"]

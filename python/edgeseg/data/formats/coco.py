@@ -35,7 +35,7 @@ import numpy as np
 from edgeseg._text import short
 from edgeseg.data import files
 from edgeseg.data.classes import VOID, ClassInfo, ClassMap, default_color
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.records import Loaded, Sample, finding, kind_error
 from edgeseg.errors import DatasetError
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 from edgeseg.data import files
 from edgeseg.data.classes import VOC_VOID_COLOR, ClassMap
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.formats._pairing import index, pair, read_split_files, split_files_in
 from edgeseg.errors import DatasetError
 

@@ -10,7 +10,7 @@ from typing import Optional
 
 from edgeseg.data import files
 from edgeseg.data.classes import ClassMap
-from edgeseg.data.formats import LAYOUT_HELP, Layout
+from edgeseg.data.formats._layout import LAYOUT_HELP, Layout
 from edgeseg.data.formats._pairing import (
     class_map,
     index,

@@ -10,7 +10,7 @@ from typing import Optional
 from edgeseg.data import files
 from edgeseg.data import labelme as lm
 from edgeseg.data.classes import ClassMap
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.formats._pairing import class_map, read_split_files, split_files_in
 from edgeseg.data.records import Loaded, Sample, finding, kind_error
 from edgeseg.errors import DatasetError

@@ -33,7 +33,7 @@ import numpy as np
 from edgeseg._text import short
 from edgeseg.data import files
 from edgeseg.data.classes import VOID, ClassMap
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.records import Loaded, Sample, finding, kind_error
 
 __all__ = ["decode_brush_rle", "load", "read"]

@@ -14,7 +14,7 @@ from typing import Optional
 from edgeseg._text import short
 from edgeseg.data import files
 from edgeseg.data.classes import ClassInfo, ClassMap, default_color
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.records import Sample, finding
 from edgeseg.errors import DatasetError
 

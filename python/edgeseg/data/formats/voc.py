@@ -17,7 +17,7 @@ from typing import Optional
 
 from edgeseg.data import files
 from edgeseg.data.classes import VOC_VOID_COLOR, ClassMap
-from edgeseg.data.formats import Layout
+from edgeseg.data.formats._layout import Layout
 from edgeseg.data.formats._pairing import index, read_split_files, split_files_in
 from edgeseg.data.records import Sample, finding
 
