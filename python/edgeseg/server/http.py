@@ -150,6 +150,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.owner._all.add(self)
         self.admitted = self.owner._admit(self)
         if not self.admitted:
             body = b"503: the server has no free connection; try again\n"
@@ -171,6 +172,7 @@ class _Conn(asyncio.Protocol):
         return self.inner.eof_received()
 
     def connection_lost(self, exc) -> None:
+        self.owner._all.discard(self)
         if self.admitted:
             self.owner._release(self)
             self.inner.connection_lost(exc)
@@ -275,7 +277,8 @@ class HttpServer:
         self.counts.update(evicted=0, refused=0)
         self._routes: list[tuple[str, str, Callable, bool]] = []
         self._public: set[tuple[str, str]] = set()
-        self._conns: dict[Any, _Conn] = {}
+        self._conns: dict[Any, _Conn] = {}  # admitted connections by transport
+        self._all: set[_Conn] = set()  # every open connection, admitted or being refused
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
@@ -472,6 +475,17 @@ class HttpServer:
         if self._watchdog is not None:
             self._watchdog.cancel()
         if self._server is not None:
+            # Stop accepting first and let the connections accepted meanwhile reach their
+            # protocol (which refuses them); asyncio's Server.close() with accepts still
+            # pending leaks their sockets (an assertion in Server._attach, Python <= 3.11).
+            loop = asyncio.get_running_loop()
+            for sock in self._server.sockets:
+                try:
+                    loop.remove_reader(sock.fileno())
+                except (NotImplementedError, ValueError, OSError):
+                    pass
+            for _ in range(3):
+                await asyncio.sleep(0)
             self._server.close()
         try:
             for conn in list(self._conns.values()):
@@ -485,8 +499,14 @@ class HttpServer:
                 conn.abort()  # a stalled reader's buffer would never flush: cut it
         if self._runner is not None:
             await asyncio.wait_for(self._runner.cleanup(), timeout)
+        await asyncio.sleep(0.05)  # connections accepted just before the close arrive
+        for conn in list(self._all):
+            conn.abort()
+        await asyncio.sleep(0)  # their connection_lost runs before the loop stops
 
     def _admit(self, conn: _Conn) -> bool:
+        if self.closing.is_set():  # accepted while closing: answered 503 and closed
+            return False
         if len(self._conns) >= self.max_connections:
             idle = [c for c in self._conns.values() if not c.busy]
             if not idle:
