@@ -253,7 +253,8 @@ def test_reload_models_in_process_keeps_the_old_one_when_the_new_fails(site):
         report = st.reload()
         assert report["ok"] and sorted(report["reloaded"]) == ["side", "top"]
         wait_for(lambda: set(top.last_record["counts"]) == {"background", "product"}, "new model")
-        assert st.cameras["side"].loop.segmenter is top.loop.segmenter
+        side = st.cameras["side"]  # adopts it between two frames (a trigger camera: idle)
+        wait_for(lambda: side.loop.segmenter is top.loop.segmenter, "camera side on the new model")
 
         (site / "defects.onnx").write_bytes(b"this is not a model")
         report = st.reload()
@@ -318,3 +319,38 @@ def test_sighup_reloads_rules_mid_run_and_a_broken_file_keeps_the_old_ones(site)
     final = json.loads((site / "final.json").read_text())
     assert final["cameras"]["top"]["frames"] == len(recs)
     assert final["reloads"] == {"ok": 1, "failed": 1}
+
+
+def test_live_view_of_a_station_camera_in_a_browser(site, request):
+    from test_serve import CHROMIUM
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("needs Debian's chromium (tools/apt-packages.txt; make system-deps)")
+    cfg = load_station(write(site, TWO_CAMERAS), env={"STATION_TEST_TOKEN": TOKEN})
+    with Station(cfg) as st, sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT * 1000)
+            errors: list = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            base = st.server.url
+            assert page.request.get(base + "cameras/top/").status == 401
+            assert page.goto(f"{base}cameras/top/?token={TOKEN}").status == 200
+            page.wait_for_function("document.getElementById('view').naturalWidth === 128")
+            page.wait_for_function(
+                "document.getElementById('frame').textContent.startsWith('frame')"
+            )
+            assert page.inner_text("#state") == "live"
+            # camera side shows nothing until a trigger: fire one, then open its view; the
+            # cookie the first page set lets the browser in without the token
+            assert call(st, "POST", "/v1/cameras/side/trigger", b'{"id": "b-1"}')[0] == 200
+            side = context.new_page()
+            side.set_default_timeout(TIMEOUT * 1000)
+            assert side.goto(f"{base}cameras/side/").status == 200
+            side.wait_for_function("document.getElementById('view').naturalWidth === 128")
+            assert errors == []
+        finally:
+            browser.close()

@@ -122,21 +122,27 @@ def add_live_routes(server: HttpServer, sink: ServeSink, prefix: str = "/") -> N
             )
             resp.force_close()
             await resp.prepare(request)
-            last, t_sent = 0, 0.0
+            last, t_sent, repeated = 0, 0.0, True
             while not sink.closing.is_set():
                 wait = sink.min_interval - (time.monotonic() - t_sent)
                 if wait > 0:
                     await asyncio.sleep(wait)
                 seq, item = await sink.next_item(last, 1.0)
-                if item is None or seq == last:
+                if item is None or (seq == last and repeated):
                     continue
+                # Chromium shows a part only once the next one begins: a frame with no
+                # successor for a second (a triggered camera) is sent once more (cached JPEG)
+                repeated = seq == last
                 data = await sink.jpeg_async(seq, item, mode)
                 index = getattr(item.frame, "index", -1)
                 head = (
-                    f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}"
+                    ("" if last else f"--{_BOUNDARY}\r\n")
+                    + f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}"
                     f"\r\nX-Frame-Index: {index}\r\n\r\n"
                 )
-                await server.write(resp, head.encode() + data + b"\r\n")
+                # the boundary right after the JPEG ends the part: a browser shows a frame
+                # at once, not when the next one comes (a triggered camera may wait minutes)
+                await server.write(resp, head.encode() + data + f"\r\n--{_BOUNDARY}\r\n".encode())
                 last, t_sent = seq, time.monotonic()
         except ConnectionError:  # the viewer left or stopped reading
             pass
