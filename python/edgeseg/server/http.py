@@ -22,6 +22,10 @@ Guards, all on by default:
 - **listen backlog** ``backlog`` (≥ 128); a malformed request (bad ``Content-Length``,
   oversized head) gets aiohttp's 400 and never a traceback; bodies above ``max_body`` get 413.
 - **TLS** from ``tls_cert`` / ``tls_key`` PEM files.
+
+One room on purpose: the guards share the per-connection state (:class:`_Conn`: admitted,
+busy, sending a head) that the life cycle creates and tears down; split apart, each half would
+reach into the other's bookkeeping.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ returns every finding (``"station.yaml:12: cameras.top: unknown key 'modle'; did
 'model'? ..."``); :func:`load_station` raises one :class:`~edgeseg.errors.StationError` with
 all of them. Values of ``token`` and any ``${VAR}`` are secrets: they never appear in a
 finding, a log line or ``--json`` output.
+
+One room: the schema of one file (its key lists, defaults, per-key checks, line numbers and
+``${VAR}`` substitution) read top to bottom as the file is; the checks that need a model or a
+source loaded live in :mod:`edgeseg.station.check`.
 """
 
 from __future__ import annotations
