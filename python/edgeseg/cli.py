@@ -117,6 +117,10 @@ DELEGATED = {
     "cameras": ("edgeseg.camera.cameras_cli", "list GenICam (GigE/USB3 Vision) cameras, features"),
     "predict": ("edgeseg.runtime.cli", "segment image files: masks, overlays, confidence, JSON"),
     "run": ("edgeseg.camera.cli", "run a model on a camera/stream/video, results to sinks"),
+    "station": (
+        "edgeseg.station.cli",
+        "run a station file: several cameras, one HTTP server (live view, REST), reload",
+    ),
 }
 
 

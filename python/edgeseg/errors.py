@@ -20,8 +20,10 @@ __all__ = [
     "InvalidResultError",
     "ModelError",
     "RulesError",
+    "ServerError",
     "SinkError",
     "SourceError",
+    "StationError",
     "TensorRTError",
     "TrainingError",
     "UnknownLabelError",
@@ -78,3 +80,14 @@ class SinkError(EdgesegError):
 class RulesError(EdgesegError):
     """An inspection rules file or object is invalid (unknown class, bad zone, negative area);
     the message names the file, the rule and the fix."""
+
+
+class ServerError(EdgesegError):
+    """The HTTP server (live view, triggers, health, REST) cannot start as configured: a port
+    in use, an address not of this machine, a non-loopback bind without a token, unreadable
+    TLS files; the message names the setting and the fix."""
+
+
+class StationError(EdgesegError):
+    """A station file is invalid (unknown key, bad value, missing file, unset ``${VAR}``); the
+    message names the file, the line and the fix."""

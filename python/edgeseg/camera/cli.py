@@ -95,7 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sink", action="append", default=[], metavar="SPEC", help="a sink spec (repeatable)"
     )
     p.add_argument("--serve", metavar="ADDR", help="browser live view at ADDR (127.0.0.1:8080)")
-    p.add_argument("--token", help="access token the live view requires")
+    p.add_argument(
+        "--token",
+        help="access token the live view and the HTTP trigger require (needed to bind an "
+        "address other than 127.0.0.1)",
+    )
     p.add_argument("--rules", metavar="FILE", help="inspection rules (YAML) for OK/NG verdicts")
     p.add_argument("--max-frames", type=int, help="stop after N processed frames")
     p.add_argument("--max-fps", type=float, help="process at most this many frames per second")
@@ -193,8 +197,11 @@ def _sinks(args: argparse.Namespace) -> list:
                 "installation; use --sink images:DIR or --sink video:FILE meanwhile"
             )
         sinks.append(open_sink(f"serve:{args.serve}", token=args.token))
-    elif args.token:
-        raise EdgesegError("--token protects the live view: give --serve ADDR with it")
+    elif args.token and not str(args.trigger or "").startswith("http:"):
+        raise EdgesegError(
+            "--token protects the live view and the HTTP trigger: give --serve ADDR or "
+            "--trigger http://HOST:PORT/PATH with it"
+        )
     return sinks
 
 
@@ -217,11 +224,13 @@ def _source(args: argparse.Namespace):
     return open_source(args.source, loop=True) if args.loop else open_source(args.source)
 
 
-def _trigger(spec: Optional[str]):
+def _trigger(spec: Optional[str], token: Optional[str] = None):
     if not spec:
         return None
     from edgeseg.camera.triggers import open_trigger
 
+    if spec.startswith("http:"):  # on the HTTP server: the same token as the live view
+        return open_trigger(spec, token=token)
     return open_trigger(spec)
 
 
@@ -280,7 +289,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             drop=args.drop,
             max_fps=args.max_fps,
             max_frames=args.max_frames,
-            trigger=_trigger(args.trigger),
+            trigger=_trigger(args.trigger, args.token),
             on_invalid=args.on_invalid,
             max_invalid=args.max_invalid,
             drain_timeout=args.drain_timeout,

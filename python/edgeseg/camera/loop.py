@@ -65,6 +65,7 @@ _JOIN = 10.0  # s: the longest stop() waits for one thread
 DRAIN_TIMEOUT = 10.0  # s: default bound on delivering what the sinks hold at stop
 _MAX_READ_FAILURES = 50  # unexpected read errors in a row that end the run
 MAX_INVALID = 50  # default: invalid results in a row that end the run
+_KEEP = object()  # swap(): leave the rules as they are
 
 
 class CameraLoop:
@@ -184,6 +185,9 @@ class CameraLoop:
         self._fatal: Optional[BaseException] = None
         self._pending: deque = deque()  # (trigger_id, t) waiting for a frame
         self._pending_cv = threading.Condition()
+        self._swap_lock = threading.Lock()
+        self._swap: Optional[tuple] = None  # (segmenter or None, rules or _KEEP) to adopt
+        self.swaps = 0  # replacements adopted (see swap())
 
     def __repr__(self) -> str:
         state = "running" if self._started and not self._closed else "stopped"
@@ -199,6 +203,33 @@ class CameraLoop:
     def error(self) -> Optional[BaseException]:
         """The error that ended the run early (None while running or after a clean end)."""
         return self._fatal
+
+    def swap(self, segmenter=None, rules=_KEEP) -> None:
+        """Replaces the segmenter and/or the rules (None: no rules) between two frames: the
+        frames in flight finish on the old ones, the next frame taken runs on the new ones;
+        ``swaps`` counts the replacements adopted. Thread-safe; a reload calls it."""
+        if segmenter is not None and not hasattr(segmenter, "predict"):
+            raise InvalidArgumentError(
+                f"swap: expected an edgeseg.Segmenter, got {type(segmenter).__name__}"
+            )
+        if rules is not _KEEP and rules is not None and not hasattr(rules, "evaluate"):
+            raise InvalidArgumentError(f"swap: expected an edgeseg.Rules, got {type(rules)}")
+        with self._swap_lock:
+            self._swap = (segmenter, rules)
+        if not self._started:
+            self._adopt()
+
+    def _adopt(self):
+        with self._swap_lock:
+            pending, self._swap = self._swap, None
+        if pending is not None:
+            seg, rules = pending
+            if seg is not None:
+                self.segmenter = seg
+            if rules is not _KEEP:
+                self.rules = rules
+            self.swaps += 1
+        return self.segmenter
 
     def start(self) -> CameraLoop:
         """Opens the source, the sinks and the trigger and starts the threads."""
@@ -469,6 +500,13 @@ class CameraLoop:
                 continue
             if ended or (full and not inflight):
                 break
+            if self._swap is not None:  # the frames in flight finish on the old model first
+                if inflight:
+                    finish_oldest()
+                    continue
+                seg = self._adopt()
+                depth = int(getattr(seg, "pipeline_depth", 1) or 1)
+                submit = getattr(seg, "submit", None) if depth > 1 else None
             if min_dt:
                 now = time.monotonic()
                 if now < next_t:

@@ -7,7 +7,8 @@
   The record goes back (QoS 1) to ``reply`` (default ``TOPIC/result``) or to the message's
   ``"reply_to"``. Auth/TLS options as for the MQTT sink (:mod:`edgeseg.sinks.mqtt`).
 - ``http://HOST:PORT[/PATH]`` (default path ``/trigger``; port 0 picks a free one, see
-  ``.url``) — ``POST PATH`` (optional JSON body ``{"id": "..."}`` or ``?id=``) answers
+  ``.url``; on :class:`edgeseg.server.HttpServer`, with its token, timeouts and Host check)
+  — ``POST PATH`` (optional JSON body ``{"id": "..."}`` or ``?id=``) answers
   ``200`` with the frame's record once processed, ``504`` after ``timeout`` s, ``409`` for an
   id already seen, ``503`` when ``max_pending`` triggers already wait.
 - ``opcua:opc.tcp://HOST:PORT`` — the method ``Objects/EdgeSeg/Trigger(TriggerId)`` of the
@@ -20,15 +21,15 @@ whose caller stopped waiting (HTTP/OPC UA timeout) is skipped rather than proces
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import queue
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 from edgeseg._mqtt import make_client, parse_mqtt_spec
 from edgeseg._opcua import OpcuaServer, parse_opcua_endpoint
@@ -45,10 +46,19 @@ TRIGGER_FORMS = (
 )
 
 
+_MAX_TRIGGER_BODY = 64 * 1024
+
+
 class _Waiter:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.record: Optional[dict] = None
+        self.callbacks: list = []  # async callers: wake their event loop
+
+    def set(self) -> None:
+        self.event.set()
+        for fn in self.callbacks:
+            fn()
 
 
 class QueueTrigger(Trigger):
@@ -111,6 +121,31 @@ class QueueTrigger(Trigger):
                 return None
         return waiter.record
 
+    async def result_async(self, trigger_id: str, timeout: Optional[float] = None):
+        """:meth:`result` for a caller on an event loop: waits without holding a thread."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+
+        def wake() -> None:
+            try:
+                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(None))
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+        with self._lock:
+            waiter = self._waiters.get(trigger_id)
+            if waiter is None:
+                return None
+            pending = not waiter.event.is_set()
+            if pending:
+                waiter.callbacks.append(wake)
+        if pending:
+            try:
+                await asyncio.wait_for(fut, self.timeout if timeout is None else timeout)
+            except asyncio.TimeoutError:
+                pass
+        return self.result(trigger_id, 0)
+
     def wait(self, timeout: Optional[float] = None) -> Optional[str]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -130,7 +165,7 @@ class QueueTrigger(Trigger):
             self.counts["answered"] += 1
             if waiter is not None:
                 waiter.record = record
-                waiter.event.set()
+                waiter.set()
         self._answer(trigger_id, record)
 
     def _release_waiters(self) -> None:
@@ -138,7 +173,7 @@ class QueueTrigger(Trigger):
         with self._lock:
             self.closed = True
             for waiter in self._waiters.values():
-                waiter.event.set()
+                waiter.set()
 
     def _answer(self, trigger_id: str, record: dict) -> None:
         """Sends the record back where the protocol needs it (MQTT reply topic)."""
@@ -149,106 +184,115 @@ class QueueTrigger(Trigger):
 
 
 class HttpTrigger(QueueTrigger):
-    """``POST /trigger`` → one frame → the record as the response (see the module docstring)."""
+    """``POST /trigger`` → one frame → the record as the response (see the module docstring).
 
-    def __init__(self, url: str, timeout: float = 10.0, max_pending: int = 64) -> None:
+    Runs on the one HTTP server of edgeseg (:class:`edgeseg.server.HttpServer`): its own on
+    the URL's address, or, with ``server``, a station's shared one at the URL's path.
+    ``token``: every request needs it (``Authorization: Bearer``, ``?token=``); a non-loopback
+    address without one is refused.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        max_pending: int = 64,
+        token: Optional[str] = None,
+        *,
+        server: Any = None,
+    ) -> None:
         super().__init__(url, timeout, max_pending)
         try:
             u = urlsplit(url)
             port = u.port
         except ValueError as e:
             raise SourceError(f"trigger {url!r}: {e}; expected {TRIGGER_FORMS}") from None
-        if u.scheme != "http" or not u.hostname or port is None:
+        if server is None and (u.scheme != "http" or not u.hostname or port is None):
             raise SourceError(f"trigger {url!r}: expected http://HOST:PORT[/PATH]")
-        self.host, self.port, self.path = u.hostname, port, u.path or "/trigger"
-        self._httpd: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self.path = u.path or "/trigger"
+        self._own = server is None
+        if server is None:
+            from edgeseg.server import HttpServer
+
+            server = HttpServer(
+                f"[{u.hostname}]:{port}" if ":" in str(u.hostname) else f"{u.hostname}:{port}",
+                token,
+                error=SourceError,
+                what=f"trigger {redact(url)!r}",
+            )
+        self.server = server
+        self.host, self.port = server.host, server.port
+        _add_trigger_routes(server, self, self.path, fallback=self._own)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
 
     def open(self) -> None:
-        if self._httpd is not None:
-            return
         self.closed = False
-        try:
-            self._httpd = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        except OSError as e:
-            raise SourceError(
-                f"trigger {self.spec!r}: cannot listen on {self.host}:{self.port}: {e}; pick a "
-                "free port or an address of this machine"
-            ) from None
-        self._httpd.daemon_threads = True
-        self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="edgeseg-http-trigger", daemon=True
-        )
-        self._thread.start()
+        if self._own:
+            self.server.start()
+            self.port = self.server.port
 
     def close(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
+        if self.closed:
             return
         self._release_waiters()
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if self._own:
+            self.server.close()
 
 
-def _handler_for(trigger: HttpTrigger) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # quiet: the loop reports stats
-            pass
+def _add_trigger_routes(server: Any, trigger: HttpTrigger, path: str, fallback: bool) -> None:
+    from aiohttp import web
 
-        def _reply(self, code: int, body: dict) -> None:
-            data = encode_record(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if code == 405:
-                self.send_header("Allow", "POST")
-            self.end_headers()
-            self.wfile.write(data)
+    from edgeseg.server.http import read_body
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            path = urlsplit(self.path).path
-            if path != trigger.path:
-                return self._reply(404, {"error": f"no such path; POST {trigger.path}"})
-            self._reply(405, {"error": f"use POST {trigger.path}"})
+    def reply(code: int, body: dict) -> web.Response:
+        headers = {"Allow": "POST"} if code == 405 else None
+        return web.Response(
+            text=encode_record(body), status=code, headers=headers, content_type="application/json"
+        )
 
-        def do_POST(self) -> None:  # noqa: N802
-            u = urlsplit(self.path)
-            if u.path != trigger.path:
-                return self._reply(404, {"error": f"no such path; POST {trigger.path}"})
-            query = parse_qs(u.query)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length > 0 else b""
-            tid = (query.get("id") or [""])[0]
-            timeout = trigger.timeout
-            try:
-                if body.strip():
-                    doc = json.loads(body)
-                    if not isinstance(doc, dict):
-                        raise ValueError("the body must be a JSON object")
-                    tid = str(doc.get("id") or tid)
-                if "timeout" in query:
-                    timeout = min(float(query["timeout"][0]), 600.0)
-                tid = trigger.fire(tid, wait=True)
-            except OverflowError as e:
-                return self._reply(503, {"error": f"busy: {e}"})
-            except ValueError as e:
-                code = 409 if "used already" in str(e) else 400
-                return self._reply(code, {"error": str(e)})
-            record = trigger.result(tid, timeout)
-            if record is None and trigger.closed:
-                return self._reply(503, {"error": "trigger mode stopped", "id": tid})
-            if record is None:
-                return self._reply(504, {"error": f"no result within {timeout} s", "id": tid})
-            self._reply(200, record)
+    async def get(request) -> web.Response:
+        return reply(405, {"error": f"use POST {path}"})
 
-    return Handler
+    async def post(request) -> web.Response:
+        query = request.query
+        body = await read_body(request, _MAX_TRIGGER_BODY, server.request_timeout)
+        tid = query.get("id", "")
+        timeout = trigger.timeout
+        try:
+            if body.strip():
+                doc = json.loads(body)
+                if not isinstance(doc, dict):
+                    raise ValueError('the body must be a JSON object such as {"id": "part-1"}')
+                tid = str(doc.get("id") or tid)
+            if "timeout" in query:
+                timeout = float(query["timeout"])
+                if not 0 < timeout <= 600:
+                    raise ValueError(f"timeout={query['timeout']!r}: expected 0 < seconds <= 600")
+            tid = trigger.fire(tid, wait=True)
+        except OverflowError as e:
+            return reply(503, {"error": f"busy: {e}"})
+        except ValueError as e:
+            code = 409 if "used already" in str(e) else 400
+            return reply(code, {"error": str(e)})
+        record = await trigger.result_async(tid, timeout)
+        if record is None and trigger.closed:
+            return reply(503, {"error": "trigger mode stopped", "id": tid})
+        if record is None:
+            return reply(504, {"error": f"no result within {timeout:g} s", "id": tid})
+        return web.json_response(record, dumps=lambda o: json.dumps(o, default=str))
+
+    server.add_route("GET", path, get)
+    server.add_route("POST", path, post)
+    if fallback:
+
+        async def missing(request) -> web.Response:
+            return reply(404, {"error": f"no such path; POST {path}"})
+
+        server.add_route("*", "/{tail:.*}", missing)
 
 
 class MqttTrigger(QueueTrigger):

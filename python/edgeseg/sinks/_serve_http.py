@@ -1,29 +1,38 @@
-"""The request handler of the browser live view (see :mod:`edgeseg.sinks.serve`)."""
+"""The routes of the browser live view on :class:`edgeseg.server.HttpServer` (see
+:mod:`edgeseg.sinks.serve`): the page, the MJPEG stream, one JPEG, Server-Sent Events, stats.
+
+Handlers run on the server's event loop; JPEG encoding runs in its worker threads, once per
+frame and confidence display however many viewers watch (the viewers of one frame await the
+same encoding)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
-import socket
 import time
-from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Optional
-from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from edgeseg.server import HttpServer
     from edgeseg.sinks.base import LoopItem
     from edgeseg.sinks.serve import ServeSink
 
-__all__ = ["CONF_MODES", "LiveHandler", "jsonable", "render"]
+__all__ = ["CONF_MODES", "add_live_routes", "jsonable", "render"]
 
 #: Confidence displays: plain overlay, colour opacity × confidence, confidence heat map.
 CONF_MODES = ("off", "alpha", "heatmap")
 _SHOW = {"off": False, "alpha": "alpha", "heatmap": "heatmap"}
 _BOUNDARY = "edgeseg-frame"
 _log = logging.getLogger("edgeseg.sinks.serve")
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+    "style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'",
+}
 
 
 def render(
@@ -66,167 +75,125 @@ def jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-class LiveHandler(BaseHTTPRequestHandler):
-    """One request; streams (MJPEG, events) hold their thread until the viewer leaves or the
-    sink closes."""
+def add_live_routes(server: HttpServer, sink: ServeSink, prefix: str = "/") -> None:
+    """Mounts the live view of ``sink`` under ``prefix`` (``"/"``, ``"/cameras/a/"``)."""
+    from aiohttp import web
 
-    server_version = "edgeseg-live"
-    timeout = 30.0  # a viewer that stops reading cannot hold a thread longer than this
-    server: Any  # edgeseg.sinks.serve._Server
+    prefix = "/" + prefix.strip("/") + "/" if prefix.strip("/") else "/"
 
-    @property
-    def sink(self) -> ServeSink:
-        return self.server.sink
+    def plain(status: int, text: str) -> web.Response:
+        return web.Response(status=status, text=text + "\n")
 
-    def setup(self) -> None:
-        super().setup()
-        self.sink.track(self.connection, add=True)
+    def mode_of(request) -> Optional[str]:
+        mode = request.query.get("conf", "off")
+        return mode if mode in CONF_MODES else None
 
-    def finish(self) -> None:
-        try:
-            super().finish()
-        except OSError:
-            pass
-        finally:
-            self.sink.track(self.connection, add=False)
+    async def page(request) -> web.Response:
+        if sink.closing.is_set():
+            return plain(503, "the live view is shutting down")
+        conf = request.query.get("conf", sink.confidence)
+        text = sink.page_template.replace("__EDGESEG_CONF__", conf if conf in CONF_MODES else "off")
+        return web.Response(text=text, content_type="text/html", headers=_PAGE_HEADERS)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib's name
-        _log.debug("%s %s", self.address_string(), format % args)
+    async def stats(request) -> web.Response:
+        return web.Response(body=_stats_bytes(sink), content_type="application/json")
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib's name
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
-        if self.sink.closing.is_set():
-            return self._plain(503, "the live view is shutting down")
-        if not self.sink.authorized(self.headers, query):
-            return self._plain(
-                401,
-                "401: this live view needs its token; open the page as /?token=YOUR_TOKEN "
-                "(the value given to --token) or send 'Authorization: Bearer YOUR_TOKEN'",
-                {"WWW-Authenticate": 'Bearer realm="edgeseg live view"'},
-            )
-        route = parts.path.rstrip("/").rsplit("/", 1)[-1] or "index.html"
-        try:
-            if route == "index.html":
-                return self._page(query)
-            if route == "stats.json":
-                return self._send(200, "application/json", self._stats_bytes())
-            if route in ("stream.mjpg", "frame.jpg"):
-                mode = query.get("conf", ["off"])[-1]
-                if mode not in CONF_MODES:
-                    return self._plain(400, f"conf={mode!r}: expected one of {list(CONF_MODES)}")
-                return self._mjpeg(mode) if route == "stream.mjpg" else self._frame(mode)
-            if route == "events":
-                return self._events()
-            return self._plain(404, f"{parts.path}: not here; the live view is at /")
-        except (ConnectionError, TimeoutError, socket.timeout):
-            self.close_connection = True
-
-    # -- responses -------------------------------------------------------------------------
-    def _headers(self, code: int, ctype: str, extra: Optional[dict] = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Referrer-Policy", "no-referrer")
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-
-    def _send(self, code: int, ctype: str, body: bytes, extra: Optional[dict] = None) -> None:
-        self._headers(code, ctype, extra)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _plain(self, code: int, text: str, extra: Optional[dict] = None) -> None:
-        self._send(code, "text/plain; charset=utf-8", (text + "\n").encode(), extra)
-
-    def _page(self, query: dict) -> None:
-        sink = self.sink
-        conf = query.get("conf", [sink.confidence])[-1]
-        page = sink.page_template.replace("__EDGESEG_CONF__", conf if conf in CONF_MODES else "off")
-        extra = {
-            "X-Frame-Options": "DENY",
-            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
-            "style-src 'unsafe-inline'; img-src 'self' data:; connect-src 'self'",
-        }
-        if sink.token is not None:
-            # The page's own requests (stream, events) then pass without the token in the URL.
-            extra["Set-Cookie"] = (
-                f"{sink.cookie_name}={sink.cookie_value}; Path=/; HttpOnly; SameSite=Strict"
-            )
-        self._send(200, "text/html; charset=utf-8", page.encode(), extra)
-
-    def _stats_bytes(self) -> bytes:
-        return json.dumps(self.sink.snapshot(), separators=(",", ":")).encode()
-
-    def _frame(self, mode: str) -> None:
-        seq, item = self.sink.newest(-1, 0.0)
+    async def frame(request) -> web.Response:
+        mode = mode_of(request)
+        if mode is None:
+            return plain(400, f"conf={request.query.get('conf')!r}: expected one of {CONF_MODES}")
+        seq, item = sink.newest()
         if item is None:
-            return self._plain(503, "no frame yet; the loop has not delivered one")
-        self._send(200, "image/jpeg", self.sink.jpeg(seq, item, mode), {"X-Frame-Seq": str(seq)})
+            return plain(503, "no frame yet; the loop has not delivered one")
+        data = await sink.jpeg_async(seq, item, mode)
+        return web.Response(body=data, content_type="image/jpeg", headers={"X-Frame-Seq": str(seq)})
 
-    def _enter_stream(self) -> bool:
-        if self.sink.acquire_stream():
-            return True
-        self._plain(503, f"too many viewers (max_clients={self.sink.max_clients}); try later")
-        return False
-
-    def _mjpeg(self, mode: str) -> None:
-        """multipart/x-mixed-replace: one part per new frame, always the newest one."""
-        sink = self.sink
-        if not self._enter_stream():
-            return
+    async def stream(request) -> web.StreamResponse:
+        mode = mode_of(request)
+        if mode is None:
+            return plain(400, f"conf={request.query.get('conf')!r}: expected one of {CONF_MODES}")
+        if sink.closing.is_set():
+            return plain(503, "the live view is shutting down")
+        if not sink.acquire_stream():
+            return plain(503, f"too many viewers (max_clients={sink.max_clients}); try later")
         try:
-            self._headers(200, f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
-            self.end_headers()
-            last, t_sent = 0, 0.0
+            resp = web.StreamResponse(
+                headers={"Content-Type": f"multipart/x-mixed-replace; boundary={_BOUNDARY}"}
+            )
+            resp.force_close()
+            await resp.prepare(request)
+            last, t_sent, repeated = 0, 0.0, True
             while not sink.closing.is_set():
                 wait = sink.min_interval - (time.monotonic() - t_sent)
-                if wait > 0 and sink.closing.wait(wait):
-                    break
-                seq, item = sink.newest(last, 1.0)
-                if item is None or seq == last:
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                seq, item = await sink.next_item(last, 1.0)
+                if item is None or (seq == last and repeated):
                     continue
-                data = sink.jpeg(seq, item, mode)
-                frame = getattr(item.frame, "index", -1)
+                # Chromium shows a part only once the next one begins: a frame with no
+                # successor for a second (a triggered camera) is sent once more (cached JPEG)
+                repeated = seq == last
+                data = await sink.jpeg_async(seq, item, mode)
+                index = getattr(item.frame, "index", -1)
                 head = (
-                    f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}"
-                    f"\r\nX-Frame-Index: {frame}\r\n\r\n"
+                    ("" if last else f"--{_BOUNDARY}\r\n")
+                    + f"Content-Type: image/jpeg\r\nContent-Length: {len(data)}"
+                    f"\r\nX-Frame-Index: {index}\r\n\r\n"
                 )
-                self.wfile.write(head.encode() + data + b"\r\n")
-                self.wfile.flush()
+                # the boundary right after the JPEG ends the part: a browser shows a frame
+                # at once, not when the next one comes (a triggered camera may wait minutes)
+                await server.write(resp, head.encode() + data + f"\r\n--{_BOUNDARY}\r\n".encode())
                 last, t_sent = seq, time.monotonic()
+        except ConnectionError:  # the viewer left or stopped reading
+            pass
         finally:
-            self.sink.release_stream()
-            self.close_connection = True
+            sink.release_stream()
+        return resp
 
-    def _events(self) -> None:
+    async def events(request) -> web.StreamResponse:
         """Server-Sent Events: the stats whenever a new frame came, at most every
         ``stats_interval`` s; a comment every 10 s keeps proxies and dead-peer checks honest."""
-        sink = self.sink
-        if not self._enter_stream():
-            return
+        if sink.closing.is_set():
+            return plain(503, "the live view is shutting down")
+        if not sink.acquire_stream():
+            return plain(503, f"too many viewers (max_clients={sink.max_clients}); try later")
         try:
-            self._headers(200, "text/event-stream")
-            self.end_headers()
-            self.wfile.write(b"retry: 1000\n\n")
-            self.wfile.flush()
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            resp.force_close()
+            await resp.prepare(request)
+            await server.write(resp, b"retry: 1000\n\n")
             last, idle = -1, 0.0
             while not sink.closing.is_set():
-                seq, _ = sink.newest(last, 1.0)
+                seq, _ = await sink.next_item(last, 1.0)
                 if seq == last:
                     idle += 1.0
                     if idle >= 10.0:
-                        self.wfile.write(b": idle\n\n")
-                        self.wfile.flush()
+                        await server.write(resp, b": idle\n\n")
                         idle = 0.0
                     continue
-                self.wfile.write(b"data: " + self._stats_bytes() + b"\n\n")
-                self.wfile.flush()
+                await server.write(resp, b"data: " + _stats_bytes(sink) + b"\n\n")
                 last, idle = seq, 0.0
-                if sink.closing.wait(sink.stats_interval):
-                    break
+                await asyncio.sleep(sink.stats_interval)
+        except ConnectionError:
+            pass
         finally:
-            self.sink.release_stream()
-            self.close_connection = True
+            sink.release_stream()
+        return resp
+
+    if prefix != "/":
+
+        async def slash(request) -> web.Response:
+            query = f"?{request.query_string}" if request.query_string else ""
+            raise web.HTTPPermanentRedirect(prefix + query)
+
+        server.add_route("GET", prefix.rstrip("/"), slash)
+    server.add_route("GET", prefix, page)
+    server.add_route("GET", prefix + "index.html", page)
+    server.add_route("GET", prefix + "stats.json", stats)
+    server.add_route("GET", prefix + "frame.jpg", frame)
+    server.add_route("GET", prefix + "stream.mjpg", stream)
+    server.add_route("GET", prefix + "events", events)
+
+
+def _stats_bytes(sink: ServeSink) -> bytes:
+    return json.dumps(sink.snapshot(), separators=(",", ":")).encode()

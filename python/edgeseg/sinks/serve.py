@@ -1,10 +1,13 @@
 """The browser live view (``--serve ADDR``, sink kind ``serve``).
 
-A stdlib :class:`~http.server.ThreadingHTTPServer` in its own thread serves one page
-(``static/live.html``): the overlay as an MJPEG stream, live stats through Server-Sent Events
-and a switch for the confidence display. The loop's ``write`` only stores the newest item;
-JPEGs are encoded in the threads of the connected viewers, only while one is connected and
-only for the newest frame, so a slow or stalled browser never slows the loop.
+The live view's routes (:mod:`edgeseg.sinks._serve_http`) run on the one HTTP server of
+edgeseg (:class:`edgeseg.server.HttpServer`, aiohttp): a standalone sink starts its own on
+``ADDR``; a station mounts every camera's view on its shared server under
+``/cameras/NAME/``. The page (``static/live.html``) shows the overlay as an MJPEG stream, live
+stats through Server-Sent Events and a switch for the confidence display. The loop's
+``write`` only stores the newest item; JPEGs are encoded in the server's worker threads, only
+while a viewer is connected and once per frame and display, so a slow or stalled browser never
+slows the loop.
 
 Endpoints (relative to the page, so a reverse proxy may mount it under a sub-path):
 
@@ -12,71 +15,27 @@ Endpoints (relative to the page, so a reverse proxy may mount it under a sub-pat
   ``/frame.jpg?conf=...`` the newest overlay as one JPEG; ``/events`` stats as Server-Sent
   Events; ``/stats.json`` the same stats once.
 - With a token every endpoint answers 401 unless the request carries it: ``?token=T``,
-  ``Authorization: Bearer T``, ``X-Edgeseg-Token: T`` or the cookie the page sets.
+  ``Authorization: Bearer T``, ``X-Edgeseg-Token: T`` or the cookie the page sets. A
+  non-loopback address without a token is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import socket
+import asyncio
 import sys
 import threading
-import warnings
 from collections import deque
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
 from edgeseg.errors import SinkError
-from edgeseg.sinks._serve_http import CONF_MODES, LiveHandler, jsonable
+from edgeseg.server.http import DEFAULT_ADDR, HttpServer, parse_addr
+from edgeseg.sinks._serve_http import CONF_MODES, add_live_routes, jsonable
 from edgeseg.sinks.base import LoopItem, Sink, register_sink
 
-__all__ = ["CONF_MODES", "DEFAULT_ADDR", "ServeSink"]
+__all__ = ["CONF_MODES", "DEFAULT_ADDR", "ServeSink", "parse_addr"]
 
-DEFAULT_ADDR = "127.0.0.1:8080"
 _PAGE = Path(__file__).with_name("static") / "live.html"
-
-
-def parse_addr(addr: str) -> tuple[str, int]:
-    """``"HOST:PORT"``, ``"[V6]:PORT"``, ``":PORT"`` or ``"PORT"`` → ``(host, port)``; an empty
-    host means 127.0.0.1. Raises SinkError naming the address and the expected form."""
-    text = str(addr).strip()
-    hint = "use HOST:PORT such as 127.0.0.1:8080 ([::1]:8080 for IPv6; port 0 picks a free one)"
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]")
-        if not sep or not port_text.startswith(":"):
-            raise SinkError(f"serve: address {addr!r} is malformed; {hint}")
-        port_text = port_text[1:]
-    elif ":" in text:
-        host, _, port_text = text.rpartition(":")
-        if ":" in host:
-            raise SinkError(f"serve: IPv6 address {addr!r} needs brackets; {hint}")
-    else:
-        host, port_text = "", text
-    if not port_text.isdigit() or int(port_text) > 65535:
-        raise SinkError(f"serve: port {port_text!r} of {addr!r} is not in 0..65535; {hint}")
-    return host or "127.0.0.1", int(port_text)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # the sink joins its handler threads itself, with a timeout
-    allow_reuse_address = True
-
-    def __init__(self, addr: tuple[str, int], sink: ServeSink) -> None:
-        self.sink = sink
-        super().__init__(addr, LiveHandler)
-
-    def handle_error(self, request, client_address) -> None:
-        # A browser closing its tab mid-stream is not an error worth a traceback.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, socket.timeout)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
 
 
 class ServeSink(Sink):
@@ -86,7 +45,7 @@ class ServeSink(Sink):
         addr: ``HOST:PORT`` to bind; 127.0.0.1 unless told otherwise. Port 0 picks a free
             port; :attr:`url` gives the actual address after :meth:`open`.
         token: when set, every endpoint needs it (``?token=``, ``Authorization: Bearer`` or
-            ``X-Edgeseg-Token``); binding a non-loopback address without one warns.
+            ``X-Edgeseg-Token``); a non-loopback address without one is refused.
         alpha: colour opacity of the overlay in [0, 1].
         confidence: the page's initial confidence display: ``"off"``, ``"alpha"``
             (transparency follows the confidence) or ``"heatmap"``; viewers switch it.
@@ -97,6 +56,14 @@ class ServeSink(Sink):
         stats_interval: seconds between two stats updates pushed to a page.
         max_clients: concurrent stream/event connections beyond this get 503.
         quiet: do not print the URL on :meth:`open`.
+        server: mount the view on this running-to-be :class:`~edgeseg.server.HttpServer`
+            under ``prefix`` instead of starting a server (``addr`` and ``token`` are then
+            the server's business).
+        prefix: the path the view is mounted at on ``server``.
+
+    Raises:
+        SinkError: a malformed address or option, a non-loopback bind without a token (here);
+            a port in use or an address not of this machine (at :meth:`open`).
     """
 
     def __init__(
@@ -113,11 +80,11 @@ class ServeSink(Sink):
         stats_interval: float = 0.25,
         max_clients: int = 16,
         quiet: bool = False,
+        server: Optional[HttpServer] = None,
+        prefix: str = "/",
     ) -> None:
         addr = DEFAULT_ADDR if addr is None or addr == "" else str(addr)
-        self.host, self.port = parse_addr(addr)
-        if token is not None and (not isinstance(token, str) or not token.strip()):
-            raise SinkError(f"serve: token={token!r}; pass a non-empty string, or None for none")
+        self.spec = f"serve:{addr}"
         if not 0.0 <= float(alpha) <= 1.0:
             raise SinkError(f"serve: alpha={alpha!r} is outside [0, 1]; try 0.5")
         if confidence not in CONF_MODES:
@@ -128,8 +95,13 @@ class ServeSink(Sink):
             raise SinkError(f"serve: max_fps={max_fps!r} must be > 0 (None: no limit)")
         if max_width is not None and int(max_width) < 16:
             raise SinkError(f"serve: max_width={max_width!r} must be >= 16 (None: full size)")
-        self.spec = f"serve:{addr}"
-        self.token = token
+        self._own = server is None
+        if server is None:
+            server = HttpServer(addr, token, error=SinkError, what=self.spec)
+        self.server: HttpServer = server
+        self.host, self.port = server.host, server.port
+        self.token = server.token
+        self.prefix = prefix
         self.alpha = float(alpha)
         self.confidence = confidence
         self.jpeg_quality = int(jpeg_quality)
@@ -138,63 +110,37 @@ class ServeSink(Sink):
         self.stats_interval = float(stats_interval)
         self.max_clients = int(max_clients)
         self.quiet = quiet
-        self.cookie_name = "edgeseg_token"
-        self.cookie_value = "" if token is None else hashlib.sha256(token.encode()).hexdigest()
         self.page_template = _PAGE.read_text(encoding="utf-8")
         self.closing = threading.Event()
-        self.cond = threading.Condition()
+        self.notice: Optional[str] = None  # shown on the page (a reload that failed, ...)
+        self._cond = threading.Condition()
         self._item: Optional[LoopItem] = None
         self._seq = 0
         self._written = 0
         self._verdicts: deque[dict] = deque(maxlen=max(1, int(history)))
-        self._enc_locks = {m: threading.Lock() for m in CONF_MODES}
+        self._enc_lock = threading.Lock()
         self._jpeg_cache: dict[str, tuple[int, bytes]] = {}
-        self._lock = threading.Lock()  # guards the counters and the handler registry below
-        self._handlers: dict[object, threading.Thread] = {}
-        self.streams = 0  # open connections that hold a thread (MJPEG + events)
+        self._encoding: dict[str, tuple[int, asyncio.Future]] = {}  # event loop only
+        self._event: Optional[asyncio.Event] = None  # event loop only
+        self._lock = threading.Lock()  # guards the counters below
+        self.streams = 0  # open stream/event connections
         self.jpeg_encoded = 0
-        self._server: Optional[_Server] = None
-        self._thread: Optional[threading.Thread] = None
         self.url: Optional[str] = None
+        add_live_routes(server, self, prefix)
+        server.on_close(self._end_streams)
 
     # -- the Sink contract ---------------------------------------------------------------
     def open(self) -> None:
-        """Binds and starts serving; raises SinkError for a port in use or a bad host."""
-        if self._server is not None:
-            return
-        cls = _Server6 if ":" in self.host else _Server
-        try:
-            server = cls((self.host, self.port), self)
-        except OSError as e:
-            if e.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-                raise SinkError(
-                    f"{self.spec}: port {self.port} on {self.host} is in use; stop the other "
-                    f"server or pick another port ({self.host}:0 picks a free one)"
-                ) from None
-            raise SinkError(
-                f"{self.spec}: cannot listen on {self.host}:{self.port}: {e}; use an address "
-                "of this machine such as 127.0.0.1 (0.0.0.0 for every interface)"
-            ) from None
+        """Starts serving (a sink with its own server binds here; raises SinkError for a port
+        in use or a bad host)."""
         self.closing.clear()
-        self._server = server
-        self.port = int(server.server_address[1])
-        self.cookie_name = f"edgeseg_token_{self.port}"  # cookies ignore ports; names do not
-        shown = "127.0.0.1" if self.host == "0.0.0.0" else self.host
-        shown = "[::1]" if self.host == "::" else (f"[{shown}]" if ":" in shown else shown)
-        self.url = f"http://{shown}:{self.port}/"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="edgeseg-serve"
-        )
-        self._thread.daemon = True
-        self._thread.start()
-        if self.token is None and not _is_loopback(self.host):
-            warnings.warn(
-                f"{self.spec}: the live view on {self.host} is reachable from other machines "
-                "without a token; pass --token (token=...) or bind 127.0.0.1",
-                UserWarning,
-                stacklevel=2,
-            )
-        if not self.quiet:
+        if self._own:
+            self.server.start()
+            self.port = self.server.port
+        if self.server.url is not None:
+            self.url = self.server.url.rstrip("/") + "/" + self.prefix.strip("/")
+            self.url = self.url.rstrip("/") + "/"
+        if self._own and not self.quiet:
             hint = "" if self.token is None else " (open it with ?token=YOUR_TOKEN)"
             print(f"edgeseg live view: {self.url}{hint}", file=sys.stderr, flush=True)
 
@@ -216,39 +162,20 @@ class ServeSink(Sink):
                 else:
                     entry = {"label": label, "reasons": reasons, "frames": 1}
                     self._verdicts.append({**entry, "first_frame": frame, "last_frame": frame})
-        with self.cond:
+        with self._cond:
             self._item = item
             self._seq += 1
             self._written += 1
-            self.cond.notify_all()
+        if self.streams:
+            self.server.call(self._wake)
 
     def close(self) -> None:
-        """Stops serving, disconnects every viewer and joins the threads; safe to call twice."""
-        server, self._server = self._server, None
-        if server is None:
-            return
+        """Ends every stream; a sink with its own server stops it and joins its threads.
+        Safe to call twice."""
         self.closing.set()
-        with self.cond:
-            self.cond.notify_all()
-        server.shutdown()
-        with self._lock:
-            handlers = list(self._handlers.items())
-        for conn, _ in handlers:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-        for _, thread in handlers:
-            thread.join(timeout=5.0)
-        stuck = [t.name for _, t in handlers if t.is_alive()]
-        if stuck:
-            warnings.warn(
-                f"{self.spec}: viewer threads still running after close: {stuck}",
-                stacklevel=2,
-            )
+        self.server.call(self._wake)
+        if self._own:
+            self.server.close()
 
     def stats(self) -> dict:
         """``written`` items, ``clients`` (open stream/event connections), ``jpeg_encoded``."""
@@ -267,14 +194,7 @@ class ServeSink(Sink):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- used by the request handlers -----------------------------------------------------
-    def track(self, conn: object, add: bool) -> None:
-        with self._lock:
-            if add:
-                self._handlers[conn] = threading.current_thread()
-            else:
-                self._handlers.pop(conn, None)
-
+    # -- used by the request handlers (the event loop) -------------------------------------
     def acquire_stream(self) -> bool:
         """Counts one more stream/event viewer; False when ``max_clients`` are connected."""
         with self._lock:
@@ -287,22 +207,57 @@ class ServeSink(Sink):
         with self._lock:
             self.streams -= 1
 
-    def newest(self, after: int, timeout: float) -> tuple[int, Optional[LoopItem]]:
-        """Waits up to ``timeout`` s for an item newer than sequence number ``after``."""
-        with self.cond:
-            self.cond.wait_for(lambda: self._seq != after or self.closing.is_set(), timeout)
+    def newest(self) -> tuple[int, Optional[LoopItem]]:
+        """The sequence number and the newest item (None before the first)."""
+        with self._cond:
             return self._seq, self._item
+
+    def _wake(self) -> None:
+        ev, self._event = self._event, None
+        if ev is not None:
+            ev.set()
+
+    def _end_streams(self) -> None:
+        self.closing.set()
+        self._wake()
+
+    async def next_item(self, after: int, timeout: float) -> tuple[int, Optional[LoopItem]]:
+        """Waits up to ``timeout`` s for an item newer than sequence number ``after``."""
+        seq, item = self.newest()
+        if seq != after or self.closing.is_set():
+            return seq, item
+        if self._event is None:
+            self._event = asyncio.Event()
+        ev = self._event
+        seq, item = self.newest()  # a write between the two looks: no wait
+        if seq != after:
+            return seq, item
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        return self.newest()
+
+    async def jpeg_async(self, seq: int, item: LoopItem, mode: str) -> bytes:
+        """:meth:`jpeg` in the server's worker threads; viewers of the same frame and mode
+        await one encoding."""
+        running = self._encoding.get(mode)
+        if running is None or running[0] != seq:
+            fut = asyncio.ensure_future(self.server.run_blocking(self.jpeg, seq, item, mode))
+            running = self._encoding[mode] = (seq, fut)
+        return await asyncio.shield(running[1])
 
     def jpeg(self, seq: int, item: LoopItem, mode: str) -> bytes:
         """The JPEG of ``item`` in confidence display ``mode``, encoded once per frame and mode
         however many viewers watch it."""
         from edgeseg.sinks._serve_http import render
 
-        with self._enc_locks[mode]:
+        with self._enc_lock:
             cached = self._jpeg_cache.get(mode)
             if cached is not None and cached[0] == seq:
                 return cached[1]
-            data = render(item, mode, self.alpha, self.max_width, self.jpeg_quality)
+        data = render(item, mode, self.alpha, self.max_width, self.jpeg_quality)
+        with self._enc_lock:
             self._jpeg_cache[mode] = (seq, data)
         with self._lock:
             self.jpeg_encoded += 1
@@ -310,12 +265,13 @@ class ServeSink(Sink):
 
     def snapshot(self) -> dict:
         """The JSON-able stats the page shows (see ``/stats.json``)."""
-        with self.cond:
-            seq, item = self._seq, self._item
+        seq, item = self.newest()
         with self._lock:
             verdicts = [dict(v) for v in self._verdicts]
             server = {"clients": self.streams, "jpeg_encoded": self.jpeg_encoded}
         out: dict = {"seq": seq, "verdicts": verdicts[::-1], "server": server}
+        if self.notice:
+            out["notice"] = self.notice
         if item is None:
             return out
         res, rec = item.result, item.record or {}
@@ -346,39 +302,6 @@ class ServeSink(Sink):
             loop=item.stats,
         )
         return jsonable(out)
-
-    def authorized(self, headers, query: dict) -> bool:
-        """Whether a request carries the token (always true without one)."""
-        if self.token is None:
-            return True
-        want = self.token.encode()
-        offered = list(query.get("token", []))
-        auth = headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            offered.append(auth[7:].strip())
-        if headers.get("X-Edgeseg-Token"):
-            offered.append(headers["X-Edgeseg-Token"])
-        if any(hmac.compare_digest(t.encode(), want) for t in offered):
-            return True
-        cookie = _cookie(headers.get("Cookie", ""), self.cookie_name) or ""
-        return hmac.compare_digest(cookie.encode(), self.cookie_value.encode())
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _cookie(header: str, name: str) -> Optional[str]:
-    for part in header.split(";"):
-        key, sep, value = part.strip().partition("=")
-        if sep and key == name:
-            return value
-    return None
 
 
 def _open_serve(arg: str, **options) -> ServeSink:
