@@ -163,6 +163,27 @@ def test_two_cameras_share_a_model_and_serve_live_views_rest_and_triggers(site):
         rec = json.loads(body)
         assert status == 200 and rec["trigger_id"] == "part-9" and "counts" in rec
         assert call(st, "POST", "/v1/cameras/side/trigger", b'{"id": "part-9"}')[0] == 409
+
+        # /metrics: Prometheus text, per camera, behind the token
+        from prometheus_client.parser import text_string_to_metric_families
+
+        assert call(st, "GET", "/metrics", token=False)[0] == 401
+        status, headers, body = call(st, "GET", "/metrics")
+        assert status == 200 and headers["Content-Type"].startswith("text/plain")
+        fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+        frames_by = {
+            s.labels["camera"]: s.value
+            for s in fams["edgeseg_frames"].samples
+            if s.name == "edgeseg_frames_total"
+        }
+        assert frames_by.get("top", 0) >= 3 and frames_by.get("side", 0) >= 1
+        sinks = {
+            (s.labels["camera"], s.labels["sink"]) for s in fams["edgeseg_sink_queued"].samples
+        }
+        assert any(cam == "top" and "jsonl" in sink for cam, sink in sinks)
+        cams = json.loads(call(st, "GET", "/v1/status")[2])["cameras"]
+        ((spec, delivery),) = cams["top"]["sinks"].items()
+        assert spec.startswith("jsonl:") and delivery["delivered"] >= 3 and delivery["failed"] == 0
         frames = st.cameras["top"].frames
     lines = (site / "out" / "top.jsonl").read_text().splitlines()
     assert len(lines) >= frames and all(json.loads(x)["verdict"] == "OK" for x in lines)

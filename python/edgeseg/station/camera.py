@@ -32,10 +32,12 @@ def _telemetry(name: str) -> Any:
     """A :class:`edgeseg.telemetry.Telemetry` for the camera, None where the module is not
     part of this installation (the station runs without metrics then)."""
     try:
-        from edgeseg.telemetry import Telemetry  # type: ignore[import-not-found]
-    except ImportError:
+        from edgeseg.telemetry import Telemetry
+
+        return Telemetry(name)
+    except (ImportError, EdgesegError) as e:  # prometheus-client is not installed
+        log.warning("camera %s: no metrics: %s", name, e)
         return None
-    return Telemetry(name)
 
 
 class CameraRunner:
@@ -54,7 +56,6 @@ class CameraRunner:
         self.started_t = 0.0
         self.last_record: Optional[dict] = None
         self.telemetry = _telemetry(cfg.name)
-        self._drops = 0
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self.live = None
@@ -136,6 +137,8 @@ class CameraRunner:
                     trigger=self.trigger,
                     on_invalid=cfg.on_invalid,
                     max_invalid=cfg.max_invalid,
+                    drain_timeout=station.config.drain_timeout,
+                    telemetry=self.telemetry,
                 )
                 loop.start()
             except (EdgesegError, OSError, ImportError) as e:
@@ -185,17 +188,6 @@ class CameraRunner:
         self.frames += 1
         self.last_frame_t = time.time()
         self.last_record = item.record
-        tel = self.telemetry
-        if tel is None:
-            return
-        timings = getattr(item.result, "timings", None) or {}
-        tel.frame({k: float(v) / 1000.0 for k, v in timings.items()})
-        if item.verdict is not None:
-            tel.verdict(bool(item.verdict.ok), "; ".join(item.verdict.reasons)[:200])
-        dropped = int((item.stats or {}).get("dropped", 0) or 0)
-        for _ in range(max(0, dropped - self._drops)):
-            tel.drop()
-        self._drops = max(self._drops, dropped)
 
     # ---- what the HTTP endpoints show ------------------------------------------------------
     def outbox_pending(self) -> int:
@@ -208,6 +200,16 @@ class CameraRunner:
                 continue
             total += int(d.get("queued", d.get("pending", 0)) or 0)
         return total
+
+    def deliveries(self) -> dict:
+        """``{sink: {"delivered", "queued", "failed"}}`` for every sink of this camera."""
+        out = {}
+        for spec, s in zip(self.cfg.sinks, self.sinks):
+            try:
+                out[redact(spec)] = dict(s.delivery_stats())
+            except Exception as e:  # a sink's stats never stop the status page
+                out[redact(spec)] = {"error": redact(str(e))}
+        return out
 
     def problems(self) -> list[str]:
         """Why this camera is not ready (empty: ready)."""
@@ -249,6 +251,7 @@ class CameraRunner:
             "live_view": None if self.live is None else f"/cameras/{self.name}/",
             "trigger": None if self.cfg.trigger is None else redact(self.cfg.trigger),
             "outbox_pending": self.outbox_pending(),
+            "sinks": self.deliveries(),
         }
 
 
