@@ -283,7 +283,7 @@ def _add_trigger_routes(server: Any, trigger: HttpTrigger, path: str, fallback: 
             return reply(503, {"error": "trigger mode stopped", "id": tid})
         if record is None:
             return reply(504, {"error": f"no result within {timeout:g} s", "id": tid})
-        return web.json_response(record, dumps=lambda o: json.dumps(o, default=str))
+        return reply(200, record)
 
     server.add_route("GET", path, get)
     server.add_route("POST", path, post)

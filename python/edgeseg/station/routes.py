@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import html
 import io
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgeseg._redact import redact
 from edgeseg.errors import EdgesegError
+from edgeseg.sinks.encode import encode_record
 
 if TYPE_CHECKING:
     from edgeseg.server import HttpServer
@@ -39,7 +39,7 @@ def _json(data: Any, status: int = 200):
 
     return web.Response(
         status=status,
-        body=json.dumps(data, default=str, separators=(",", ":")).encode(),
+        body=encode_record(data).encode(),
         content_type="application/json",
     )
 
