@@ -1,12 +1,15 @@
 """Train the starter models shipped in ``python/edgeseg/starters/`` (seeded, reproducible).
 
-Each starter is trained by the product's own path on the product's own synthetic data:
-``edgeseg.data.synth`` (the generator behind ``edgeseg data synth``) writes the dataset,
+Each starter is trained by the product's own path on the product's own data: a dataset
+from ``edgeseg.data.synth`` (the generator behind ``edgeseg data synth``) or from the
+accuracy suite ``edgeseg.data.suite`` (photographed patterns from Debian packages),
 ``edgeseg.train.train`` trains a fixed number of epochs (no clock: the same seed gives the
 same weights on the same torch and CPU kernel family), ``edgeseg.export.export_onnx``
-exports it, and the test split is scored on the ONNX model. Written per starter:
-``model.onnx``, ``weights.pt`` (``{"state_dict", "meta"}``) and ``card.json`` (data recipe
-and hash, training settings, metrics, file hashes).
+exports it, and a held-out test set is scored on the ONNX model (synth: the dataset's test
+split; suite: the val split of the same recipe built with the next seed, images never used
+to pick the best epoch). Written per starter: ``model.onnx``, ``weights.pt``
+(``{"state_dict", "meta"}``) and ``card.json`` (data recipe and hash, training settings,
+metrics, file hashes).
 
     .venv/bin/python tools/train_starters.py                 # every starter
     .venv/bin/python tools/train_starters.py defects --work /tmp/starters
@@ -44,6 +47,12 @@ STARTERS = {
         "data": {"task": "objects", "n": 300, "size": 256, "seed": 102},
         "train": {"model": "unet", "model_kwargs": TINY_UNET, "epochs": 40, "seed": 0},
     },
+    "zones": {
+        "description": "zone identification: which material (wood, stone, soft: fabric, paper, "
+        "leather, leaves) covers each pixel, on photographed patterns, 256x256",
+        "data": {"suite": "zones", "n_train": 240, "n_val": 80, "size": 256, "seed": 0},
+        "train": {"model": "unet", "model_kwargs": SMALL_UNET, "epochs": 10, "seed": 0},
+    },
 }
 
 
@@ -51,17 +60,41 @@ def _sha256(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
 
 
+def _datasets(name: str, spec: dict, work: Path) -> tuple[Path, Path, str, dict]:
+    """(training dataset, test dataset, test split, the card's data fields) of a starter."""
+    from edgeseg import data
+    from edgeseg.data import suite
+
+    d = dict(spec)
+    if "suite" in d:
+        which = d.pop("suite")
+        ds = suite.build(which, work, **d)
+        # the val split of the next seed: the same unseen patterns, other images
+        test = suite.build(which, work, **{**d, "n_train": 1, "seed": d["seed"] + 1})
+        return (
+            ds,
+            test,
+            "val",
+            {
+                "generator": f"edgeseg.data.suite ({which}: photographed gimp-data patterns)",
+                "test_set": f"the val split of {test.name} (seed {d['seed'] + 1})",
+            },
+        )
+    ds = data.synth(work / f"{name}_data", overwrite=True, progress=False, **d)
+    return ds, ds, "test", {"generator": "edgeseg.data.synth (edgeseg data synth)"}
+
+
 def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, epochs=None) -> dict:
     import torch
 
-    from edgeseg import __version__, data
+    from edgeseg import __version__
     from edgeseg.export import export_onnx
     from edgeseg.train import TrainConfig, evaluate, train
 
     spec = STARTERS[name]
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    ds = data.synth(work / f"{name}_data", overwrite=True, progress=False, **spec["data"])
+    ds, test_ds, test_split, data_fields = _datasets(name, spec["data"], work)
     run = work / f"{name}_run"
     shutil.rmtree(run, ignore_errors=True)
     tr = {**spec["train"], **({"epochs": epochs} if epochs else {})}
@@ -87,7 +120,7 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
     # the float32 weights the metrics were measured on)
     half = {k: v.half() if v.is_floating_point() else v for k, v in ck["state_dict"].items()}
     torch.save({"state_dict": half, "meta": ck["meta"]}, dest / "weights.pt")
-    test = evaluate(onnx_path, ds, split="test")
+    test = evaluate(onnx_path, test_ds, split=test_split)
     card = {
         "name": name,
         "description": spec["description"],
@@ -97,8 +130,9 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
         "classes": ck["meta"]["classes"],
         "input_size": ck["meta"]["input_size"],
         "data": {
-            "generator": "edgeseg.data.synth (edgeseg data synth)",
+            "generator": data_fields["generator"],
             **spec["data"],
+            **{k: v for k, v in data_fields.items() if k != "generator"},
             "train_images": metrics.get("train_images", ck["meta"].get("data_images")),
             "data_hash": ck["meta"].get("data_hash"),
         },

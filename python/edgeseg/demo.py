@@ -1,8 +1,9 @@
 """``edgeseg demo``: the whole product on an embedded default (CPU, synthetic data).
 
-Synthesizes the inspection dataset and checks its labels, fine-tunes the shipped defect
-model (``starter:defects``, trained on other synthetic images of the same generator) on it
-for the time budget — the path a user takes with ``edgeseg train --init`` — exports
+Synthesizes labelled camera frames of the inspection line (panels with defects passing the
+camera, :func:`edgeseg.data.video.synth_line_dataset`) and checks their labels, fine-tunes the
+shipped defect model (``starter:defects``, trained on other frames of the same generator) on
+them for the time budget — the path a user takes with ``edgeseg train --init`` — exports
 ONNX, quantizes INT8 behind the accuracy gate, builds a TensorRT engine where TensorRT
 exists (otherwise says why not), then runs the camera loop with inspection rules on a
 synthesized inspection video (defective surfaces moving past the camera) into an overlay
@@ -16,7 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -64,11 +65,10 @@ class DemoConfig:
     dataset_size: int = 160
     image_size: int = 256
     train_minutes: float = 3.0
-    #: where training starts (``edgeseg train --init``); None: from scratch; "auto": the
-    #: shipped ``starter:defects`` where the CPU trains the quarter-width fp32 default (no
-    #: bfloat16 fast path), from scratch where it trains the half-width bf16 default (AMX),
-    #: which reaches the better verdicts there within the budget
-    init: Optional[str] = "auto"
+    #: where training starts (``edgeseg train --init``): the shipped ``starter:defects`` on
+    #: every CPU (the same model and verdicts on AVX2, AVX-512 and AMX machines); None: from
+    #: scratch (the trainer's defaults for this CPU)
+    init: Optional[str] = "starter:defects"
     model_kwargs: Optional[dict] = None
     calib_images: int = 64
     video_frames: int = 150
@@ -80,6 +80,9 @@ class DemoConfig:
     #: takes a fifth of the from-scratch CPU peak rate (1e-2), which would undo the starter;
     #: the demo trains for its whole budget (no plateau stop)
     train_overrides: Optional[dict] = field(default_factory=lambda: {"lr": 2e-3, "plateau": 0.0})
+    #: what the training budget counts (``edgeseg train --clock``): "wall" seconds, or "cpu"
+    #: seconds of this process per torch thread (the same work on a loaded machine)
+    clock: str = "wall"
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -138,6 +141,7 @@ def _train(ds: Path, run: Path, cfg: DemoConfig) -> dict:
         out=str(run),
         size=cfg.image_size,
         time_limit=cfg.train_minutes,
+        clock=cfg.clock,
         workers=0,
         progress=sys.stderr.isatty(),
         init=cfg.init,
@@ -238,32 +242,19 @@ def _write_examples(out: Path, items) -> list[tuple[str, str]]:
     return figs
 
 
-def _resolve_init(cfg: DemoConfig) -> DemoConfig:
-    """``init="auto"`` made concrete for this CPU (see :class:`DemoConfig`)."""
-    if cfg.init != "auto":
-        return cfg
-    from edgeseg.train.defaults import cpu_bf16_fast
-
-    if not cpu_bf16_fast():
-        return replace(cfg, init="starter:defects")
-    # from scratch: the trainer's own peak learning rate
-    overrides = {k: v for k, v in (cfg.train_overrides or {}).items() if k != "lr"}
-    return replace(cfg, init=None, train_overrides=overrides)
-
-
 def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     """Runs every step into ``out_dir``; returns the summary (also ``summary.json``)."""
     import yaml
 
     from edgeseg import data
     from edgeseg.camera import CameraLoop
-    from edgeseg.data.video import synth_inspection_video
+    from edgeseg.data.video import synth_inspection_video, synth_line_dataset
     from edgeseg.export import export_onnx
     from edgeseg.report import load_jsonl, write_report
     from edgeseg.rules import Rules
     from edgeseg.runtime import Segmenter
 
-    cfg = _resolve_init(cfg or DemoConfig())
+    cfg = cfg or DemoConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report_assets").mkdir(exist_ok=True)
@@ -271,17 +262,11 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     step = _Steps(8)
 
     step(
-        f"synthesizing the defect dataset ({cfg.dataset_size} images, {cfg.image_size}²) "
-        "and checking its labels"
+        f"synthesizing the line's labelled camera frames ({cfg.dataset_size} images, "
+        f"{cfg.image_size}²) and checking their labels"
     )
-    ds = data.synth(
-        out / "dataset",
-        task="defects",
-        n=cfg.dataset_size,
-        size=cfg.image_size,
-        seed=0,
-        overwrite=True,
-        progress=False,
+    ds = synth_line_dataset(
+        out / "dataset", n=cfg.dataset_size, size=cfg.image_size, seed=0, overwrite=True
     )
     qa = data.check(ds, workers=1, progress=False)
     (out / "qa.json").write_text(json.dumps(qa, indent=2) + "\n")
@@ -290,7 +275,7 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     )
 
     step(
-        f"fine-tuning {cfg.init} on it for {cfg.train_minutes:g} min on the CPU"
+        f"fine-tuning {cfg.init} on them for {cfg.train_minutes:g} min on the CPU"
         if cfg.init
         else f"training the default model for {cfg.train_minutes:g} min on the CPU"
     )
@@ -431,6 +416,8 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
         "steps_s": step.times,
         "train_best_miou": metrics.get("best_val_miou"),
         "init": cfg.init,
+        "train_minutes": cfg.train_minutes,
+        "clock": cfg.clock,
         "int8": None if not q else {"passed": q.get("passed"), "drop": q.get("miou_drop_points")},
         "loop": {"frames": stats["frames"], "fps": stats["fps_mean"], "ng": n_ng},
         "video_miou": video_scores["miou"],
@@ -456,9 +443,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--frames", type=int, help="video frames (default 150)")
     ap.add_argument(
         "--init",
-        help="model to fine-tune (edgeseg train --init: a run, checkpoint or starter:NAME), "
-        "'none' to train from scratch, or 'auto' (default: starter:defects, from scratch on "
-        "CPUs with AMX where the half-width bf16 model trains faster)",
+        help="model to fine-tune (edgeseg train --init: a run, checkpoint or starter:NAME; "
+        "default starter:defects), or 'none' to train from scratch",
+    )
+    ap.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        help="what the training budget counts: wall seconds (default) or this process's CPU "
+        "seconds per thread (the same work on a busy machine)",
     )
     args = ap.parse_args(argv)
     cfg = DemoConfig.quick() if args.quick else DemoConfig()
@@ -466,8 +458,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         cfg.train_minutes = args.train_minutes
     if args.frames is not None:
         cfg.video_frames = args.frames
+    if args.clock is not None:
+        cfg.clock = args.clock
     if args.init is not None:
-        cfg.init = {"none": None, "auto": "auto"}.get(args.init.lower(), args.init)
+        cfg.init = None if args.init.lower() == "none" else args.init
         if cfg.init is None:  # from scratch: the trainer's own peak learning rate
             cfg.train_overrides = {
                 k: v for k, v in (cfg.train_overrides or {}).items() if k != "lr"

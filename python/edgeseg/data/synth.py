@@ -30,7 +30,7 @@ from edgeseg.data.classes import ClassInfo, ClassMap
 from edgeseg.data.dataset import cpu_workers
 from edgeseg.errors import DatasetError
 
-__all__ = ["TASKS", "synth", "task_classes"]
+__all__ = ["TASKS", "synth", "synth_split", "task_classes"]
 
 TASKS = ("defects", "objects")
 TEXTURES = ("brick", "grass", "gravel")
@@ -348,7 +348,13 @@ def synth(
     finally:
         bar.close()
     prefix = task[:-1] if task.endswith("s") else task
-    stems = [f"{prefix}_{i:05d}" for i in range(n)]
+    synth_split(out, [f"{prefix}_{i:05d}" for i in range(n)], seed)
+    return out
+
+
+def synth_split(out: Path, stems: list[str], seed: int) -> None:
+    """Writes ``out/splits/{train,val,test}.txt``: a seeded 80/10/10 split of ``stems``."""
+    n = len(stems)
     order = np.random.default_rng(seed).permutation(n)
     n_val = max(1, round(0.1 * n)) if n >= 3 else 0
     n_test = max(1, round(0.1 * n)) if n >= 10 else 0
@@ -359,4 +365,3 @@ def synth(
     }
     for name, items in parts.items():
         (out / "splits" / f"{name}.txt").write_text("".join(f"{s}\n" for s in items))
-    return out

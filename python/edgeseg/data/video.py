@@ -5,6 +5,11 @@ with another seed (never the training images), laid side by side on a strip that
 ``speed`` pixels per frame under a ``height``×``width`` camera window — a conveyor or a web
 of material passing an inspection camera. The ground-truth class map of every frame is kept
 next to the video (``*.gt.npz``) so the loop's output can be scored.
+
+:func:`synth_line_dataset` writes labelled frames of such a line as a folder dataset (the
+layout of :func:`edgeseg.data.synth`): each image is one camera window over two neighbouring
+panels cut at a random offset, so the seam between two parts — an edge no single-surface
+image shows — is in the training data as it is in every camera frame.
 """
 
 from __future__ import annotations
@@ -16,7 +21,17 @@ import numpy as np
 
 from edgeseg.errors import DatasetError
 
-__all__ = ["synth_inspection_video"]
+__all__ = ["synth_inspection_video", "synth_line_dataset"]
+
+
+def _panel(rng: np.random.Generator, size: int, clean_fraction: float):
+    """One ``size``×``size`` RGB panel and its class map: defect-free with probability
+    ``clean_fraction``, else drawn as the ``defects`` dataset's images."""
+    from edgeseg.data.synth import _defects_image, _finish, _surface
+
+    if rng.random() < clean_fraction:
+        return _finish(_surface(rng, size), rng), np.zeros((size, size), np.uint8)
+    return _defects_image(rng, size)
 
 
 def synth_inspection_video(
@@ -35,8 +50,6 @@ def synth_inspection_video(
     without defects (a line mostly makes good parts), the rest as in the dataset."""
     import cv2
 
-    from edgeseg.data.synth import _defects_image, _finish, _surface
-
     if frames < 1 or height < 32 or width < 32 or speed < 1:
         raise DatasetError(
             f"synth_inspection_video: frames >= 1, height/width >= 32 and speed >= 1 expected, "
@@ -49,11 +62,7 @@ def synth_inspection_video(
     strip = np.zeros((height, n_panels * height, 3), np.uint8)
     gt = np.zeros((height, n_panels * height), np.uint8)
     for i in range(n_panels):
-        rng = np.random.default_rng([seed, i])
-        if rng.random() < clean_fraction:
-            img, mask = _finish(_surface(rng, height), rng), np.zeros((height, height), np.uint8)
-        else:
-            img, mask = _defects_image(rng, height)
+        img, mask = _panel(np.random.default_rng([seed, i]), height, clean_fraction)
         strip[:, i * height : (i + 1) * height] = img[:, :, ::-1]  # RGB -> BGR
         gt[:, i * height : (i + 1) * height] = mask
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
@@ -76,3 +85,58 @@ def synth_inspection_video(
         "fps": fps,
         "size": [height, width],
     }
+
+
+def synth_line_dataset(
+    out: Union[str, Path],
+    n: int = 200,
+    size: int = 256,
+    seed: int = 0,
+    clean_fraction: float = 0.2,
+    overwrite: bool = False,
+) -> Path:
+    """Writes ``n`` labelled camera frames of a line of panels to the folder dataset ``out``
+    (``images/``, palette ``masks/``, ``classes.yaml``, ``splits/`` 80/10/10, the ``defects``
+    classes) and returns its path. Frame ``i`` is the ``size``×``size`` window at a random
+    offset over two neighbouring panels (:func:`synth_inspection_video`'s panels, each
+    defect-free with probability ``clean_fraction``); it depends only on ``seed`` and ``i``."""
+    import shutil
+
+    from PIL import Image
+
+    from edgeseg.data.synth import synth_split, task_classes
+
+    if n < 1 or size < 32 or not 0 <= clean_fraction <= 1:
+        raise DatasetError(
+            f"synth_line_dataset: n >= 1, size >= 32 and clean_fraction in 0..1 expected, got "
+            f"n={n}, size={size}, clean_fraction={clean_fraction}"
+        )
+    out = Path(out)
+    if (out / "images").exists() or (out / "masks").exists():
+        if not overwrite:
+            raise DatasetError(
+                f"{out}: already holds a dataset (images/ or masks/); choose another folder "
+                "or pass overwrite=True"
+            )
+        for sub in ("images", "masks", "splits"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    for sub in ("images", "masks", "splits"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    classes = task_classes("defects")
+    classes.save(out / "classes.yaml")
+    palette = classes.palette().ravel().tolist()
+    stems = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        (a, ma), (b, mb) = (_panel(rng, size, clean_fraction) for _ in range(2))
+        x = int(rng.integers(0, size))
+        img = np.concatenate([a[:, x:], b[:, :x]], axis=1)
+        mask = np.ascontiguousarray(np.concatenate([ma[:, x:], mb[:, :x]], axis=1))
+        stem = f"frame_{i:05d}"
+        Image.fromarray(img).save(out / "images" / f"{stem}.png", compress_level=1)
+        m = Image.frombytes("P", (size, size), mask.tobytes())
+        m.putpalette(palette)
+        m.save(out / "masks" / f"{stem}.png", compress_level=1)
+        stems.append(stem)
+    synth_split(out, stems, seed)
+    return out

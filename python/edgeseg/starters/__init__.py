@@ -6,12 +6,13 @@ Each starter is a folder ``edgeseg/starters/NAME/`` with
   and ``CameraLoop`` run),
 * ``weights.pt`` — the trained checkpoint (``{"state_dict", "meta"}``, the layout of a run's
   ``best.pt``) that ``edgeseg train --init starter:NAME`` fine-tunes from,
-* ``card.json`` — how it was made: the synthetic data (generator, task, count, size, seed and
-  the data hash the trainer recorded), the training settings, its val/test mIoU and the
-  SHA-256 of both files.
+* ``card.json`` — how it was made: the data (generator, task, count, size, seed and the data
+  hash the trainer recorded), the training settings, its val/test mIoU and the SHA-256 of
+  both files.
 
 ``tools/train_starters.py`` trains and writes them, seeded, on :mod:`edgeseg.data.synth`
-data. This module is deploy code: it reads package files only (no torch, no training code).
+data or the accuracy suite's photographed patterns (:mod:`edgeseg.data.suite`). This module
+is deploy code: it reads package files only (no torch, no training code).
 """
 
 from __future__ import annotations
