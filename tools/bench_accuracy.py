@@ -82,7 +82,14 @@ def parse_variant(text: str) -> tuple[str, dict]:
 
     key, sep, value = text.partition("=")
     key = key.strip().replace("-", "_")
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "data",
+        "out",
+        "progress",
+        "size",
+        "time_limit",
+        "clock",
+    }  # set by the bench itself
     if not sep or key not in names:
         raise SystemExit(
             f"--variant {text!r}: use KEY=VALUE with KEY a TrainConfig setting "
@@ -231,14 +238,17 @@ def main() -> int:
                 f"epochs {r['epochs']} ({r['stopped']}) load {r['load']}",
                 flush=True,
             )
-    print("\n| dataset | use case | recipe | mIoU | per-class IoU | boundary F1 | time s | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| dataset | use case | recipe | val mIoU | per-class IoU | boundary F1 | steps | "
+        "cpu s | wall s | load | stopped by |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        pc = ", ".join(f"{c} {v:.3f}" for c, v in r["per_class_iou"].items() if v is not None)
+        pc = ", ".join(f"{c} {v:.2f}" for c, v in r["per_class_iou"].items() if v is not None)
         print(
             f"| {r['dataset']} | {suite.DATASETS[r['dataset']][0]} | {r['recipe']} | "
-            f"{r['miou']:.3f} | {pc} | {r['boundary_f1']:.3f} | {r['train_s']:.0f} | "
-            f"{r['load']} |"
+            f"{r['miou']:.3f} | {pc} | {r['boundary_f1']:.3f} | {r['steps']} | "
+            f"{r['cpu_s']:.0f} | {r['train_s']:.0f} | {r['load']} | {r['stopped']} |"
         )
     by = {(r["dataset"], r["recipe"]): r["miou"] for r in results}
     for name in names:
