@@ -2,6 +2,7 @@
 
     python tools/bench_accuracy.py [--minutes 3] [--clock cpu|wall] [--threads N]
                                    [--datasets defects,cutouts,...]
+                                   [--variant 'zoom=[0.5, 1]' ...]
                                    [--root /tmp/edgeseg_suite] [--json results.json]
 
 For each dataset of :mod:`edgeseg.data.suite` (built on first use from Debian packages, then
@@ -9,11 +10,16 @@ cached under ``--root``) both recipes train for the same ``--minutes`` in this o
 after the other (which one goes first alternates between datasets), then the best checkpoint
 of each is scored on the val split (objects/surfaces never seen in training): mIoU, per-class
 IoU, boundary F1 (2 px tolerance). Prints a Markdown table with the CPU, torch's kernel level
-(``ATEN_CPU_CAPABILITY=avx2`` selects the AVX2 kernels) and the load average during each run.
+(``ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2`` make torch and oneDNN use their AVX2
+kernels: what an AVX2-only machine runs) and the load average during each run.
 
 The reference: a 4-level UNet with BatchNorm at full width (32-64-128-256-512 channels), AdamW
 at 1e-3 on a cosine schedule that follows the clock, CE + Dice, flips, 90° rotations and
 colour jitter on full-size images; no weight average, no calibration, no class weights.
+
+``--variant KEY=VALUE`` adds a recipe: the defaults with one ``TrainConfig`` setting changed
+(VALUE is YAML: ``zoom=[0.5, 1]``, ``crop=192``, ``lr=0.005``), trained and scored like the others
+in the same process, so a proposed change of a default is measured against the default itself.
 
 ``--clock cpu`` (the default) gives each recipe the same CPU time instead of the same wall
 time: ``--minutes`` of this process's CPU seconds per torch thread, so a shared machine's load
@@ -24,6 +30,7 @@ wall seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -34,6 +41,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 from edgeseg._platform import cpu_name, usable_cpus
 from edgeseg.data import suite
@@ -66,8 +74,42 @@ def plain_transform():
     )
 
 
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``KEY=VALUE`` (VALUE in YAML) -> (recipe name, TrainConfig overrides)."""
+    import yaml
+
+    from edgeseg.train.trainer import TrainConfig
+
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("-", "_")
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "data",
+        "out",
+        "progress",
+        "size",
+        "time_limit",
+        "clock",
+    }  # set by the bench itself
+    if not sep or key not in names:
+        raise SystemExit(
+            f"--variant {text!r}: use KEY=VALUE with KEY a TrainConfig setting "
+            f"({', '.join(sorted(names))})"
+        )
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise SystemExit(f"--variant {text!r}: VALUE is not YAML ({e})") from None
+    return f"default {key}={value.strip()}", {key: parsed}
+
+
 def run_recipe(
-    recipe: str, data: Path, out: Path, size: int, minutes: float, clock: str = "cpu"
+    recipe: str,
+    data: Path,
+    out: Path,
+    size: int,
+    minutes: float,
+    clock: str = "cpu",
+    overrides: Optional[dict] = None,
 ) -> dict:
     from edgeseg.train import TrainConfig, train
     from edgeseg.train.evaluate import evaluate
@@ -75,8 +117,8 @@ def run_recipe(
     common = dict(
         data=str(data), out=str(out), size=size, time_limit=minutes, clock=clock, progress=False
     )
-    if recipe == "default":
-        cfg, transform = TrainConfig(**common), None
+    if recipe != "plain":
+        cfg, transform = TrainConfig(**common, **(overrides or {})), None
     else:
         cfg = TrainConfig(
             **common,
@@ -114,7 +156,9 @@ def run_recipe(
         "stopped": summary["stopped"],
         "steps": hist[-1]["steps"] if hist else 0,
         "load": round(sum(sampler.samples) / max(1, len(sampler.samples)), 2),
-        "config": {k: summary["config"][k] for k in ("model_kwargs", "crop", "batch", "lr", "amp")},
+        "config": {
+            k: summary["config"][k] for k in ("model_kwargs", "crop", "zoom", "batch", "lr", "amp")
+        },
     }
 
 
@@ -125,9 +169,17 @@ def main() -> int:
     ap.add_argument("--threads", type=int, help="torch threads (default: the usable cores)")
     ap.add_argument("--datasets", default=",".join(suite.DATASETS))
     ap.add_argument("--recipes", default=",".join(RECIPES))
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="also train the defaults with one setting changed (VALUE in YAML), e.g. "
+        "'zoom=[0.5, 1]'; repeatable",
+    )
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--root", default="/tmp/edgeseg_suite", help="dataset cache and runs")
-    ap.add_argument("--json", help="write the results here too")
+    ap.add_argument("--json", help="write the results here too (after every run)")
     args = ap.parse_args()
     import torch
 
@@ -139,12 +191,18 @@ def main() -> int:
     if bad:
         print(f"unknown dataset/recipe {bad}; datasets {list(suite.DATASETS)}, recipes {RECIPES}")
         return 2
+    variants = dict(parse_variant(v) for v in args.variant)
+    recipes += list(variants)
     root = Path(args.root)
     cap = torch.backends.cpu.get_cpu_capability()
-    forced = os.environ.get("ATEN_CPU_CAPABILITY")
+    forced = "".join(
+        f", {k}={os.environ[k]}"
+        for k in ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA")
+        if k in os.environ
+    )
     machine = (
         f"{cpu_name()}, {usable_cpus()} cores, torch {torch.__version__} ({cap} kernels"
-        f"{f', ATEN_CPU_CAPABILITY={forced}' if forced else ''}), "
+        f"{forced}), "
         f"{torch.get_num_threads()} torch threads"
     )
     budget = f"{args.minutes:g} min per recipe ({args.clock} clock)"
@@ -154,37 +212,51 @@ def main() -> int:
         data = suite.build(name, root / "data", size=args.size)
         order = recipes if k % 2 == 0 else recipes[::-1]
         for recipe in order:
-            run = root / "runs" / f"{name}_{recipe}"
-            r = run_recipe(recipe, data, run, args.size, args.minutes, args.clock)
+            tag = recipe.replace(" ", "_").replace("=", "-")
+            run = root / "runs" / "".join(c for c in f"{name}_{tag}" if c.isalnum() or c in "_-.")
+            r = run_recipe(
+                recipe, data, run, args.size, args.minutes, args.clock, variants.get(recipe)
+            )
             r["dataset"] = name
             results.append(r)
+            if args.json:  # after every run: a long suite stopped halfway keeps what it did
+                Path(args.json).write_text(
+                    json.dumps(
+                        {
+                            "machine": machine,
+                            "budget": budget,
+                            "minutes": args.minutes,
+                            "results": results,
+                        },
+                        indent=1,
+                    )
+                )
             pc = " ".join(f"{c}={v:.3f}" for c, v in r["per_class_iou"].items() if v is not None)
             print(
-                f"{name:14s} {recipe:8s} mIoU {r['miou']:.4f} BF1 {r['boundary_f1']:.4f} "
+                f"{name:14s} {recipe:12s} mIoU {r['miou']:.4f} BF1 {r['boundary_f1']:.4f} "
                 f"({pc}) {r['train_s']:.0f}s cpu {r['cpu_s']:.0f}s steps {r['steps']} "
                 f"epochs {r['epochs']} ({r['stopped']}) load {r['load']}",
                 flush=True,
             )
-    print("\n| dataset | use case | recipe | mIoU | per-class IoU | boundary F1 | time s | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| dataset | use case | recipe | val mIoU | per-class IoU | boundary F1 | steps | "
+        "cpu s | wall s | load | stopped by |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        pc = ", ".join(f"{c} {v:.3f}" for c, v in r["per_class_iou"].items() if v is not None)
+        pc = ", ".join(f"{c} {v:.2f}" for c, v in r["per_class_iou"].items() if v is not None)
         print(
             f"| {r['dataset']} | {suite.DATASETS[r['dataset']][0]} | {r['recipe']} | "
-            f"{r['miou']:.3f} | {pc} | {r['boundary_f1']:.3f} | {r['train_s']:.0f} | "
-            f"{r['load']} |"
+            f"{r['miou']:.3f} | {pc} | {r['boundary_f1']:.3f} | {r['steps']} | "
+            f"{r['cpu_s']:.0f} | {r['train_s']:.0f} | {r['load']} | {r['stopped']} |"
         )
     by = {(r["dataset"], r["recipe"]): r["miou"] for r in results}
     for name in names:
         if (name, "default") in by and (name, "plain") in by:
             print(f"{name}: default - plain = {by[name, 'default'] - by[name, 'plain']:+.3f} mIoU")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {"machine": machine, "budget": budget, "minutes": args.minutes, "results": results},
-                indent=1,
-            )
-        )
+        for v in variants:
+            if (name, "default") in by and (name, v) in by:
+                print(f"{name}: {v} - default = {by[name, v] - by[name, 'default']:+.3f} mIoU")
     return 0
 
 

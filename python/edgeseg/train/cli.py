@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "size and the device.",
         epilog=epilog(
             "edgeseg train --data data/defects --out runs/defects",
-            "edgeseg train --data data/defects --out runs/mb --arch mbv3_lraspp --time-limit 600",
+            "edgeseg train --data data/defects --out runs/mb --arch mbv3_lraspp --time-limit 10",
             "torchrun --nproc_per_node 4 -m edgeseg.cli train --data data/defects --out runs/ddp",
         ),
         formatter_class=HELP_FORMATTER,

@@ -102,23 +102,36 @@ def train_transform(
 
     A ``crop``-px crop (default ``size``), with probability ``focus`` placed on a pixel of a
     foreground class drawn uniformly from those in the image (:class:`ClassBalancedCrop`),
-    so thin, rare defects show up in most batches; ``zoom=(lo, hi)`` adds scale jitter (off
-    by default: shrinking a 1-px scratch blurs it away in the image while the nearest-
-    neighbour mask keeps it); flips, 90° rotations, small arbitrary rotations (mask
-    nearest, borders void), colour jitter, a little blur or noise. Masks are only ever
-    resampled nearest-neighbour.
+    so thin, rare defects show up in most batches; ``zoom=(lo, hi)`` adds scale jitter: the
+    image is first rescaled by a factor drawn from ``[lo, hi]`` (padded with void up to the
+    crop), then cropped the same way (off by default: shrinking a 1-px scratch blurs it away
+    in the image while the nearest-neighbour mask keeps it); flips, 90° rotations, small
+    arbitrary rotations (mask nearest, borders void), colour jitter, a little blur or noise.
+    Masks are only ever resampled nearest-neighbour.
     """
     A = _albumentations()
     cv2 = _cv2()
     crop = crop or size
     nearest = cv2.INTER_NEAREST
-    if zoom is not None and tuple(zoom) != (1.0, 1.0):
-        base = (crop / size) ** 2  # share of the image area a crop covers
-        scale = (min(1.0, base / zoom[1] ** 2), min(1.0, base / zoom[0] ** 2))
-        first = A.RandomResizedCrop(
-            size=(crop, crop), scale=scale, mask_interpolation=nearest, p=1.0
-        )
-    elif crop >= size:
+    zoomed = zoom is not None and tuple(zoom) != (1.0, 1.0)
+    # scale jitter rescales the whole image first, so the crop that follows keeps its
+    # foreground focus (thin defects stay as likely in a batch as without the jitter)
+    scaling = (
+        [
+            A.RandomScale(
+                scale_limit=(float(zoom[0]) - 1.0, float(zoom[1]) - 1.0),
+                interpolation=cv2.INTER_LINEAR,
+                mask_interpolation=nearest,
+                p=1.0,
+            ),
+            A.PadIfNeeded(
+                crop, crop, border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=VOID, p=1.0
+            ),
+        ]
+        if zoomed
+        else []
+    )
+    if crop >= size and not zoomed:
         first = A.NoOp()
     else:
         focus = min(1.0, max(0.0, focus))
@@ -131,6 +144,7 @@ def train_transform(
         )
     return A.Compose(
         [
+            *scaling,
             first,
             A.HorizontalFlip(p=0.5),
             A.VerticalFlip(p=0.5),
