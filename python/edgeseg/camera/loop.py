@@ -32,6 +32,9 @@ records were delivered, are still queued (kept in an outbox on disk) and failed.
 ``telemetry=`` (an :class:`edgeseg.telemetry.Telemetry`) is fed frames, drops, reconnects,
 stage times and verdicts; :meth:`CameraLoop.alive` tells a supervisor (the service
 watchdog) whether every stage still turns.
+
+One room past 450 lines: the capture, inference and sink stages share one run's queues,
+stats, stop and drain state, and splitting them would pass that state between modules.
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ their order and with their ids, and append the labels it lacks.
 Background (the first class of the model, id 0) gets no polygon: pixels no polygon covers
 are background. Regions are listed largest first and rasterised in that order, so a small
 region drawn on top of a large one wins.
+
+One room past 450 lines: both writers share the contour extraction, the class colours and the
+image naming, which is most of the code.
 """
 
 from __future__ import annotations
