@@ -5,6 +5,7 @@ connected components with statistics), the split defect, the YAML form and the e
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,7 @@ def test_yaml_round_trip_and_rule_objects(tmp_path):
         "scratch+crack@inspected",
     )
     assert rule == Rule(["scratch", "crack"], zone="inspected", max_blobs=0, min_blob_area_px=40)
+    assert Rules([asdict(rule)], zones=zones).rules == [rule]  # the dataclass's own field names
 
 
 def test_demo_rules_flag_the_split_scratch():

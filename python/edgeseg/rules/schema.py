@@ -193,8 +193,11 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
         raise RulesError(
             f"{where}: expected a mapping such as {{class: scratch, ...}}, got {short(spec)}"
         )
-    if "class_name" in spec and "class" not in spec:
-        spec = {("class" if k == "class_name" else k): v for k, v in spec.items()}
+    if "class_name" in spec and "class" not in spec:  # the field names of Rule
+        group = spec.get("group") or ()
+        spec = {("class" if k == "class_name" else k): v for k, v in spec.items() if k != "group"}
+        if group:
+            spec |= {"class": list(group), "together": True}
     check_keys(spec, RULE_KEYS, where)
     if "class" not in spec:
         raise RulesError(f"{where}: missing 'class: <class name>'")
