@@ -97,7 +97,10 @@ class NaiveRules:
     def measure(self, result: SegResult) -> list[tuple[int, int]]:
         out = []
         for chk in self.rules._checks:
-            m = (result.class_map == chk.index) & self.zone[chk.rule.zone]
+            m = result.class_map == chk.indices[0]
+            for i in chk.indices[1:]:
+                m |= result.class_map == i
+            m &= self.zone[chk.rule.zone]
             if chk.thr is not None:
                 m &= result.confidence >= chk.thr
             blobs = None

@@ -32,8 +32,9 @@ from edgeseg.runtime.result import SegResult
 
 __all__ = ["DEMO_RULES", "DemoConfig", "main", "run_demo"]
 
-#: The line's inspection rules (written to demo_out/rules.yaml): no scratch or crack larger
-#: than a speck anywhere in the inspected area, stains up to 2 % of it.
+#: The line's inspection rules (written to demo_out/rules.yaml): no line defect (scratch and
+#: crack pixels measured together, so a scratch read partly as a crack is still one blob)
+#: larger than a speck anywhere in the inspected area, stains up to 2 % of it.
 DEMO_RULES = {
     "zones": {
         "inspected": {
@@ -43,14 +44,8 @@ DEMO_RULES = {
     },
     "rules": [
         {
-            "class": "scratch",
-            "zone": "inspected",
-            "max_blobs": 0,
-            "min_blob_area_px": 40,
-            "min_confidence": 0.5,
-        },
-        {
-            "class": "crack",
+            "class": ["scratch", "crack"],
+            "together": True,
             "zone": "inspected",
             "max_blobs": 0,
             "min_blob_area_px": 40,

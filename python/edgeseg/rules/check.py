@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from edgeseg._text import short
 from edgeseg.errors import RulesError
 from edgeseg.rules.schema import Rule, number
 
@@ -13,11 +14,20 @@ __all__ = ["Check", "judge"]
 
 
 class Check:
-    """One rule compiled: limits in the units they were given, the scale, the class index."""
+    """One rule compiled: limits in the units they were given, the scale, the class indices."""
 
     def __init__(self, rule: Rule, index: int, scale: Optional[float], source: str) -> None:
         self.rule = rule
         self.where = where = f"{source}: rule {index + 1} ({rule.label})"
+        names = rule.classes
+        if not names or not all(isinstance(c, str) and c for c in names):
+            given = short(rule.group or rule.class_name)
+            raise RulesError(f"{where}: class must be a name or a list of names, got {given}")
+        twice = [c for i, c in enumerate(names) if c in names[:i]]
+        if twice:
+            raise RulesError(
+                f"{where}: class {twice[0]!r} is listed twice in the group; list each once"
+            )
         g = {k: getattr(rule, k) for k in _NUMERIC if getattr(rule, k) is not None}
         for k, v in g.items():
             g[k] = number(v, k, where, integer=k == "max_blobs")
@@ -59,7 +69,8 @@ class Check:
         self.thr = conf if conf else None
         self.max_blobs = g.get("max_blobs")
         self.blobs = self.max_blobs is not None or self.min_blob_px is not None
-        self.index = -1
+        #: The rule's class indices in the model (one, or the group's), set by binding.
+        self.indices: tuple[int, ...] = ()
 
     def _limit(self, g: dict, stem: str) -> Optional[tuple[float, str, float]]:
         """(value as given, unit, px per unit) of a limit, or None."""

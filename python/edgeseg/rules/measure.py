@@ -1,5 +1,6 @@
-"""The measurements of one frame for the rules: per class, zone and confidence threshold, the
-area in pixels and the blobs, computed once and shared by every rule that asks.
+"""The measurements of one frame for the rules: per class (or group of classes measured as one),
+zone and confidence threshold, the area in pixels and the blobs, computed once and shared by
+every rule that asks.
 
 Everything works on the zone's bounding-box crop. An area comes from the result's class
 counts (whole frame, no threshold), from one ``cv2.calcHist`` of the crop when a zone has rules
@@ -44,24 +45,26 @@ class FrameMeasure:
         self.masks, self.hist_keys = masks, hist_keys
         self._sel: dict[Key, Optional[np.ndarray]] = {}
         self._hist: dict[Key, np.ndarray] = {}
-        self._class: dict[tuple[str, Optional[float], int], np.ndarray] = {}
+        self._class: dict[tuple[str, Optional[float], tuple[int, ...]], np.ndarray] = {}
 
     def area(self, chk: Check) -> int:
-        """Pixels of the rule's class in its zone (at least ``min_confidence`` sure)."""
-        zone, thr, idx = chk.rule.zone, chk.thr, chk.index
+        """Pixels of the rule's class (or group of classes) in its zone (at least
+        ``min_confidence`` sure)."""
+        zone, thr, idx = chk.rule.zone, chk.thr, chk.indices
         if self.masks[zone].whole_frame and thr is None and self.counts is not None:
-            return int(self.counts[idx])
+            return int(sum(int(self.counts[i]) for i in idx))
         if (zone, thr) in self.hist_keys:
-            return int(self._histogram(zone, thr)[idx])
+            hist = self._histogram(zone, thr)
+            return int(sum(int(hist[i]) for i in idx))
         return int(np.count_nonzero(self._class_mask(zone, thr, idx)))
 
     def blobs(self, chk: Check, area: int) -> tuple[int, int]:
-        """(area in px of the blobs kept, number of blobs kept) of the rule's class, whose
-        :meth:`area` is ``area``: blobs are 8-connected and cut at the zone's border; those
-        under ``min_blob_area`` are dropped."""
+        """(area in px of the blobs kept, number of blobs kept) of the rule's class (for a
+        group: of the union of its classes' pixels), whose :meth:`area` is ``area``: blobs are
+        8-connected and cut at the zone's border; those under ``min_blob_area`` are dropped."""
         import cv2
 
-        m = _squeeze(self._class_mask(chk.rule.zone, chk.thr, chk.index))
+        m = _squeeze(self._class_mask(chk.rule.zone, chk.thr, chk.indices))
         # Labels without OpenCV's stats pass plus a bincount of the blob pixels is several times
         # faster than connectedComponentsWithStats. There are at most area + 1 labels.
         ltype = cv2.CV_16U if area < 65535 else cv2.CV_32S
@@ -83,11 +86,16 @@ class FrameMeasure:
             self._sel[key] = sel
         return self._sel[key]
 
-    def _class_mask(self, zone: str, thr: Optional[float], idx: int) -> np.ndarray:
+    def _class_mask(self, zone: str, thr: Optional[float], idx: tuple[int, ...]) -> np.ndarray:
+        """Bool crop of the pixels of the classes ``idx`` (one, or a group's: their union) that
+        count in ``zone`` at ``thr``; made once per frame for each zone, threshold and group."""
         key = (zone, thr, idx)
         m = self._class.get(key)
         if m is None:
-            m = self.masks[zone].crop(self.cmap) == idx
+            crop = self.masks[zone].crop(self.cmap)
+            m = crop == idx[0]
+            for i in idx[1:]:
+                m |= crop == i
             sel = self._selection(zone, thr)
             if sel is not None:
                 m &= sel

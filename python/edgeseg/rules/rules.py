@@ -25,7 +25,8 @@ __all__ = ["Rules"]
 
 
 class Rules:
-    """Inspection rules: per class and zone, limits on area (px or mm²) and blobs.
+    """Inspection rules: per class (or group of classes measured as one) and zone, limits on
+    area (px or mm²) and blobs.
 
     Build from a YAML file (:meth:`from_file`), a dict (:meth:`from_dict`, same keys) or
     objects::
@@ -85,7 +86,7 @@ class Rules:
         per_key: dict[tuple[str, Optional[float]], set[str]] = {}
         for chk in self._checks:
             if not chk.blobs and (chk.rule.zone, chk.thr) != (FRAME_ZONE, None):
-                per_key.setdefault((chk.rule.zone, chk.thr), set()).add(chk.rule.class_name)
+                per_key.setdefault((chk.rule.zone, chk.thr), set()).update(chk.rule.classes)
         self._hist_keys = frozenset(k for k, v in per_key.items() if len(v) >= HIST_MIN_CLASSES)
         self._bound: Optional[tuple[str, ...]] = None
         self._masks: dict[tuple[int, int], dict[str, ZoneMask]] = {}
@@ -154,7 +155,7 @@ class Rules:
 
     @property
     def rules(self) -> list[Rule]:
-        """The rules, one per class and zone."""
+        """The rules, one per class (or group of classes) and zone."""
         return [c.rule for c in self._checks]
 
     @property
@@ -172,12 +173,13 @@ class Rules:
         """Checks every rule's class against the model's classes (ClassInfo or names)."""
         names = tuple(getattr(c, "name", c) for c in classes)
         for chk in self._checks:
-            if chk.rule.class_name not in names:
-                raise RulesError(
-                    f"{chk.where}: unknown class {short(chk.rule.class_name)}; "
-                    + _suggest(chk.rule.class_name, list(names), "the model's classes are")
-                )
-            chk.index = names.index(chk.rule.class_name)
+            for cls in chk.rule.classes:
+                if cls not in names:
+                    raise RulesError(
+                        f"{chk.where}: unknown class {short(cls)}; "
+                        + _suggest(cls, list(names), "the model's classes are")
+                    )
+            chk.indices = tuple(names.index(c) for c in chk.rule.classes)
         self._bound = names
 
     def check_frame_size(self, size: tuple[int, int]) -> None:

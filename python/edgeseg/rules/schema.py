@@ -20,13 +20,16 @@ The YAML (or dict) form::
         min_blob_area_px: 20     # blobs (8-connected) smaller than this are specks: ignored
       - class: dent
         max_blobs: 0
+      - class: [scratch, crack]  # the group measured as one class (their pixels' union)
+        together: true
+        max_blobs: 0
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, replace
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -55,19 +58,28 @@ RULE_KEYS = (
     "min_blob_area_px",
     "min_blob_area_mm2",
     "px_per_mm",
+    "together",
 )
+#: Joins the class names of a group in its label (``scratch+crack@seal``).
+GROUP_SEP = "+"
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One check of one class in one zone (all limits optional; at least one area or blob
-    limit). Areas ``*_px`` are pixels, ``*_mm2`` square millimetres through ``px_per_mm``
-    (this rule's, else the file's). ``min_confidence``: a pixel counts only when the model is at
-    least this sure of it. ``min_blob_area_*``: connected blobs (8-connectivity) smaller than
-    this are ignored (areas and blob counts). ``max_blobs``: most blobs allowed.
+    """One check of one class, or of a group of classes measured as one, in one zone (all
+    limits optional; at least one area or blob limit). Areas ``*_px`` are pixels, ``*_mm2``
+    square millimetres through ``px_per_mm`` (this rule's, else the file's).
+    ``min_confidence``: a pixel counts only when the model is at least this sure of it.
+    ``min_blob_area_*``: connected blobs (8-connectivity) smaller than this are ignored (areas
+    and blob counts). ``max_blobs``: most blobs allowed.
+
+    ``class_name`` given as a list or tuple of names makes a group: its pixels count as one
+    class (the area is their sum, blobs are the connected parts of their union), so a defect
+    the model reads part as one class and part as another is measured whole. After
+    construction ``class_name`` is the names joined by ``+`` and :attr:`classes` the names.
     """
 
-    class_name: str
+    class_name: Union[str, tuple[str, ...]]
     zone: str = FRAME_ZONE
     min_area_px: Optional[float] = None
     max_area_px: Optional[float] = None
@@ -79,10 +91,27 @@ class Rule:
     min_blob_area_mm2: Optional[float] = None
     px_per_mm: Optional[float] = None
     name: Optional[str] = None
+    group: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = self.class_name
+        names = tuple(names) if isinstance(names, (list, tuple)) else tuple(self.group)
+        if len(names) == 1:
+            object.__setattr__(self, "class_name", names[0])
+            object.__setattr__(self, "group", ())
+        elif names:
+            object.__setattr__(self, "class_name", GROUP_SEP.join(map(str, names)))
+            object.__setattr__(self, "group", names)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The class names the rule measures (one, or the group's)."""
+        return self.group or (self.class_name,)
 
     @property
     def label(self) -> str:
-        """The rule's name in reasons and errors (``name``, else ``class@zone``)."""
+        """The rule's name in reasons and errors (``name``, else ``class@zone``, with a
+        group's classes joined by ``+``)."""
         return self.name or f"{self.class_name}@{self.zone}"
 
 
@@ -155,7 +184,8 @@ def parse_zone(name: Any, spec: Any, source: str) -> Zone:
 
 
 def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
-    """The :class:`Rule` objects of one entry of ``rules:`` (one per class and zone listed)."""
+    """The :class:`Rule` objects of one entry of ``rules:``: one per class and zone listed,
+    or with ``together: true`` one per zone for the listed classes as a group."""
     if isinstance(spec, Rule):
         return [spec]
     where = f"{source}: rule {index + 1}"
@@ -163,8 +193,11 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
         raise RulesError(
             f"{where}: expected a mapping such as {{class: scratch, ...}}, got {short(spec)}"
         )
-    if "class_name" in spec and "class" not in spec:
-        spec = {("class" if k == "class_name" else k): v for k, v in spec.items()}
+    if "class_name" in spec and "class" not in spec:  # the field names of Rule
+        group = spec.get("group") or ()
+        spec = {("class" if k == "class_name" else k): v for k, v in spec.items() if k != "group"}
+        if group:
+            spec |= {"class": list(group), "together": True}
     check_keys(spec, RULE_KEYS, where)
     if "class" not in spec:
         raise RulesError(f"{where}: missing 'class: <class name>'")
@@ -173,13 +206,28 @@ def parse_rule(spec: Any, index: int, source: str) -> list[Rule]:
     name = spec.get("name")
     if name is not None and not isinstance(name, str):
         raise RulesError(f"{where}: name must be a string, got {short(name)}")
-    kw = {k: v for k, v in spec.items() if k in RULE_KEYS[3:] and v is not None}
+    together = spec.get("together", False)
+    if not isinstance(together, bool):
+        raise RulesError(
+            f"{where}: together must be true (measure the listed classes as one) or false, "
+            f"got {short(together)}"
+        )
+    units = [tuple(classes)] if together else [(c,) for c in classes]
+    kw = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("name", "class", "zone", "together") and v is not None
+    }
     out = []
-    many = len(classes) * len(zones) > 1
-    for cls in classes:
+    many = len(units) * len(zones) > 1
+    for unit in units:
+        cls = unit[0] if len(unit) == 1 else unit
         for zone in zones:
-            label = None if name is None else (f"{name}:{cls}@{zone}" if many else name)
-            out.append(Rule(class_name=cls, zone=zone, name=label, **kw))
+            rule = Rule(class_name=cls, zone=zone, **kw)
+            if name is not None:
+                label = f"{name}:{rule.class_name}@{zone}" if many else name
+                rule = replace(rule, name=label)
+            out.append(rule)
     return out
 
 
