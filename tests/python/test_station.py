@@ -375,3 +375,60 @@ def test_live_view_of_a_station_camera_in_a_browser(site, request):
             assert errors == []
         finally:
             browser.close()
+
+
+def test_broker_restarted_during_a_two_camera_station_run_every_record_arrives(site):
+    from line_helpers import MOSQUITTO, MOSQUITTO_REASON, Broker, Subscriber, dedupe
+
+    if MOSQUITTO is None:
+        pytest.skip(MOSQUITTO_REASON)
+    pytest.importorskip("paho.mqtt.client", reason="needs paho-mqtt: pip install 'edgeseg[line]'")
+    broker = Broker(site / "broker")
+    broker.start()
+    sub = Subscriber(broker.port, "line1/#", client_id="station-sub")
+    frames = 60
+    text = f"""\
+station: line-mqtt
+cameras:
+  top:
+    source: "synthetic://?width=64&height=48&seed=1&frames={frames}&fps=20"
+    model: defects.onnx
+    sinks: ["mqtt://127.0.0.1:{broker.port}/line1/top"]
+  side:
+    source: "synthetic://?width=64&height=48&seed=2&frames={frames}&fps=20"
+    model: defects.onnx
+    sinks: ["mqtt://127.0.0.1:{broker.port}/line1/side"]
+    drop: none
+http:
+  port: 0
+outbox: outbox
+drain_timeout: 20
+"""
+    cfg = load_station(write(site, text), env={})
+    try:
+        with Station(cfg) as st:
+            wait_for(lambda: st.cameras["top"].frames >= 15, "frames before the broker stops")
+            broker.stop()  # the broker goes away mid-run ...
+            time.sleep(1.5)
+            broker.start()  # ... and comes back
+            wait_for(
+                lambda: all(c.state == "ended" for c in st.cameras.values()),
+                "both sources to end",
+                timeout=120,
+            )
+            status = st.status()
+        for cam in ("top", "side"):
+            wait_for(
+                lambda cam=cam: len(dedupe(sub.records(f"line1/{cam}"))) >= st.cameras[cam].frames,
+                f"every record of camera {cam}",
+                timeout=30,
+            )
+            got = dedupe(sub.records(f"line1/{cam}"))
+            assert st.cameras[cam].frames > 0
+            assert len(got) == st.cameras[cam].frames
+            assert sorted(r["frame"] for r in got) == sorted({r["frame"] for r in got})
+        ((spec, d),) = status["cameras"]["top"]["sinks"].items()
+        assert spec.startswith("mqtt://") and d["failed"] == 0
+    finally:
+        sub.close()
+        broker.stop()
