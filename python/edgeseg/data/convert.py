@@ -49,6 +49,18 @@ def write_mask(path: Union[str, Path], mask: np.ndarray, classes: ClassMap, to: 
         im.save(path)
 
 
+def clear_destination(dst: Path, overwrite: bool) -> None:
+    """Makes room for an output at ``dst``: nothing to do when it is missing or an empty
+    folder; removed when ``overwrite``; else a ``DatasetError`` naming it."""
+    if dst.exists() and (dst.is_file() or any(dst.iterdir())):
+        if not overwrite:
+            raise DatasetError(f"{dst}: already exists; choose another path or pass --overwrite")
+        if dst.is_dir():
+            shutil.rmtree(dst)
+        else:
+            dst.unlink()
+
+
 def convert(
     src: Union[str, Path, SegDataset],
     dst: Union[str, Path],
@@ -71,13 +83,7 @@ def convert(
         ds = open_dataset(src, classes=classes, layout=layout, ignore=ignore)
     dst = Path(dst)
     as_zip = dst.suffix.lower() == ".zip"
-    if dst.exists() and (dst.is_file() or any(dst.iterdir())):
-        if not overwrite:
-            raise DatasetError(f"{dst}: already exists; choose another path or pass --overwrite")
-        if dst.is_dir():
-            shutil.rmtree(dst)
-        else:
-            dst.unlink()
+    clear_destination(dst, overwrite)
     if as_zip:
         with tempfile.TemporaryDirectory(prefix="edgeseg-convert-") as tmp:
             _write(ds, Path(tmp), to, progress)

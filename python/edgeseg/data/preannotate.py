@@ -435,17 +435,14 @@ def import_labelstudio(
     """
     from PIL import Image
 
-    from edgeseg.data.convert import convert, write_mask
+    from edgeseg.data.convert import clear_destination, convert, write_mask
     from edgeseg.data.dataset import open_dataset
 
     src = Path(tasks_json)
     tasks = _read_tasks(src)
     img_dir = Path(images) if images else src.parent / "images"
     out = Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        if not overwrite:
-            raise DatasetError(f"{out}: already exists; choose another folder or --overwrite")
-        shutil.rmtree(out)
+    clear_destination(out, overwrite)
     base_ds = open_dataset(base) if base is not None else None
     if isinstance(classes, (str, Path)):
         classes = ClassMap.load(classes)
@@ -542,15 +539,12 @@ def import_dataset(
         DatasetError: ``src`` cannot be opened or holds files the QA calls unreadable, an
             image name that is already in ``base``, a non-empty ``out``.
     """
-    from edgeseg.data.convert import convert, write_mask
+    from edgeseg.data.convert import clear_destination, convert, write_mask
     from edgeseg.data.dataset import open_dataset
 
     ds = open_dataset(src)
     out = Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        if not overwrite:
-            raise DatasetError(f"{out}: already exists; choose another folder or --overwrite")
-        shutil.rmtree(out)
+    clear_destination(out, overwrite)
     base_ds = open_dataset(base) if base is not None else None
     if isinstance(classes, (str, Path)):
         classes = ClassMap.load(classes)

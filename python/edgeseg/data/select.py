@@ -34,6 +34,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from edgeseg.data.convert import clear_destination
 from edgeseg.data.phash import DEFAULT_MAX_DISTANCE, hamming, phash
 from edgeseg.errors import DatasetError, EdgesegError
 
@@ -152,10 +153,7 @@ def select(
     if not 0 <= int(max_distance) <= 64:
         raise DatasetError(f"--max-distance {max_distance}: a number of bits 0..64")
     out = Path(out)
-    if out.exists() and (out.is_file() or any(out.iterdir())):
-        if not overwrite:
-            raise DatasetError(f"{out}: already exists; choose another folder or --overwrite")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    clear_destination(out, overwrite)
     paths = collect_inputs([str(s) for s in ([src] if isinstance(src, (str, Path)) else src)])
     names = input_names(paths)
     seg = Segmenter(model, backend=backend, threads=threads, confidence=False)
