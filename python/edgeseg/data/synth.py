@@ -315,16 +315,7 @@ def synth(
     _cv2()
     _textures()  # load once here so forked workers share it
     out = Path(out)
-    if (out / "images").exists() or (out / "masks").exists():
-        if not overwrite:
-            raise DatasetError(
-                f"{out}: already holds a dataset (images/ or masks/); choose another folder "
-                "or pass --overwrite"
-            )
-        for sub in ("images", "masks", "splits"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    for sub in ("images", "masks", "splits"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    dataset_folder(out, overwrite, "--overwrite")
     classes.save(out / "classes.yaml")
     palette = classes.palette().ravel().tolist()
     workers = min(cpu_workers(workers), max(1, n // 32))
@@ -350,6 +341,22 @@ def synth(
     prefix = task[:-1] if task.endswith("s") else task
     synth_split(out, [f"{prefix}_{i:05d}" for i in range(n)], seed)
     return out
+
+
+def dataset_folder(out: Path, overwrite: bool, flag: str) -> None:
+    """Empty ``images/``, ``masks/`` and ``splits/`` under ``out`` for a generated dataset;
+    a dataset already there is replaced only with ``overwrite`` (``flag`` names that option
+    in the error)."""
+    if (out / "images").exists() or (out / "masks").exists():
+        if not overwrite:
+            raise DatasetError(
+                f"{out}: already holds a dataset (images/ or masks/); choose another folder "
+                f"or pass {flag}"
+            )
+        for sub in ("images", "masks", "splits"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    for sub in ("images", "masks", "splits"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
 
 
 def synth_split(out: Path, stems: list[str], seed: int) -> None:

@@ -100,11 +100,10 @@ def synth_line_dataset(
     classes) and returns its path. Frame ``i`` is the ``size``×``size`` window at a random
     offset over two neighbouring panels (:func:`synth_inspection_video`'s panels, each
     defect-free with probability ``clean_fraction``); it depends only on ``seed`` and ``i``."""
-    import shutil
 
     from PIL import Image
 
-    from edgeseg.data.synth import synth_split, task_classes
+    from edgeseg.data.synth import dataset_folder, synth_split, task_classes
 
     if n < 1 or size < 32 or not 0 <= clean_fraction <= 1:
         raise DatasetError(
@@ -112,16 +111,7 @@ def synth_line_dataset(
             f"n={n}, size={size}, clean_fraction={clean_fraction}"
         )
     out = Path(out)
-    if (out / "images").exists() or (out / "masks").exists():
-        if not overwrite:
-            raise DatasetError(
-                f"{out}: already holds a dataset (images/ or masks/); choose another folder "
-                "or pass overwrite=True"
-            )
-        for sub in ("images", "masks", "splits"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    for sub in ("images", "masks", "splits"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
+    dataset_folder(out, overwrite, "overwrite=True")
     classes = task_classes("defects")
     classes.save(out / "classes.yaml")
     palette = classes.palette().ravel().tolist()
