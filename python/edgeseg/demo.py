@@ -30,7 +30,7 @@ from edgeseg import _cli
 from edgeseg.errors import EdgesegError
 from edgeseg.runtime.result import SegResult
 
-__all__ = ["DEMO_RULES", "DemoConfig", "main", "run_demo"]
+__all__ = ["DEMO_RULES", "DemoConfig", "inspect_video", "main", "run_demo"]
 
 #: The line's inspection rules (written to demo_out/rules.yaml): no line defect (scratch and
 #: crack pixels measured together, so a scratch read partly as a crack is still one blob)
@@ -240,17 +240,61 @@ def _write_examples(out: Path, items) -> list[tuple[str, str]]:
     return figs
 
 
+def inspect_video(model, video, gt: np.ndarray, rules_file, out, threads: int = 2) -> dict:
+    """The demo's camera loop: ``model`` with ``rules_file`` on ``video`` into ``out``
+    (``overlay.mp4``, ``results.jsonl``, ``archive/``), every frame scored against ``gt``
+    (frames×H×W class ids). Returns ``{"stats", "collector", "records", "scores" (video
+    mIoU and per-class IoU), "ng", "agreement"}``; agreement is the fraction of frames whose
+    verdict equals the one the same rules give on the true class map."""
+    from edgeseg.camera import CameraLoop
+    from edgeseg.metrics import summarize
+    from edgeseg.report import load_jsonl
+    from edgeseg.rules import Rules
+    from edgeseg.runtime import Segmenter
+
+    out = Path(out)
+    seg = Segmenter(model, threads=threads, overlay_alpha=0.5)
+    rules = Rules.from_file(rules_file, classes=seg.classes)
+    collect = _Collector(gt, len(seg.classes), rules)
+    results = out / "results.jsonl"
+    for stale in (results, out / "overlay.mp4"):
+        stale.unlink(missing_ok=True)
+    loop = CameraLoop(
+        str(video),
+        seg,
+        rules=rules,
+        drop="none",
+        on_result=collect,
+        sinks=[f"video:{out / 'overlay.mp4'}", f"jsonl:{results}", f"archive:{out / 'archive'}"],
+    )
+    stats = loop.run()
+    records = load_jsonl(results)
+    scores = summarize(collect.cm, seg.class_names)
+    n_ng = sum(r["verdict"] == "NG" for r in records)
+    agree = collect.verdicts_agree / max(1, collect.verdicts)
+    say(
+        f"{stats['frames']} frames at {stats['fps_mean']:.1f} FPS; {n_ng} NG; video mIoU vs "
+        f"ground truth {scores['miou']:.3f}; verdicts agree with the truth on "
+        f"{100 * agree:.0f} % of frames"
+    )
+    return {
+        "stats": stats,
+        "collector": collect,
+        "records": records,
+        "scores": scores,
+        "ng": n_ng,
+        "agreement": agree,
+    }
+
+
 def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     """Runs every step into ``out_dir``; returns the summary (also ``summary.json``)."""
     import yaml
 
     from edgeseg import data
-    from edgeseg.camera import CameraLoop
     from edgeseg.data.video import synth_inspection_video, synth_line_dataset
     from edgeseg.export import export_onnx
-    from edgeseg.report import load_jsonl, write_report
-    from edgeseg.rules import Rules
-    from edgeseg.runtime import Segmenter
+    from edgeseg.report import write_report
 
     cfg = cfg or DemoConfig()
     out = Path(out_dir)
@@ -335,32 +379,11 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
         "NG archive"
     )
     (out / "rules.yaml").write_text(yaml.safe_dump(DEMO_RULES, sort_keys=False))
-    seg = Segmenter(model_for_loop, threads=cfg.threads, overlay_alpha=0.5)
-    rules = Rules.from_file(out / "rules.yaml", classes=seg.classes)
-    collect = _Collector(gt, len(seg.classes), rules)
-    results = out / "results.jsonl"
-    for stale in (results, out / "overlay.mp4"):
-        stale.unlink(missing_ok=True)
-    loop = CameraLoop(
-        video["path"],
-        seg,
-        rules=rules,
-        drop="none",
-        on_result=collect,
-        sinks=[f"video:{out / 'overlay.mp4'}", f"jsonl:{results}", f"archive:{out / 'archive'}"],
+    run_loop = inspect_video(
+        model_for_loop, video["path"], gt, out / "rules.yaml", out, cfg.threads
     )
-    stats = loop.run()
-    records = load_jsonl(results)
-    from edgeseg.metrics import summarize
-
-    video_scores = summarize(collect.cm, seg.class_names)
-    n_ng = sum(r["verdict"] == "NG" for r in records)
-    agree = collect.verdicts_agree / max(1, collect.verdicts)
-    say(
-        f"{stats['frames']} frames at {stats['fps_mean']:.1f} FPS; {n_ng} NG; video mIoU vs "
-        f"ground truth {video_scores['miou']:.3f}; verdicts agree with the truth on "
-        f"{100 * agree:.0f} % of frames"
-    )
+    stats, collect, records = run_loop["stats"], run_loop["collector"], run_loop["records"]
+    video_scores, n_ng, agree = run_loop["scores"], run_loop["ng"], run_loop["agreement"]
 
     step("writing report.html")
     seg_stages = {

@@ -101,3 +101,28 @@ def test_report_links_resolve_and_sections(demo_out):
         assert section in page
     assert "training_curves.png" in page
     assert "TensorRT engine skipped" in page
+
+
+def test_replay_of_the_line_gives_the_demos_verdicts(demo_out, tmp_path, capsys):
+    """tools/demo_verdicts.py runs the demo's model on its video again; on the same machine
+    it must reproduce the demo's verdict log and agreement, and it refuses a folder that is
+    not a finished demo."""
+    import importlib.util
+
+    out, summary = demo_out
+    spec = importlib.util.spec_from_file_location(
+        "demo_verdicts", Path(__file__).resolve().parents[2] / "tools" / "demo_verdicts.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    used = "model.int8.onnx" if summary["int8"] and summary["int8"]["passed"] else "model.onnx"
+    replay = tmp_path / "replay"
+    assert tool.main([str(out), "--model", str(out / "models" / used), "--out", str(replay)]) == 0
+    got = json.loads((replay / "summary.json").read_text())
+    assert got["frames"] == summary["loop"]["frames"]
+    assert got["ng"] == summary["loop"]["ng"]
+    assert got["verdict_agreement"] == summary["verdict_agreement"]
+    verdicts = [r["verdict"] for r in load_jsonl(out / "results.jsonl")]
+    assert [r["verdict"] for r in load_jsonl(replay / "results.jsonl")] == verdicts
+    assert tool.main([str(tmp_path / "nothing_here")]) == 2
+    assert "not a finished demo folder" in capsys.readouterr().err
