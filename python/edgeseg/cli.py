@@ -69,9 +69,10 @@ def _model_info(spec: str, as_json: bool) -> int:
     if card is not None:
         d, m = card["data"], card["metrics"]
         print(f"  description:  {card['description']}")
+        count = d.get("train_images") or d.get("n") or d.get("n_train")
         print(
-            f"  trained on:   {d['n']} synthetic '{d['task']}' images ({d['size']}px, seed "
-            f"{d['seed']}; {d['generator']}), data hash {d['data_hash']}"
+            f"  trained on:   {count} images ({d.get('size')}px, seed {d.get('seed')}; "
+            f"{d.get('generator')}), data hash {d.get('data_hash')}"
         )
         print(f"  metrics:      val mIoU {m['val_miou']:.3f}, test mIoU {m['test_miou']:.3f}")
         print(f"  fine-tune:    edgeseg train --init {spec} --data YOUR_DATA --out RUN")

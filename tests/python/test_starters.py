@@ -58,6 +58,9 @@ def test_predict_and_info_on_a_starter(tmp_path, capsys):
     assert cli_main(["info", "starter:defects"]) == 0
     text = capsys.readouterr().out
     assert "edgeseg train --init starter:defects" in text and card["data"]["data_hash"] in text
+    for name in list_starters():  # every card's data section prints (they differ by generator)
+        assert cli_main(["info", f"starter:{name}"]) == 0
+        assert starter_card(name)["data"]["data_hash"] in capsys.readouterr().out
     seg = Segmenter("starter:objects", threads=1)
     assert seg.class_names == [c["name"] for c in starter_card("objects")["classes"]]
 
