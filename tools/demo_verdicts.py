@@ -10,6 +10,11 @@ verdicts of an AVX2-only machine bit for bit, on any x86 machine (slowly: about 
     .venv/bin/python -m edgeseg demo --out demo_out
     qemu-x86_64 -cpu EPYC-Rome .venv/bin/python tools/demo_verdicts.py demo_out --quantize
     .venv/bin/python tools/demo_verdicts.py demo_out --model demo_out/models/model.onnx
+    .venv/bin/python tools/demo_verdicts.py --model starter:defects --seeds 2024,1,2,3,4,5
+
+``--seeds`` scores a model on new inspection videos of the demo's generator instead (one per
+seed, 150 frames, the demo's rules): one video is one draw of panels, several say how far a
+model's agreement holds.
 
 Prints one JSON object: the kernels that ran, the model, the INT8 gate (with
 ``--quantize``), frames, NG count, video mIoU and the verdict agreement.
@@ -27,7 +32,12 @@ import numpy as np
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("demo_out", type=Path, help="the folder a finished `edgeseg demo` wrote")
+    ap.add_argument(
+        "demo_out", type=Path, nargs="?", help="the folder a finished `edgeseg demo` wrote"
+    )
+    ap.add_argument(
+        "--seeds", help="comma list: score --model on a new video per seed instead of a demo's"
+    )
     ap.add_argument(
         "--quantize",
         action="store_true",
@@ -47,6 +57,12 @@ def main(argv=None) -> int:
     from edgeseg.demo import DemoConfig, _quantize, inspect_video
     from edgeseg.errors import EdgesegError
 
+    if args.seeds:
+        if not args.model:
+            ap.error("--seeds needs --model")
+        return _seeds(args, [int(x) for x in args.seeds.split(",")])
+    if args.demo_out is None:
+        ap.error("give a demo folder, or --seeds with --model")
     demo = args.demo_out
     needed = [demo / "models" / "model.onnx", demo / "inspection.mp4", demo / "rules.yaml"]
     missing = [str(p) for p in needed if not p.exists()]
@@ -88,6 +104,35 @@ def main(argv=None) -> int:
         "verdict_agreement": round(res["agreement"], 4),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _seeds(args, seeds: list) -> int:
+    import yaml
+
+    from edgeseg.data.video import synth_inspection_video
+    from edgeseg.demo import DEMO_RULES, inspect_video
+
+    out = args.out or Path("demo_videos")
+    out.mkdir(parents=True, exist_ok=True)
+    rules = out / "rules.yaml"
+    rules.write_text(yaml.safe_dump(DEMO_RULES, sort_keys=False))
+    rows = []
+    for seed in seeds:
+        video = out / f"inspection_{seed}.mp4"
+        if not video.exists():
+            synth_inspection_video(video, frames=150, height=256, width=256, speed=8, seed=seed)
+        gt = np.load(f"{video}.gt.npz")["masks"]
+        res = inspect_video(str(args.model), video, gt, rules, out / f"run_{seed}", args.threads)
+        rows.append({"seed": seed, "ng": res["ng"], "verdict_agreement": res["agreement"]})
+    agree = [r["verdict_agreement"] for r in rows]
+    summary = {
+        "model": str(args.model),
+        "videos": rows,
+        "mean_agreement": round(float(np.mean(agree)), 4),
+        "min_agreement": round(min(agree), 4),
+    }
     print(json.dumps(summary, indent=2))
     return 0
 

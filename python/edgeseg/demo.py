@@ -253,6 +253,7 @@ def inspect_video(model, video, gt: np.ndarray, rules_file, out, threads: int = 
     from edgeseg.runtime import Segmenter
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     seg = Segmenter(model, threads=threads, overlay_alpha=0.5)
     rules = Rules.from_file(rules_file, classes=seg.classes)
     collect = _Collector(gt, len(seg.classes), rules)

@@ -124,5 +124,18 @@ def test_replay_of_the_line_gives_the_demos_verdicts(demo_out, tmp_path, capsys)
     assert got["verdict_agreement"] == summary["verdict_agreement"]
     verdicts = [r["verdict"] for r in load_jsonl(out / "results.jsonl")]
     assert [r["verdict"] for r in load_jsonl(replay / "results.jsonl")] == verdicts
+    capsys.readouterr()
     assert tool.main([str(tmp_path / "nothing_here")]) == 2
     assert "not a finished demo folder" in capsys.readouterr().err
+    # new videos of the demo's generator: one row per seed, agreement scored per video
+    assert (
+        tool.main(
+            ["--seeds", "7", "--model", str(out / "models" / used), "--out", str(tmp_path / "v")]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    rows = json.loads(printed[printed.index("{\n") :])
+    assert [r["seed"] for r in rows["videos"]] == [7]
+    assert 0.0 <= rows["min_agreement"] == rows["mean_agreement"] <= 1.0
+    assert len(load_jsonl(tmp_path / "v" / "run_7" / "results.jsonl")) == 150
