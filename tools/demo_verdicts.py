@@ -112,8 +112,9 @@ def _seeds(args, seeds: list) -> int:
     import yaml
 
     from edgeseg.data.video import synth_inspection_video
-    from edgeseg.demo import DEMO_RULES, inspect_video
+    from edgeseg.demo import DEMO_RULES, DemoConfig, inspect_video
 
+    cfg = DemoConfig()  # the demo's own video: frames, size, speed and frame rate
     out = args.out or Path("demo_videos")
     out.mkdir(parents=True, exist_ok=True)
     rules = out / "rules.yaml"
@@ -122,7 +123,15 @@ def _seeds(args, seeds: list) -> int:
     for seed in seeds:
         video = out / f"inspection_{seed}.mp4"
         if not video.exists():
-            synth_inspection_video(video, frames=150, height=256, width=256, speed=8, seed=seed)
+            synth_inspection_video(
+                video,
+                frames=cfg.video_frames,
+                height=cfg.image_size,
+                width=cfg.image_size,
+                speed=cfg.speed,
+                fps=cfg.fps,
+                seed=seed,
+            )
         gt = np.load(f"{video}.gt.npz")["masks"]
         res = inspect_video(str(args.model), video, gt, rules, out / f"run_{seed}", args.threads)
         rows.append({"seed": seed, "ng": res["ng"], "verdict_agreement": res["agreement"]})

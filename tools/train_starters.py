@@ -120,6 +120,8 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
     run = work / f"{name}_run"
     shutil.rmtree(run, ignore_errors=True)
     tr = {**spec["train"], **({"epochs": epochs} if epochs else {})}
+    # recipe settings past the four every starter has (crop_focus...): TrainConfig fields
+    extra = {k: v for k, v in tr.items() if k not in ("model", "model_kwargs", "epochs", "seed")}
     cfg = TrainConfig(
         data=str(ds),
         out=str(run),
@@ -131,7 +133,7 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
         workers=0,
         amp=False,
         progress=False,
-        **{k: v for k, v in tr.items() if k not in ("model", "model_kwargs", "epochs", "seed")},
+        **extra,
     )
     metrics = train(cfg, log=log)
     dest = out_root / name
@@ -162,7 +164,7 @@ def train_starter(name: str, work: Path, out_root: Path = OUT_ROOT, log=print, e
         "training": {
             "epochs": tr["epochs"],
             "seed": tr["seed"],
-            **{k: v for k, v in tr.items() if k not in ("model", "model_kwargs", "epochs", "seed")},
+            **extra,
             "amp": False,
             "best_epoch": metrics.get("best_epoch"),
             "seconds": round(time.time() - t0),
