@@ -60,9 +60,9 @@ STARTERS = {
         "train": {"model": "unet", "model_kwargs": TINY_UNET, "epochs": 40, "seed": 0},
     },
     "zones": {
-        "description": "zone identification: which material (wood, stone, soft: fabric, paper, "
-        "leather, leaves) covers each pixel, on photographed patterns, 256x256",
-        "data": {"suite": "zones", "n_train": 240, "n_val": 80, "size": 256, "seed": 0},
+        "description": "zone identification: which material (wood, stone, plant: foliage) covers "
+        "each pixel, on photographed patterns, 256x256",
+        "data": {"suite": "zones", "n_train": 480, "n_val": 80, "size": 256, "seed": 0},
         "train": {"model": "unet", "model_kwargs": SMALL_UNET, "epochs": 10, "seed": 0},
     },
 }

@@ -16,9 +16,10 @@ MISSING = [
     pkg
     for path, pkg in (
         (suite.PATTERN_DIR, "gimp-data"),
+        (suite.PATTERN_DIR / "leaves3.pat", "gimp-data-extras"),
         (suite.STAMP_DIR, "tuxpaint-stamps-default"),
     )
-    if not path.is_dir()
+    if not path.exists()
 ]
 needs_packages = pytest.mark.skipif(
     bool(MISSING), reason=f"Debian package(s) {', '.join(MISSING)} not installed"
@@ -71,6 +72,28 @@ def test_cutout_kinds_of_val_never_in_train():
     val_files = {p for k, p in suite._stamp_list() if f"stamp:{k}" in kinds_val}
     train_files = {p for k, p in suite._stamp_list() if f"stamp:{k}" in kinds_train}
     assert val_files and train_files and not val_files & train_files
+
+
+def test_zone_materials_each_hold_out_patterns():
+    """Every zone material keeps patterns for train and holds a fair part out for val, so
+    each class of the val split is scored on materials never trained on."""
+    src = suite.sources("zones")
+    for material, names in suite._ZONE_MATERIALS.items():
+        val = [n for n in names if n in src["val"]]
+        train = [n for n in names if n in src["train"]]
+        assert train and val, material
+        assert len(val) == max(1, round(0.3 * len(names))), (material, val)
+        assert sorted(train + val) == sorted(names)
+
+
+def test_missing_extras_pattern_names_its_package(tmp_path, monkeypatch):
+    (tmp_path / "Plant").mkdir()
+    monkeypatch.setattr(suite, "PATTERN_DIR", tmp_path)
+    monkeypatch.setattr(suite, "_PAT", {})
+    with pytest.raises(DatasetError, match=r"leaves3\.pat: pattern missing.*gimp-data-extras"):
+        suite._pattern("leaves3")
+    with pytest.raises(DatasetError, match=r"apt-get install gimp-data\)"):
+        suite._pattern("Plant/leaves")
 
 
 def test_missing_package_is_named(tmp_path, monkeypatch):

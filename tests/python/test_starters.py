@@ -106,7 +106,7 @@ def test_zone_starter_tells_materials_apart(tmp_path, capsys):
     img = next(iter(sorted((ds / "images").glob("val_*.png"))))
     assert cli_main(["predict", "starter:zones", str(img), "--out", str(tmp_path / "o")]) == 0
     rec = json.loads((tmp_path / "o" / f"{img.stem}.json").read_text())
-    assert list(rec["counts"]) == ["wood", "stone", "soft"]
+    assert list(rec["counts"]) == ["wood", "stone", "plant"]
     report = evaluate("starter:zones", ds, split="val")
     # it tells wood from stone (one class everywhere scores 0 on the other)
     iou = report["per_class_iou"]

@@ -11,15 +11,15 @@ in train. ``tools/bench_accuracy.py`` trains on them; the tests build them at ti
   on photographed surfaces; ``object`` vs background. Split by stamp category
   (``animals/birds``, ``food/fruit``...): val objects are of kinds train never saw.
 * ``zones`` (zone identification) — an image cut into 3-7 regions with wavy borders, each
-  covered by a photographed material: ``wood``, ``stone`` or ``soft`` (fabric, paper,
-  leather, leaves). Split by pattern.
+  covered by a photographed material: ``wood``, ``stone`` or ``plant`` (foliage). Split by
+  pattern, 30 % of each material's patterns held out for val.
 * ``contamination`` (surface analysis) — a clean photographed surface with 0-4 soft-edged
   blobs of foreign matter: another photographed material (coffee, chocolate, leaves, soil,
   terracotta) or a liquid film (darkened, tinted surface); ``contamination``
   where the blob's opacity reaches 50 %. Split by surface and contaminant pattern.
 
-Sources: ``gimp-data`` (``/usr/share/gimp/2.0/patterns``, GPL-3+) and
-``tuxpaint-stamps-default`` (``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded.
+Sources: ``gimp-data`` (``/usr/share/gimp/2.0/patterns``, GPL-3+), ``gimp-data-extras`` (the
+foliage photographs of ``zones``, same folder, GPL-2+) and ``tuxpaint-stamps-default`` (``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded.
 A missing package raises :class:`~edgeseg.DatasetError` naming it. ``build(name, root)``
 writes a folder dataset once per (name, size, counts, seed, version) and reuses it; the
 output depends only on the arguments (each image has its own seeded generator).
@@ -46,7 +46,7 @@ __all__ = ["DATASETS", "PATTERN_DIR", "STAMP_DIR", "build", "dataset_classes", "
 
 PATTERN_DIR = Path("/usr/share/gimp/2.0/patterns")
 STAMP_DIR = Path("/usr/share/tuxpaint/stamps")
-VERSION = 1
+VERSION = 2
 
 #: name -> (use case, classes, default train count, default val count)
 DATASETS: dict[str, tuple[str, list[ClassInfo], int, int]] = {
@@ -72,7 +72,7 @@ DATASETS: dict[str, tuple[str, list[ClassInfo], int, int]] = {
         [
             ClassInfo(0, "wood", (160, 100, 40)),
             ClassInfo(1, "stone", (128, 128, 128)),
-            ClassInfo(2, "soft", (200, 60, 160)),
+            ClassInfo(2, "plant", (60, 170, 60)),
         ],
         240,
         80,
@@ -128,6 +128,13 @@ _MATERIALS = {
         "Plant/leaves",
     ],
 }
+# zone materials: each must look alike across its patterns, or no recipe can name an unseen one;
+# the foliage photographs without a folder come from gimp-data-extras
+_ZONE_MATERIALS = {
+    "wood": _MATERIALS["wood"],
+    "stone": _MATERIALS["stone"],
+    "plant": ["Plant/leaves", "clovers", "leaves3", "leaves4", "leaves6"],
+}
 # contaminants: foreign matter on a surface
 _CONTAMINANTS = ["Food/java", "Food/choc_swirl", "Plant/leaves", "Stone/ground1", "Stone/terra"]
 
@@ -166,12 +173,18 @@ def read_pattern(path: Union[str, Path]) -> np.ndarray:
 _PAT: dict[str, np.ndarray] = {}
 
 
+def _package(name: str) -> str:
+    """The Debian package that ships pattern ``name`` (GIMP's own ones sit in a folder)."""
+    return "gimp-data" if "/" in name else "gimp-data-extras"
+
+
 def _pattern(name: str) -> np.ndarray:
     if name not in _PAT:
         _need(PATTERN_DIR, "gimp-data")
         p = PATTERN_DIR / f"{name}.pat"
         if not p.is_file():
-            raise DatasetError(f"{p}: pattern missing from gimp-data; reinstall gimp-data")
+            pkg = _package(name)
+            raise DatasetError(f"{p}: pattern missing; install {pkg} (apt-get install {pkg})")
         _PAT[name] = read_pattern(p).astype(np.float32) / 255.0
     return _PAT[name]
 
@@ -179,6 +192,15 @@ def _pattern(name: str) -> np.ndarray:
 def _is_val(key: str, share: float) -> bool:
     """A fixed, name-based split (the same on every machine and for every seed)."""
     return (zlib.crc32(key.encode()) % 1000) < share * 1000
+
+
+def _quota_split(names: list[str], share: float) -> dict[str, list[str]]:
+    """Exactly ``round(share * n)`` names (at least one) to val, picked by a hash of the name:
+    a short list still holds out a fair part of itself."""
+    order = sorted(names, key=lambda n: zlib.crc32(n.encode()))
+    k = min(len(names) - 1, max(1, round(share * len(names))))
+    val = set(order[:k])
+    return {"train": [n for n in names if n not in val], "val": [n for n in names if n in val]}
 
 
 def _split_names(names: list[str], share: float) -> dict[str, list[str]]:
@@ -227,8 +249,11 @@ def sources(name: str) -> dict[str, list[str]]:
     """The source keys (pattern names, stamp kinds) behind each split of a dataset."""
     mats = {m: _split_names(v, 0.3) for m, v in _MATERIALS.items()}
     surf = {s: sorted(sum((mats[m][s] for m in mats), [])) for s in ("train", "val")}
-    if name in ("defects", "zones"):
+    if name == "defects":
         return surf
+    if name == "zones":
+        zones = {m: _quota_split(v, 0.3) for m, v in _ZONE_MATERIALS.items()}
+        return {s: sorted(sum((zones[m][s] for m in zones), [])) for s in ("train", "val")}
     if name == "contamination":
         cont = _split_names(_CONTAMINANTS, 0.3)
         return {
@@ -280,7 +305,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
 
 
 def _surface(rng, size, split, exclude=()) -> np.ndarray:
-    names = [n for n in sources("zones")[split] if n not in exclude]
+    names = [n for n in sources("defects")[split] if n not in exclude]
     return _tile(_pattern(names[rng.integers(len(names))]), size, rng)
 
 
@@ -325,8 +350,8 @@ def _cutouts(rng, size, split):
 
 
 def _zones(rng, size, split):
-    names = {m: [n for n in sources("zones")[split] if n in _MATERIALS[m]] for m in _MATERIALS}
-    mats = list(_MATERIALS)
+    names = {m: [n for n in sources("zones")[split] if n in v] for m, v in _ZONE_MATERIALS.items()}
+    mats = list(_ZONE_MATERIALS)
     k = int(rng.integers(3, 8))
     seeds = rng.uniform(0, size, (k, 2))
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
