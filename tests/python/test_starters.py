@@ -98,8 +98,12 @@ def test_zone_starter_tells_materials_apart(tmp_path, capsys):
     from edgeseg.data import suite
     from edgeseg.train import evaluate
 
-    if not suite.PATTERN_DIR.is_dir():
-        pytest.skip(f"gimp-data is not installed ({suite.PATTERN_DIR} missing)")
+    for need, pkg in (
+        (suite.PATTERN_DIR, "gimp-data"),
+        (suite.PATTERN_DIR / "leaves3.pat", "gimp-data-extras"),
+    ):
+        if not need.exists():
+            pytest.skip(f"{pkg} is not installed ({need} missing)")
     card = starter_card("zones")
     d = card["data"]
     ds = suite.build("zones", tmp_path, size=d["size"], n_train=1, n_val=6, seed=d["seed"] + 7)
