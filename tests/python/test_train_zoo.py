@@ -197,3 +197,28 @@ def test_mobilenetv3_encoder_exports_clean(tmp_path):
     assert report["parity"]["max_abs_diff"] < 1e-3, report["parity"]
     extra = frozenset({"HardSwish", "HardSigmoid", "ReduceMean", "Mul"})
     assert _check_ops(tmp_path / "mbv3.onnx", extra) >= extra
+
+
+def test_bench_encoders_exports_builds_and_times(tmp_path, capsys):
+    """tools/bench_encoders.py takes a timm encoder through train, export (with parity) and,
+    where a TensorRT package is installed, an engine build, next to the default model."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "bench_encoders.py"
+    spec = importlib.util.spec_from_file_location("bench_encoders", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "r.json"
+    argv = ["--encoders", ENCODER, "--size", "64", "--threads", "1", "--rounds", "1"]
+    argv += ["--runs", "2", "--out", str(tmp_path / "w"), "--json", str(out)]
+    assert mod.main(argv) == 0
+    rows = {r["encoder"]: r for r in json.loads(out.read_text())["rows"]}
+    assert list(rows) == ["default", ENCODER]
+    for r in rows.values():
+        assert r["export"] == "ok" and r["class_maps_identical"], r
+        assert r["parity_max_abs"] < 1e-3 and r["ort_ms"] > 0
+        assert r["extra_ops"] == []  # both are plain CNNs once BatchNorm is folded
+    assert rows["default"]["vs_default"] == 1.0
+    assert rows[ENCODER]["params_m"] > 10 * rows["default"]["params_m"]  # resnet18: 12 M
+    table = capsys.readouterr().out
+    assert f"| {ENCODER} | " in table and "× default" in table
