@@ -19,8 +19,8 @@ in train. ``tools/bench_accuracy.py`` trains on them; the tests build them at ti
   where the blob's opacity reaches 50 %. Split by surface and contaminant pattern.
 
 Sources: ``gimp-data`` (``/usr/share/gimp/2.0/patterns``, GPL-3+), ``gimp-data-extras`` (the
-foliage photographs of ``zones``, same folder, GPL-2+) and ``tuxpaint-stamps-default`` (``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded.
-A missing package raises :class:`~edgeseg.DatasetError` naming it. ``build(name, root)``
+foliage photographs of ``zones``, same folder, GPL-2+) and ``tuxpaint-stamps-default``
+(``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded. A missing package raises :class:`~edgeseg.DatasetError` naming it. ``build(name, root)``
 writes a folder dataset once per (name, size, counts, seed, version) and reuses it; the
 output depends only on the arguments (each image has its own seeded generator).
 """
