@@ -20,9 +20,10 @@ in train. ``tools/bench_accuracy.py`` trains on them; the tests build them at ti
 
 Sources: ``gimp-data`` (``/usr/share/gimp/2.0/patterns``, GPL-3+), ``gimp-data-extras`` (the
 foliage photographs of ``zones``, same folder, GPL-2+) and ``tuxpaint-stamps-default``
-(``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded. A missing package raises :class:`~edgeseg.DatasetError` naming it. ``build(name, root)``
-writes a folder dataset once per (name, size, counts, seed, version) and reuses it; the
-output depends only on the arguments (each image has its own seeded generator).
+(``/usr/share/tuxpaint/stamps``, GPL-2+); nothing is downloaded. A missing package raises
+:class:`~edgeseg.DatasetError` naming it. ``build(name, root)`` writes a folder dataset once
+per (name, size, counts, seed, version) and reuses it; the output depends only on the
+arguments (each image has its own seeded generator).
 """
 
 from __future__ import annotations
