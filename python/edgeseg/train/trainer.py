@@ -308,7 +308,8 @@ class Trainer:
         self.say(
             f"train {len(self.train_ds)} / val {len(self.val_ds)} images, {self.num_classes} "
             f"classes, model {cfg.model}, {self.device}{f' x{d.world}' if d.on else ''}, batch "
-            f"{self.batch}, lr {cfg.lr:g}, {cfg.epochs} epochs x {self.steps_per_epoch} steps"
+            f"{self.batch}, crop {cfg.crop or cfg.size}px, zoom {cfg.zoom[0]:g},{cfg.zoom[1]:g}, "
+            f"lr {cfg.lr:g}, {cfg.epochs} epochs x {self.steps_per_epoch} steps"
             + (f" or {cfg.time_limit:g} min, whichever ends first" if cfg.time_limit else "")
             + (
                 f", class weights {np.round(self.weights, 2).tolist()}"
