@@ -98,7 +98,8 @@ def _datasets(name: str, spec: dict, work: Path) -> tuple[Path, Path, str, dict]
             test,
             "val",
             {
-                "generator": f"edgeseg.data.suite ({which}: photographed gimp-data patterns)",
+                "generator": f"edgeseg.data.suite ({which}: photographed GIMP patterns from "
+                "gimp-data and gimp-data-extras)",
                 "test_set": f"the val split of {test.name} (seed {d['seed'] + 1})",
             },
         )
