@@ -138,11 +138,15 @@ def main(argv=None) -> int:
     import torch
 
     from edgeseg import data
-    from edgeseg.engine.manifest import TENSORRT_MODULES
+    from edgeseg.engine.manifest import load_tensorrt
+    from edgeseg.errors import DeviceUnavailableError
 
-    trt = None if args.no_tensorrt else next(
-        (m for m in TENSORRT_MODULES if _importable(m)), None
-    )  # fmt: skip
+    trt = None
+    if not args.no_tensorrt:
+        try:
+            trt = load_tensorrt()
+        except DeviceUnavailableError as e:
+            print(f"no TensorRT build: {e}", file=sys.stderr)
     work = Path(args.out or tempfile.mkdtemp(prefix="edgeseg_encoders_"))
     work.mkdir(parents=True, exist_ok=True)
     ds = data.synth(work / "ds", "objects", n=8, size=64)
@@ -208,12 +212,6 @@ def main(argv=None) -> int:
         out = {"machine": machine, "rows": list(rows.values())}
         Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 if __name__ == "__main__":
