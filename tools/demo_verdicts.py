@@ -111,8 +111,7 @@ def main(argv=None) -> int:
 def _seeds(args, seeds: list) -> int:
     import yaml
 
-    from edgeseg.data.video import synth_inspection_video
-    from edgeseg.demo import DEMO_RULES, DemoConfig, inspect_video
+    from edgeseg.demo import DEMO_RULES, DemoConfig, draw_video, inspect_video
 
     cfg = DemoConfig()  # the demo's own video: frames, size, speed and frame rate
     out = args.out or Path("demo_videos")
@@ -123,15 +122,7 @@ def _seeds(args, seeds: list) -> int:
     for seed in seeds:
         video = out / f"inspection_{seed}.mp4"
         if not video.exists():
-            synth_inspection_video(
-                video,
-                frames=cfg.video_frames,
-                height=cfg.image_size,
-                width=cfg.image_size,
-                speed=cfg.speed,
-                fps=cfg.fps,
-                seed=seed,
-            )
+            draw_video(video, cfg, seed)
         gt = np.load(f"{video}.gt.npz")["masks"]
         res = inspect_video(str(args.model), video, gt, rules, out / f"run_{seed}", args.threads)
         rows.append({"seed": seed, "ng": res["ng"], "verdict_agreement": res["agreement"]})

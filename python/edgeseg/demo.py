@@ -240,6 +240,22 @@ def _write_examples(out: Path, items) -> list[tuple[str, str]]:
     return figs
 
 
+def draw_video(path: Path, cfg: DemoConfig, seed: int) -> dict:
+    """The demo's inspection video (frames, size, conveyor speed and frame rate of ``cfg``)
+    drawn with ``seed``; ``synth_inspection_video``'s report (``ground_truth``: the masks)."""
+    from edgeseg.data.video import synth_inspection_video
+
+    return synth_inspection_video(
+        path,
+        frames=cfg.video_frames,
+        height=cfg.image_size,
+        width=cfg.image_size,
+        speed=cfg.speed,
+        fps=cfg.fps,
+        seed=seed,
+    )
+
+
 def inspect_video(model, video, gt: np.ndarray, rules_file, out, threads: int = 2) -> dict:
     """The demo's camera loop: ``model`` with ``rules_file`` on ``video`` into ``out``
     (``overlay.mp4``, ``results.jsonl``, ``archive/``), every frame scored against ``gt``
@@ -293,7 +309,7 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     import yaml
 
     from edgeseg import data
-    from edgeseg.data.video import synth_inspection_video, synth_line_dataset
+    from edgeseg.data.video import synth_line_dataset
     from edgeseg.export import export_onnx
     from edgeseg.report import write_report
 
@@ -364,15 +380,7 @@ def run_demo(out_dir, cfg: Optional[DemoConfig] = None) -> dict:
     notes.append(note)
 
     step(f"synthesizing the inspection video ({cfg.video_frames} frames)")
-    video = synth_inspection_video(
-        out / "inspection.mp4",
-        frames=cfg.video_frames,
-        height=cfg.image_size,
-        width=cfg.image_size,
-        speed=cfg.speed,
-        fps=cfg.fps,
-        seed=2024,
-    )
+    video = draw_video(out / "inspection.mp4", cfg, seed=2024)
     gt = np.load(video["ground_truth"])["masks"]
 
     step(
